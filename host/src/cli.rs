@@ -1,0 +1,176 @@
+//! The `feast-server` command line, shaped like `feast` so commands carry over:
+//! global options before the subcommand (`-c/--chdir`, `-f/--feature-store-yaml`),
+//! then `serve` with `feast serve`'s flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Feast-compatible online feature server.
+#[derive(Debug, Parser)]
+#[command(name = "feast-server", version, about, long_about = None)]
+pub struct Cli {
+    /// Feature repository directory (default: the current directory).
+    #[arg(short = 'c', long = "chdir", value_name = "REPO")]
+    pub chdir: Option<PathBuf>,
+    /// Path to feature_store.yaml (default: REPO/feature_store.yaml).
+    #[arg(
+        short = 'f',
+        long = "feature-store-yaml",
+        value_name = "FILE",
+        env = "FEAST_FS_YAML_FILE_PATH"
+    )]
+    pub feature_store_yaml: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve online features (like `feast serve`).
+    Serve(ServeArgs),
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which API to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerType {
+    /// Feast's HTTP/JSON API.
+    Http,
+    /// Feast's gRPC ServingService.
+    Grpc,
+}
+
+/// `serve` options, as `feast serve` takes them.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct ServeArgs {
+    /// Host to bind.
+    #[arg(short = 'h', long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to bind.
+    #[arg(short = 'p', long, default_value_t = 6566)]
+    pub port: u16,
+    /// API to serve.
+    #[arg(short = 't', long = "type", value_enum, default_value_t = ServerType::Http)]
+    pub server_type: ServerType,
+    /// TLS private key (PEM), with --cert.
+    #[arg(short = 'k', long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// TLS certificate (PEM), with --key.
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Seconds between registry refreshes (overrides registry.cache_ttl_seconds; 0 = never).
+    #[arg(short = 'r', long = "registry_ttl_sec", value_name = "SECONDS")]
+    pub registry_ttl_sec: Option<u64>,
+    /// Do not log each request (the default; kept for `feast serve` scripts).
+    #[arg(long)]
+    pub no_access_log: bool,
+    /// Expose Prometheus metrics.
+    #[arg(short = 'm', long)]
+    pub metrics: bool,
+    /// Worker threads (-1 or 0 = one per core).
+    #[arg(short = 'w', long, default_value_t = -1, allow_negative_numbers = true)]
+    pub workers: i32,
+    /// Accepted for old `feast serve --go` scripts; this server is always native.
+    #[arg(long, hide = true)]
+    pub go: bool,
+    /// Accepted for `feast serve` scripts (gunicorn setting; no effect here).
+    #[arg(long, hide = true)]
+    pub max_requests: Option<u64>,
+    /// Accepted for `feast serve` scripts (gunicorn setting; no effect here).
+    #[arg(long, hide = true)]
+    pub max_requests_jitter: Option<u64>,
+    /// Accepted for `feast serve` scripts (gunicorn setting; no effect here).
+    #[arg(long, hide = true)]
+    pub keep_alive_timeout: Option<u64>,
+    /// Accepted for `feast serve` scripts (gunicorn setting; no effect here).
+    #[arg(long, hide = true)]
+    pub worker_connections: Option<u64>,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+impl Cli {
+    /// The repository directory and the YAML file to load.
+    pub fn repo_paths(&self) -> (PathBuf, PathBuf) {
+        let repo = self.chdir.clone().unwrap_or_else(|| PathBuf::from("."));
+        let yaml = match &self.feature_store_yaml {
+            Some(f) if f.is_absolute() => f.clone(),
+            Some(f) => repo.join(f),
+            None => repo.join("feature_store.yaml"),
+        };
+        (repo, yaml)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feast_style_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "feast-server",
+            "-c",
+            "repo",
+            "serve",
+            "-h",
+            "0.0.0.0",
+            "-p",
+            "7000",
+            "-t",
+            "http",
+            "-r",
+            "5",
+            "--no-access-log",
+            "--go",
+            "--max-requests",
+            "0",
+            "-w",
+            "2",
+        ])
+        .expect("parses");
+        let Command::Serve(s) = &cli.command;
+        assert_eq!(s.host, "0.0.0.0");
+        assert_eq!(s.port, 7000);
+        assert_eq!(s.registry_ttl_sec, Some(5));
+        assert_eq!(s.workers, 2);
+        assert!(s.no_access_log && s.go);
+        let (repo, yaml) = cli.repo_paths();
+        assert_eq!(repo, PathBuf::from("repo"));
+        assert_eq!(yaml, PathBuf::from("repo/feature_store.yaml"));
+    }
+
+    #[test]
+    fn serve_cert_flag_does_not_clash_with_chdir() {
+        let cli = Cli::try_parse_from([
+            "feast-server",
+            "-c",
+            "r",
+            "serve",
+            "-k",
+            "key.pem",
+            "-c",
+            "cert.pem",
+        ])
+        .expect("parses");
+        let Command::Serve(s) = &cli.command;
+        assert_eq!(s.cert, Some(PathBuf::from("cert.pem")));
+        assert_eq!(cli.chdir, Some(PathBuf::from("r")));
+    }
+}

@@ -1,0 +1,412 @@
+//! The transport-agnostic `get_online_features` engine: resolve the request to a
+//! cached [`Plan`], turn entity columns into each view's entity keys (deduplicated),
+//! read every view from the online store in one batched call, and assemble Feast's
+//! columnar response with statuses and event timestamps.
+
+mod plan;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use plan::{OutputSource, Plan, PlanCache, PlanJoinKey, Selection, ViewRead};
+
+use crate::clock::Clock;
+use crate::entity_key::coerce;
+use crate::error::Error;
+use crate::online_store::{OnlineStore, ReadBatch, ViewRows};
+use crate::registry::RegistryHandle;
+use crate::value::{EventTime, FieldStatus, Value, ValueType, is_null};
+
+/// A `get-online-features` request, whatever transport it came from.
+#[derive(Debug, Clone, Default)]
+pub struct OnlineFeaturesRequest {
+    /// `view:feature` references (ignored when `feature_service` is set).
+    pub features: Vec<String>,
+    /// A feature service name.
+    pub feature_service: Option<String>,
+    /// Entity columns by join key (or entity name), plus request data, in request order.
+    pub entities: Vec<(String, Vec<Value>)>,
+    /// Request data columns (the Go server's `request_context`).
+    pub request_context: Vec<(String, Vec<Value>)>,
+    /// Name outputs `<view>__<feature>`.
+    pub full_feature_names: bool,
+    /// Add `feature_view_metadata` to the response.
+    pub include_feature_view_version_metadata: bool,
+}
+
+/// One output column.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureColumn {
+    /// One value per entity row.
+    pub values: Vec<Value>,
+    /// One status per entity row.
+    pub statuses: Vec<FieldStatus>,
+    /// One event time per entity row.
+    pub event_timestamps: Vec<EventTime>,
+}
+
+/// A view named in `feature_view_metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureViewMetadata {
+    /// View name (or projection alias).
+    pub name: String,
+    /// Version number (0 when versioning is off).
+    pub version: i32,
+}
+
+/// Feast's columnar answer.
+#[derive(Debug, Clone)]
+pub struct OnlineFeaturesResponse {
+    /// Column names: join keys first, then features.
+    pub feature_names: Arc<[String]>,
+    /// Columns, parallel to `feature_names`.
+    pub columns: Vec<FeatureColumn>,
+    /// Present when the request asked for version metadata.
+    pub feature_view_metadata: Option<Vec<FeatureViewMetadata>>,
+}
+
+/// The feature server's core: registry, online store and clock.
+#[derive(Debug, Clone)]
+pub struct FeatureStore {
+    registry: Arc<RegistryHandle>,
+    store: OnlineStore,
+    clock: Clock,
+}
+
+impl FeatureStore {
+    /// Wires a registry and a store.
+    pub fn new(registry: Arc<RegistryHandle>, store: OnlineStore, clock: Clock) -> Self {
+        FeatureStore {
+            registry,
+            store,
+            clock,
+        }
+    }
+
+    /// The live registry.
+    pub fn registry(&self) -> &Arc<RegistryHandle> {
+        &self.registry
+    }
+
+    /// The online store.
+    pub fn store(&self) -> &OnlineStore {
+        &self.store
+    }
+
+    /// Answers a request: Feast's `get_online_features`.
+    pub async fn get_online_features(
+        &self,
+        req: &OnlineFeaturesRequest,
+    ) -> Result<OnlineFeaturesResponse, Error> {
+        let rows = row_count(req)?;
+        let snapshot = self.registry.snapshot();
+        let selection = match &req.feature_service {
+            Some(s) => Selection::Service(s),
+            None => Selection::Refs(&req.features),
+        };
+        let plan = snapshot
+            .plans
+            .get(&snapshot.registry, selection, req.full_feature_names)?;
+        let inputs = EntityInputs::resolve(&plan, req)?;
+
+        let mut batches = Vec::with_capacity(plan.reads.len());
+        let mut row_to_key = Vec::with_capacity(plan.reads.len());
+        for read in &plan.reads {
+            let (keys, mapping) = inputs.keys_for(read, rows)?;
+            batches.push(ReadBatch {
+                target: read.target.clone(),
+                keys,
+            });
+            row_to_key.push(mapping);
+        }
+        let results = if batches.is_empty() {
+            Vec::new()
+        } else {
+            self.store.read(batches).await?
+        };
+
+        let now = self.clock.now_unix_secs();
+        let mut columns = Vec::with_capacity(plan.names.len());
+        for (i, jk) in plan.join_keys.iter().enumerate() {
+            columns.push(inputs.join_key_column(i, jk, rows)?);
+        }
+        for output in &plan.outputs {
+            columns.push(match *output {
+                OutputSource::Feature { read, slot } => feature_column(
+                    &results[read],
+                    &row_to_key[read],
+                    slot,
+                    plan.reads[read].view.ttl,
+                    now,
+                ),
+            });
+        }
+        Ok(OnlineFeaturesResponse {
+            feature_names: plan.names.clone(),
+            columns,
+            feature_view_metadata: req
+                .include_feature_view_version_metadata
+                .then(|| plan.view_metadata.clone()),
+        })
+    }
+}
+
+/// The number of entity rows; every column must have it and it must not be zero.
+fn row_count(req: &OnlineFeaturesRequest) -> Result<usize, Error> {
+    let mut columns = req.entities.iter().chain(&req.request_context);
+    let Some((first_name, first)) = columns.next() else {
+        return Err(Error::InvalidRequest(
+            "`entities` is empty: give at least one join key with a list of values, e.g. {\"driver_id\": [1001]}".into(),
+        ));
+    };
+    let n = first.len();
+    for (name, col) in columns {
+        if col.len() != n {
+            return Err(Error::InvalidRequest(format!(
+                "All entity rows must have the same columns: `{first_name}` has {n} values but `{name}` has {}",
+                col.len()
+            )));
+        }
+    }
+    if n == 0 {
+        return Err(Error::InvalidRequest(format!(
+            "`entities.{first_name}` is empty: give at least one entity row"
+        )));
+    }
+    Ok(n)
+}
+
+/// A join-key column coerced to one type: ((join key index, value type), values).
+type CoercedColumn = ((usize, i32), Arc<Vec<Value>>);
+
+/// The request's join-key columns, found by name or entity name, with coerced copies
+/// cached per (join key, type).
+struct EntityInputs<'a> {
+    columns: Vec<&'a [Value]>,
+    coerced: std::cell::RefCell<Vec<CoercedColumn>>,
+}
+
+impl<'a> EntityInputs<'a> {
+    fn resolve(plan: &Plan, req: &'a OnlineFeaturesRequest) -> Result<Self, Error> {
+        let mut columns = Vec::with_capacity(plan.join_keys.len());
+        for jk in &plan.join_keys {
+            let found = req
+                .entities
+                .iter()
+                .find(|(n, _)| *n == jk.name)
+                .or_else(|| {
+                    req.entities
+                        .iter()
+                        .find(|(n, _)| jk.aliases.iter().any(|a| a == n))
+                });
+            match found {
+                Some((_, values)) => columns.push(values.as_slice()),
+                None => {
+                    let users: Vec<&str> = plan
+                        .reads
+                        .iter()
+                        .filter(|r| {
+                            r.key_columns
+                                .iter()
+                                .any(|&k| plan.join_keys[k].name == jk.name)
+                        })
+                        .map(|r| r.view.name.as_str())
+                        .collect();
+                    return Err(Error::MissingJoinKey(format!(
+                        "`entities` has no values for join key '{}', which feature view {} needs",
+                        jk.name,
+                        users.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(EntityInputs {
+            columns,
+            coerced: Default::default(),
+        })
+    }
+
+    /// The values of join key `idx` coerced to `value_type` (cached).
+    fn coerced(&self, idx: usize, name: &str, value_type: i32) -> Result<Arc<Vec<Value>>, Error> {
+        if let Some((_, v)) = self
+            .coerced
+            .borrow()
+            .iter()
+            .find(|(k, _)| *k == (idx, value_type))
+        {
+            return Ok(v.clone());
+        }
+        let target = ValueType::try_from(value_type).unwrap_or(ValueType::Invalid);
+        let values = self.columns[idx]
+            .iter()
+            .enumerate()
+            .map(|(row, v)| {
+                coerce(v, target)
+                    .map_err(|e| Error::InvalidRequest(format!("entities.{name}[{row}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = Arc::new(values);
+        self.coerced
+            .borrow_mut()
+            .push(((idx, value_type), values.clone()));
+        Ok(values)
+    }
+
+    /// Unique serialized keys of a view and, per row, the index of its key.
+    fn keys_for(&self, read: &ViewRead, rows: usize) -> Result<(Vec<Vec<u8>>, Vec<u32>), Error> {
+        let view = &read.view;
+        if view.is_entityless() {
+            let mut key = Vec::new();
+            let dummy = Value {
+                val: Some(crate::value::Val::StringVal(String::new())),
+            };
+            view.key_layout
+                .serialize(&[&dummy], &mut key)
+                .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+            return Ok((vec![key], vec![0; rows]));
+        }
+        let cols = read
+            .key_columns
+            .iter()
+            .zip(&view.join_keys)
+            .map(|(&idx, jk)| self.coerced(idx, &jk.name, jk.value_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut index: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut mapping = Vec::with_capacity(rows);
+        let mut row_values: Vec<&Value> = Vec::with_capacity(cols.len());
+        for row in 0..rows {
+            row_values.clear();
+            row_values.extend(cols.iter().map(|c| &c[row]));
+            let mut key = Vec::with_capacity(64);
+            view.key_layout
+                .serialize(&row_values, &mut key)
+                .map_err(|e| {
+                    Error::InvalidRequest(format!(
+                        "entity row {row} for feature view {}: {e}",
+                        view.name
+                    ))
+                })?;
+            let next = keys.len() as u32;
+            let k = *index.entry(key.clone()).or_insert(next);
+            if k == next {
+                keys.push(key);
+            }
+            mapping.push(k);
+        }
+        Ok((keys, mapping))
+    }
+
+    /// The echoed join-key column: the request's values in the key's declared type.
+    fn join_key_column(
+        &self,
+        idx: usize,
+        jk: &PlanJoinKey,
+        rows: usize,
+    ) -> Result<FeatureColumn, Error> {
+        let values = self.coerced(idx, &jk.name, jk.value_type)?;
+        Ok(FeatureColumn {
+            values: values.as_ref().clone(),
+            statuses: vec![FieldStatus::Present; rows],
+            event_timestamps: vec![EventTime::EPOCH; rows],
+        })
+    }
+}
+
+/// Statuses follow Feast's Go server: NOT_FOUND when nothing is stored, NULL_VALUE for
+/// a stored null, OUTSIDE_MAX_AGE (value kept) when older than the view's ttl.
+fn feature_column(
+    rows: &ViewRows,
+    row_to_key: &[u32],
+    slot: usize,
+    ttl: Option<Duration>,
+    now_secs: i64,
+) -> FeatureColumn {
+    let n = row_to_key.len();
+    let mut col = FeatureColumn {
+        values: Vec::with_capacity(n),
+        statuses: Vec::with_capacity(n),
+        event_timestamps: Vec::with_capacity(n),
+    };
+    for &key in row_to_key {
+        match rows.get(key as usize, slot) {
+            None => {
+                col.values.push(Value::default());
+                col.statuses.push(FieldStatus::NotFound);
+                col.event_timestamps.push(EventTime::EPOCH);
+            }
+            Some(cell) => {
+                let status = if is_null(&cell.value) {
+                    FieldStatus::NullValue
+                } else if is_expired(cell.event_time, ttl, now_secs) {
+                    FieldStatus::OutsideMaxAge
+                } else {
+                    FieldStatus::Present
+                };
+                col.values.push(cell.value.clone());
+                col.statuses.push(status);
+                col.event_timestamps.push(cell.event_time);
+            }
+        }
+    }
+    col
+}
+
+/// Whether a value written at `event` is older than `ttl` at `now_secs`
+/// (strictly: a value exactly `ttl` old is still fresh).
+pub fn is_expired(event: EventTime, ttl: Option<Duration>, now_secs: i64) -> bool {
+    let Some(ttl) = ttl else { return false };
+    let event_ns = i128::from(event.seconds) * 1_000_000_000 + i128::from(event.nanos);
+    let now_ns = i128::from(now_secs) * 1_000_000_000;
+    now_ns - event_ns > ttl.as_nanos() as i128
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_edges() {
+        let day = Some(Duration::from_secs(86_400));
+        let ev = EventTime::from_secs(1_000_000);
+        assert!(!is_expired(ev, day, 1_000_000));
+        assert!(
+            !is_expired(ev, day, 1_000_000 + 86_400),
+            "exactly ttl old is fresh"
+        );
+        assert!(is_expired(ev, day, 1_000_000 + 86_401));
+        assert!(!is_expired(ev, None, i64::MAX), "no ttl never expires");
+        assert!(!is_expired(ev, day, 0), "future values are fresh");
+        let with_nanos = EventTime {
+            seconds: 1_000_000,
+            nanos: 500_000_000,
+        };
+        assert!(!is_expired(with_nanos, day, 1_000_000 + 86_400));
+    }
+
+    #[test]
+    fn ragged_and_empty_entities_are_rejected() {
+        let v = |n: usize| vec![Value::default(); n];
+        let req = OnlineFeaturesRequest {
+            entities: vec![("a".into(), v(2)), ("b".into(), v(1))],
+            ..Default::default()
+        };
+        assert!(
+            matches!(row_count(&req), Err(Error::InvalidRequest(m)) if m.contains("same columns"))
+        );
+        let req = OnlineFeaturesRequest {
+            entities: vec![("a".into(), v(0))],
+            ..Default::default()
+        };
+        assert!(matches!(row_count(&req), Err(Error::InvalidRequest(_))));
+        let req = OnlineFeaturesRequest::default();
+        assert!(matches!(row_count(&req), Err(Error::InvalidRequest(_))));
+        let req = OnlineFeaturesRequest {
+            entities: vec![("a".into(), v(3))],
+            request_context: vec![("r".into(), v(3))],
+            ..Default::default()
+        };
+        assert_eq!(row_count(&req).ok(), Some(3));
+    }
+}

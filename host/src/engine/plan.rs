@@ -1,0 +1,488 @@
+//! Request plans: what a feature list or feature service resolves to against one
+//! registry (views to read with which features and join keys, output columns and
+//! names). Built once per request shape and cached per registry snapshot, so the hot
+//! path never walks the registry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use super::FeatureViewMetadata;
+use crate::error::Error;
+use crate::online_store::ReadTarget;
+use crate::registry::{FeatureView, Projection, Registry};
+use crate::value::is_known_value_type;
+
+/// Plans kept per registry snapshot before the cache stops growing.
+const MAX_CACHED_PLANS: usize = 4096;
+
+/// A join key the request must provide.
+#[derive(Debug, Clone)]
+pub struct PlanJoinKey {
+    /// Name in the request (the join key, or its `join_key_map` rename).
+    pub name: String,
+    /// Entity names also accepted in its place (Feast's deprecated form).
+    pub aliases: Vec<String>,
+    /// Type the response echoes the values with (0 = as sent).
+    pub value_type: i32,
+}
+
+/// One view read by the plan.
+#[derive(Debug)]
+pub struct ViewRead {
+    /// The view.
+    pub view: Arc<FeatureView>,
+    /// What the store reads.
+    pub target: Arc<ReadTarget>,
+    /// For each of the view's join keys (declared order), its index in `Plan::join_keys`.
+    pub key_columns: Vec<usize>,
+}
+
+/// Where an output column's values come from.
+#[derive(Debug, Clone, Copy)]
+pub enum OutputSource {
+    /// A feature read from a view: `reads[read]`, slot `slot` of its target.
+    Feature {
+        /// Index into `Plan::reads`.
+        read: usize,
+        /// Slot in that read's target.
+        slot: usize,
+    },
+}
+
+/// Everything a request shape needs, resolved against one registry.
+#[derive(Debug)]
+pub struct Plan {
+    /// Output column names: join keys first, then features.
+    pub names: Arc<[String]>,
+    /// Join keys to take from the request, in output order.
+    pub join_keys: Vec<PlanJoinKey>,
+    /// Views to read.
+    pub reads: Vec<ViewRead>,
+    /// Feature outputs, parallel to `names[join_keys.len()..]`.
+    pub outputs: Vec<OutputSource>,
+    /// `feature_view_metadata` for `include_feature_view_version_metadata`.
+    pub view_metadata: Vec<FeatureViewMetadata>,
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Selection<'a> {
+    /// `view:feature` references.
+    Refs(&'a [String]),
+    /// A feature service by name.
+    Service(&'a str),
+}
+
+/// Plans built against one registry snapshot, by request shape.
+#[derive(Debug, Default)]
+pub struct PlanCache {
+    plans: RwLock<HashMap<String, Arc<Plan>>>,
+}
+
+impl PlanCache {
+    /// The plan for a selection, from the cache or built now.
+    pub fn get(
+        &self,
+        registry: &Registry,
+        selection: Selection<'_>,
+        full_feature_names: bool,
+    ) -> Result<Arc<Plan>, Error> {
+        let key = cache_key(selection, full_feature_names);
+        if let Some(plan) = self.plans.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(plan);
+        }
+        let plan = Arc::new(build_plan(registry, selection, full_feature_names)?);
+        if let Ok(mut m) = self.plans.write()
+            && m.len() < MAX_CACHED_PLANS
+        {
+            m.insert(key, plan.clone());
+        }
+        Ok(plan)
+    }
+
+    /// Plans cached now.
+    pub fn len(&self) -> usize {
+        self.plans.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether no plan is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn cache_key(selection: Selection<'_>, full: bool) -> String {
+    let mut key = String::with_capacity(64);
+    key.push(if full { 'F' } else { 'S' });
+    match selection {
+        Selection::Service(s) => {
+            key.push('@');
+            key.push_str(s);
+        }
+        Selection::Refs(refs) => {
+            for r in refs {
+                key.push('\n');
+                key.push_str(r);
+            }
+        }
+    }
+    key
+}
+
+/// A parsed `view[@version]:feature` reference.
+#[derive(Debug, PartialEq, Eq)]
+struct FeatureRef<'a> {
+    view: &'a str,
+    version: Option<i32>,
+    feature: &'a str,
+}
+
+fn parse_ref(r: &str) -> Result<FeatureRef<'_>, Error> {
+    let invalid = || {
+        Error::InvalidFeatureRef(format!(
+            "Invalid feature reference '{r}'. Expected format: '<feature_view>:<feature>' or '<feature_view>@<version>:<feature>'"
+        ))
+    };
+    let (view, feature) = r.split_once(':').ok_or_else(invalid)?;
+    if view.is_empty() || feature.is_empty() {
+        return Err(invalid());
+    }
+    let (view, version) = match view.split_once('@') {
+        None => (view, None),
+        Some((v, "latest")) => (v, None),
+        Some((v, tag)) => {
+            let n = tag
+                .strip_prefix('v')
+                .or_else(|| tag.strip_prefix('V'))
+                .and_then(|n| n.parse::<i32>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(invalid)?;
+            (v, Some(n))
+        }
+    };
+    Ok(FeatureRef {
+        view,
+        version,
+        feature,
+    })
+}
+
+/// A projection being resolved: a view selection with requested features.
+struct Pick {
+    projection: Projection,
+    features: Vec<String>,
+}
+
+fn picks_from_refs(refs: &[String]) -> Result<Vec<Pick>, Error> {
+    if refs.is_empty() {
+        return Err(Error::InvalidRequest(
+            "No features specified for retrieval: give `features` (a list of \"view:feature\") or `feature_service`".into(),
+        ));
+    }
+    let mut picks: Vec<Pick> = Vec::new();
+    for r in refs {
+        let fr = parse_ref(r)?;
+        let pick = match picks
+            .iter_mut()
+            .find(|p| p.projection.view_name == fr.view && p.projection.version_tag == fr.version)
+        {
+            Some(p) => p,
+            None => {
+                picks.push(Pick {
+                    projection: Projection {
+                        view_name: fr.view.to_string(),
+                        alias: None,
+                        features: Vec::new(),
+                        join_key_map: Default::default(),
+                        version_tag: fr.version,
+                    },
+                    features: Vec::new(),
+                });
+                picks
+                    .last_mut()
+                    .ok_or_else(|| Error::InvalidRequest("empty".into()))?
+            }
+        };
+        if !pick.features.iter().any(|f| f == fr.feature) {
+            pick.features.push(fr.feature.to_string());
+        }
+    }
+    Ok(picks)
+}
+
+fn build_plan(
+    registry: &Registry,
+    selection: Selection<'_>,
+    full_feature_names: bool,
+) -> Result<Plan, Error> {
+    let picks = match selection {
+        Selection::Refs(refs) => picks_from_refs(refs)?,
+        Selection::Service(name) => {
+            let service =
+                registry
+                    .services
+                    .get(name)
+                    .ok_or_else(|| Error::FeatureServiceNotFound {
+                        name: name.to_string(),
+                        project: registry.project.clone(),
+                    })?;
+            service
+                .projections
+                .iter()
+                .map(|p| Pick {
+                    projection: p.clone(),
+                    features: p.features.clone(),
+                })
+                .collect()
+        }
+    };
+
+    let mut builder = PlanBuilder {
+        registry,
+        full_feature_names,
+        join_keys: Vec::new(),
+        reads: Vec::new(),
+        read_keys: Vec::new(),
+        read_features: Vec::new(),
+        outputs: Vec::new(),
+        names: Vec::new(),
+        view_metadata: Vec::new(),
+    };
+    for pick in picks {
+        builder.add(pick)?;
+    }
+    builder.finish()
+}
+
+struct PlanBuilder<'r> {
+    registry: &'r Registry,
+    full_feature_names: bool,
+    join_keys: Vec<PlanJoinKey>,
+    reads: Vec<(Arc<FeatureView>, Projection, Vec<usize>)>,
+    /// Dedup key of each read: projection name to use + version.
+    read_keys: Vec<(String, Option<i32>)>,
+    /// Feature names read per read, in slot order.
+    read_features: Vec<Vec<String>>,
+    outputs: Vec<OutputSource>,
+    names: Vec<String>,
+    view_metadata: Vec<FeatureViewMetadata>,
+}
+
+impl PlanBuilder<'_> {
+    fn add(&mut self, pick: Pick) -> Result<(), Error> {
+        let name = &pick.projection.view_name;
+        if let Some(view) = self.registry.views.get(name) {
+            return self.add_view_features(view.clone(), pick);
+        }
+        if self.registry.odfvs.contains_key(name) {
+            return Err(Error::TransformationUnavailable(format!(
+                "on-demand feature view {name} is computed by a Wasm plugin, and on-demand feature views are not served by this build"
+            )));
+        }
+        Err(Error::FeatureViewNotFound {
+            name: name.clone(),
+            project: self.registry.project.clone(),
+        })
+    }
+
+    fn add_view_features(&mut self, view: Arc<FeatureView>, pick: Pick) -> Result<(), Error> {
+        if view.disabled {
+            return Err(Error::ViewNotServable(format!(
+                "Feature view '{}' is disabled and cannot serve features",
+                view.name
+            )));
+        }
+        if let Some(v) = pick.projection.version_tag
+            && !self.registry.versioning
+        {
+            return Err(Error::InvalidFeatureRef(format!(
+                "Version-qualified ref '{}@v{v}' not supported: online versioning is disabled. Set 'enable_online_feature_view_versioning: true' under 'registry' in feature_store.yaml.",
+                view.name
+            )));
+        }
+        if let Some(problem) = &view.problem {
+            return Err(Error::ViewNotServable(format!(
+                "feature view {} cannot be served: {problem}",
+                view.name
+            )));
+        }
+        let features = if pick.features.is_empty() {
+            view.features.iter().map(|f| f.name.clone()).collect()
+        } else {
+            pick.features
+        };
+        for f in &features {
+            let idx = view.feature(f).ok_or_else(|| Error::FeatureNotFound {
+                view: view.name.clone(),
+                feature: f.clone(),
+            })?;
+            let vt = view.features[idx].value_type;
+            if !is_known_value_type(vt) {
+                return Err(Error::UnsupportedValueType {
+                    view: view.name.clone(),
+                    feature: f.clone(),
+                    value_type: vt,
+                });
+            }
+        }
+        let read = self.read_for(&view, &pick.projection)?;
+        let prefix = match pick.projection.version_tag {
+            Some(v) => format!("{}@v{v}", pick.projection.name_to_use()),
+            None => pick.projection.name_to_use().to_string(),
+        };
+        for f in features {
+            let slot = match self.read_features[read].iter().position(|x| *x == f) {
+                Some(s) => s,
+                None => {
+                    self.read_features[read].push(f.clone());
+                    self.read_features[read].len() - 1
+                }
+            };
+            self.outputs.push(OutputSource::Feature { read, slot });
+            self.names.push(if self.full_feature_names {
+                format!("{prefix}__{f}")
+            } else {
+                f
+            });
+        }
+        let meta_name = pick.projection.name_to_use().to_string();
+        if !self.view_metadata.iter().any(|m| m.name == meta_name) {
+            self.view_metadata.push(FeatureViewMetadata {
+                name: meta_name,
+                version: pick.projection.version_tag.unwrap_or(view.current_version),
+            });
+        }
+        Ok(())
+    }
+
+    /// The read for a view projection, shared when the same projection appears twice.
+    fn read_for(
+        &mut self,
+        view: &Arc<FeatureView>,
+        projection: &Projection,
+    ) -> Result<usize, Error> {
+        let dedup = (projection.name_to_use().to_string(), projection.version_tag);
+        if let Some(i) = self.read_keys.iter().position(|k| *k == dedup) {
+            return Ok(i);
+        }
+        let mut key_columns = Vec::with_capacity(view.join_keys.len());
+        for (jk, entity) in view.join_keys.iter().zip(&view.entity_names) {
+            let renamed = projection.join_key_map.get(&jk.name);
+            let request_name = renamed.cloned().unwrap_or_else(|| jk.name.clone());
+            let idx = match self.join_keys.iter().position(|k| k.name == request_name) {
+                Some(i) => i,
+                None => {
+                    self.join_keys.push(PlanJoinKey {
+                        name: request_name,
+                        aliases: Vec::new(),
+                        value_type: jk.value_type,
+                    });
+                    self.join_keys.len() - 1
+                }
+            };
+            // The entity name may stand for its join key when the key is not renamed.
+            if renamed.is_none()
+                && *entity != self.join_keys[idx].name
+                && !self.join_keys[idx].aliases.contains(entity)
+            {
+                self.join_keys[idx].aliases.push(entity.clone());
+            }
+            key_columns.push(idx);
+        }
+        self.reads
+            .push((view.clone(), projection.clone(), key_columns));
+        self.read_keys.push(dedup);
+        self.read_features.push(Vec::new());
+        Ok(self.reads.len() - 1)
+    }
+
+    fn finish(self) -> Result<Plan, Error> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut dups: Vec<String> = Vec::new();
+        for n in &self.names {
+            let c = seen.entry(n.as_str()).or_default();
+            *c += 1;
+            if *c == 2 {
+                dups.push(n.clone());
+            }
+        }
+        if !dups.is_empty() {
+            let names = dups.join(", ");
+            return Err(Error::FeatureNameCollision(if self.full_feature_names {
+                format!(
+                    "Duplicate features named {names} found.\nTo resolve this collision, please ensure that the feature views or their own features have different names. If you're intentionally joining the same feature view twice on different sets of entities, please rename one of the feature views with '.with_name'."
+                )
+            } else {
+                format!(
+                    "Duplicate features named {names} found.\nTo resolve this collision, either use the full feature name by setting 'full_feature_names=True', or ensure that the features in question have different names."
+                )
+            }));
+        }
+        let project = &self.registry.project;
+        let reads = self
+            .reads
+            .into_iter()
+            .zip(self.read_features)
+            .map(|((view, projection, key_columns), features)| {
+                let online_name = match projection.version_tag {
+                    Some(v) if v > 0 => format!("{}_v{v}", view.name),
+                    Some(_) => view.name.clone(),
+                    None => view.online_name.clone(),
+                };
+                ViewRead {
+                    target: Arc::new(ReadTarget::new(project, &view.name, &online_name, features)),
+                    view,
+                    key_columns,
+                }
+            })
+            .collect();
+        let mut names: Vec<String> = self.join_keys.iter().map(|k| k.name.clone()).collect();
+        names.extend(self.names);
+        Ok(Plan {
+            names: names.into(),
+            join_keys: self.join_keys,
+            reads,
+            outputs: self.outputs,
+            view_metadata: self.view_metadata,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_feature_refs() {
+        assert_eq!(
+            parse_ref("v:f").ok(),
+            Some(FeatureRef {
+                view: "v",
+                version: None,
+                feature: "f"
+            })
+        );
+        assert_eq!(
+            parse_ref("v@v2:f").ok(),
+            Some(FeatureRef {
+                view: "v",
+                version: Some(2),
+                feature: "f"
+            })
+        );
+        assert_eq!(
+            parse_ref("v@latest:f").ok(),
+            Some(FeatureRef {
+                view: "v",
+                version: None,
+                feature: "f"
+            })
+        );
+        for bad in ["conv_rate", ":f", "v:", "v@x:f", "v@v-1:f"] {
+            assert!(
+                matches!(parse_ref(bad), Err(Error::InvalidFeatureRef(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The engine's typed errors. Each carries the Feast exception class the Feast SDK
+//! re-raises and a transport-neutral [`ErrorKind`]; HTTP and gRPC map the kind to
+//! their status codes in one place each.
+
+use crate::online_store::StoreError;
+
+/// Who is at fault, and so which status a transport answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or inconsistent (HTTP 400, gRPC INVALID_ARGUMENT).
+    InvalidArgument,
+    /// The request names something the registry does not have (HTTP 404, gRPC NOT_FOUND).
+    NotFound,
+    /// The request needs something this server cannot do as configured
+    /// (HTTP 501, gRPC UNIMPLEMENTED).
+    Unimplemented,
+    /// A dependency (the online store) is unreachable or timed out
+    /// (HTTP 503, gRPC UNAVAILABLE).
+    Unavailable,
+    /// Something failed on the server side (HTTP 500, gRPC INTERNAL).
+    Internal,
+}
+
+/// A failed `get_online_features`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed (bad JSON, wrong types, ragged or empty entity lists...).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// `features` is not a list of `view:feature` strings.
+    #[error("{0}")]
+    InvalidFeatureRef(String),
+    /// A join key the requested views need is missing from `entities`.
+    #[error("{0}")]
+    MissingJoinKey(String),
+    /// A feature view or ODFV is not in the registry.
+    #[error("Feature view {name} does not exist in project {project}")]
+    FeatureViewNotFound {
+        /// The name asked for.
+        name: String,
+        /// The project served.
+        project: String,
+    },
+    /// A feature is not in its view.
+    #[error("Feature {feature} does not exist in feature view {view}")]
+    FeatureNotFound {
+        /// The view.
+        view: String,
+        /// The feature asked for.
+        feature: String,
+    },
+    /// A feature service is not in the registry.
+    #[error("Feature service {name} does not exist in project {project}")]
+    FeatureServiceNotFound {
+        /// The name asked for.
+        name: String,
+        /// The project served.
+        project: String,
+    },
+    /// Request data an ODFV needs is missing.
+    #[error(
+        "Required request data source features {} not found in the entity rows, but required by feature views",
+        python_list(.0)
+    )]
+    RequestDataNotFound(Vec<String>),
+    /// Two output columns would have the same name.
+    #[error("{0}")]
+    FeatureNameCollision(String),
+    /// A view is disabled or inconsistent in the registry.
+    #[error("{0}")]
+    ViewNotServable(String),
+    /// A feature has a value type this server does not know.
+    #[error(
+        "feature {view}:{feature} has value type {value_type}, which this server does not support"
+    )]
+    UnsupportedValueType {
+        /// The view.
+        view: String,
+        /// The feature.
+        feature: String,
+        /// Feast's type number.
+        value_type: i32,
+    },
+    /// An ODFV cannot be computed as configured.
+    #[error("{0}")]
+    TransformationUnavailable(String),
+    /// The online store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Python's `repr` of a list of strings, as Feast's messages print them.
+fn python_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+impl Error {
+    /// Which status family the error belongs to.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidRequest(_)
+            | Error::InvalidFeatureRef(_)
+            | Error::MissingJoinKey(_)
+            | Error::RequestDataNotFound(_)
+            | Error::FeatureNameCollision(_)
+            | Error::ViewNotServable(_) => ErrorKind::InvalidArgument,
+            Error::FeatureViewNotFound { .. }
+            | Error::FeatureNotFound { .. }
+            | Error::FeatureServiceNotFound { .. } => ErrorKind::NotFound,
+            Error::UnsupportedValueType { .. } | Error::TransformationUnavailable(_) => {
+                ErrorKind::Unimplemented
+            }
+            Error::Store(e) if e.is_unavailable() => ErrorKind::Unavailable,
+            Error::Store(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The class in `feast.errors` the Feast SDK re-raises for this error.
+    pub fn feast_class(&self) -> &'static str {
+        match self {
+            Error::InvalidFeatureRef(_) => "InvalidFeaturesParameterType",
+            Error::FeatureViewNotFound { .. } => "FeatureViewNotFoundException",
+            Error::FeatureNotFound { .. } => "FeastObjectNotFoundException",
+            Error::FeatureServiceNotFound { .. } => "FeatureServiceNotFoundException",
+            Error::RequestDataNotFound(_) => "RequestDataNotFoundInEntityRowsException",
+            Error::FeatureNameCollision(_) => "FeatureNameCollisionError",
+            _ => "FeastError",
+        }
+    }
+}

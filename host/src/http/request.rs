@@ -1,0 +1,291 @@
+//! Feast's `get-online-features` JSON request, parsed straight into the engine's
+//! request (no intermediate JSON tree), with errors that name the offending field.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+use crate::engine::OnlineFeaturesRequest;
+use crate::error::Error;
+use crate::proto::feast::types::{BoolList, DoubleList, Int64List, Map, StringList};
+use crate::value::{RepeatedValue, Val, Value};
+
+#[derive(Deserialize)]
+struct RawRequest {
+    #[serde(default)]
+    features: Option<Vec<String>>,
+    #[serde(default)]
+    feature_service: Option<String>,
+    #[serde(default)]
+    entities: Option<Columns>,
+    #[serde(default)]
+    request_context: Option<Columns>,
+    #[serde(default)]
+    full_feature_names: Option<bool>,
+    #[serde(default)]
+    include_feature_view_version_metadata: Option<bool>,
+}
+
+/// Parses a request body. Any content type is accepted as long as the body is JSON.
+pub fn parse_request(body: &[u8]) -> Result<OnlineFeaturesRequest, Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::InvalidRequest(
+            "the request body is empty: send a JSON object with `features` (or `feature_service`) and `entities`".into(),
+        ));
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::InvalidRequest(
+            "the request body must be a JSON object with `features` (or `feature_service`) and `entities`".into(),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw: RawRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let what = if inner.is_syntax() || inner.is_eof() {
+            "the request body is not valid JSON".to_string()
+        } else {
+            format!("invalid `{path}` in the request body")
+        };
+        Error::InvalidRequest(format!("{what}: {inner}"))
+    })?;
+    de.end()
+        .map_err(|e| Error::InvalidRequest(format!("the request body is not valid JSON: {e}")))?;
+    let entities = raw.entities.ok_or_else(|| {
+        Error::InvalidRequest(
+            "the request body has no `entities`: give the join keys (and request data) as lists, e.g. {\"driver_id\": [1001]}".into(),
+        )
+    })?;
+    Ok(OnlineFeaturesRequest {
+        features: raw.features.unwrap_or_default(),
+        feature_service: raw.feature_service,
+        entities: entities.0,
+        request_context: raw.request_context.map(|c| c.0).unwrap_or_default(),
+        full_feature_names: raw.full_feature_names.unwrap_or(false),
+        include_feature_view_version_metadata: raw
+            .include_feature_view_version_metadata
+            .unwrap_or(false),
+    })
+}
+
+/// `{"name": [values...], ...}` in document order.
+struct Columns(Vec<(String, Vec<Value>)>);
+
+impl<'de> Deserialize<'de> for Columns {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Columns;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object mapping each join key to a list of values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Columns, A::Error> {
+                let mut out: Vec<(String, Vec<Value>)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let values = map.next_value::<ColumnValues>()?.0;
+                    match out.iter_mut().find(|(k, _)| *k == key) {
+                        Some(slot) => slot.1 = values,
+                        None => out.push((key, values)),
+                    }
+                }
+                Ok(Columns(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A list of entity (or request-data) values.
+struct ColumnValues(Vec<Value>);
+
+impl<'de> Deserialize<'de> for ColumnValues {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ColumnValues;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of values, one per entity row")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ColumnValues, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(v) = seq.next_element_seed(ValueSeed)? {
+                    out.push(v);
+                }
+                Ok(ColumnValues(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// Deserializes one JSON value as a Feast `Value`: integers as INT64, other numbers
+/// as DOUBLE, strings, booleans, null as a missing value, arrays as typed lists
+/// (or nested `list_val` when mixed) and objects as maps.
+struct ValueSeed;
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+fn some(v: Val) -> Value {
+    Value { val: Some(v) }
+}
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(some(Val::BoolVal(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(some(Val::Int64Val(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(some(match i64::try_from(v) {
+            Ok(i) => Val::Int64Val(i),
+            Err(_) => Val::DoubleVal(v as f64),
+        }))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(some(Val::DoubleVal(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(some(Val::StringVal(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(some(Val::StringVal(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::default())
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::default())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(ValueSeed)? {
+            items.push(v);
+        }
+        Ok(some(narrow_list(items)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::default();
+        while let Some(k) = map.next_key::<String>()? {
+            let v = map.next_value_seed(ValueSeed)?;
+            out.val.insert(k, v);
+        }
+        Ok(some(Val::MapVal(out)))
+    }
+}
+
+/// A typed list when every item has the same scalar type (ints and floats mix as
+/// DOUBLE), else a `list_val` of the items.
+fn narrow_list(items: Vec<Value>) -> Val {
+    let all = |f: fn(&Val) -> bool| items.iter().all(|v| v.val.as_ref().is_some_and(f));
+    if all(|v| matches!(v, Val::Int64Val(_))) {
+        return Val::Int64ListVal(Int64List {
+            val: items
+                .iter()
+                .filter_map(|v| match v.val {
+                    Some(Val::Int64Val(i)) => Some(i),
+                    _ => None,
+                })
+                .collect(),
+        });
+    }
+    if all(|v| matches!(v, Val::Int64Val(_) | Val::DoubleVal(_))) {
+        return Val::DoubleListVal(DoubleList {
+            val: items
+                .iter()
+                .filter_map(|v| match v.val {
+                    Some(Val::Int64Val(i)) => Some(i as f64),
+                    Some(Val::DoubleVal(f)) => Some(f),
+                    _ => None,
+                })
+                .collect(),
+        });
+    }
+    if all(|v| matches!(v, Val::BoolVal(_))) {
+        return Val::BoolListVal(BoolList {
+            val: items
+                .iter()
+                .filter_map(|v| match v.val {
+                    Some(Val::BoolVal(b)) => Some(b),
+                    _ => None,
+                })
+                .collect(),
+        });
+    }
+    if all(|v| matches!(v, Val::StringVal(_))) {
+        return Val::StringListVal(StringList {
+            val: items
+                .into_iter()
+                .filter_map(|v| match v.val {
+                    Some(Val::StringVal(s)) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+        });
+    }
+    Val::ListVal(RepeatedValue { val: items })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> String {
+        match parse_request(body.as_bytes()) {
+            Err(e) => e.to_string(),
+            Ok(r) => panic!("expected an error, got {r:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_feast_requests() {
+        let r = parse_request(
+            br#"{"features":["v:a","v:b"],"entities":{"driver_id":[1001,"1002",1003.0,null],"val":[[1,2],["x"]]},"full_feature_names":true,"bogus":1}"#,
+        )
+        .expect("parses");
+        assert_eq!(r.features, ["v:a", "v:b"]);
+        assert!(r.full_feature_names);
+        assert_eq!(r.entities[0].0, "driver_id");
+        assert_eq!(
+            r.entities[0].1,
+            vec![
+                some(Val::Int64Val(1001)),
+                some(Val::StringVal("1002".into())),
+                some(Val::DoubleVal(1003.0)),
+                Value::default()
+            ]
+        );
+        assert_eq!(
+            r.entities[1].1[0],
+            some(Val::Int64ListVal(Int64List { val: vec![1, 2] }))
+        );
+    }
+
+    #[test]
+    fn bad_bodies_name_the_problem() {
+        assert!(err("").contains("empty"));
+        assert!(
+            err(r#"{"features":["v:a"],"entities":{"driver_id":[1001]"#).contains("not valid JSON")
+        );
+        assert!(err(r#"{"features":["v:a"]}"#).contains("no `entities`"));
+        assert!(err(r#"{"features":"v:a","entities":{}}"#).contains("`features`"));
+        assert!(
+            err(r#"{"features":["v:a"],"entities":{"driver_id":1001}}"#)
+                .contains("`entities.driver_id`")
+        );
+        assert!(err(r#"[1,2]"#).contains("JSON object"));
+        assert!(err(r#"{"entities":{}} trailing"#).contains("not valid JSON"));
+    }
+}

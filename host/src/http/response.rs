@@ -1,0 +1,341 @@
+//! Feast's `get-online-features` JSON response, written straight into a byte buffer
+//! with the Python server's encoding: compact separators, `results` then `metadata`,
+//! int64 as numbers, FLOAT widened to double and printed like Python's `repr`,
+//! NaN/Infinity as strings, bytes as base64, Json as its text, Map/Struct as objects,
+//! timestamps as RFC 3339 with `Z`.
+
+use base64::Engine as _;
+
+use crate::engine::OnlineFeaturesResponse;
+use crate::proto::feast::types::ZonedTimestamp;
+use crate::value::{EventTime, Val, Value, status_name, write_python_float};
+
+/// Serializes a response.
+pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"results\":[");
+    for (i, col) in resp.columns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"values\":[");
+        for (j, v) in col.values.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            write_value(v, out);
+        }
+        out.extend_from_slice(b"],\"statuses\":[");
+        for (j, s) in col.statuses.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(status_name(*s).as_bytes());
+            out.push(b'"');
+        }
+        out.push(b']');
+        if !col.event_timestamps.is_empty() {
+            out.extend_from_slice(b",\"event_timestamps\":[");
+            for (j, t) in col.event_timestamps.iter().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                out.push(b'"');
+                t.write_rfc3339(out);
+                out.push(b'"');
+            }
+            out.push(b']');
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"metadata\":{\"feature_names\":[");
+    for (i, n) in resp.feature_names.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(n, out);
+    }
+    out.push(b']');
+    if let Some(meta) = &resp.feature_view_metadata
+        && !meta.is_empty()
+    {
+        out.extend_from_slice(b",\"feature_view_metadata\":[");
+        for (i, m) in meta.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'{');
+            let mut first = true;
+            if !m.name.is_empty() {
+                out.extend_from_slice(b"\"name\":");
+                write_str(&m.name, out);
+                first = false;
+            }
+            if m.version != 0 {
+                if !first {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"\"version\":");
+                out.extend_from_slice(m.version.to_string().as_bytes());
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// Writes one value as Feast's Python server does (`convert_response_to_dict`).
+pub fn write_value(v: &Value, out: &mut Vec<u8>) {
+    let Some(val) = &v.val else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    match val {
+        Val::NullVal(_) | Val::ScalarMapVal(_) => out.extend_from_slice(b"null"),
+        Val::BytesVal(b) => write_base64(b, out),
+        Val::StringVal(s)
+        | Val::JsonVal(s)
+        | Val::UuidVal(s)
+        | Val::TimeUuidVal(s)
+        | Val::DecimalVal(s) => write_str(s, out),
+        Val::Int32Val(i) => write_int(i64::from(*i), out),
+        Val::Int64Val(i) | Val::UnixTimestampVal(i) => write_int(*i, out),
+        Val::DoubleVal(f) => write_float(*f, out),
+        Val::FloatVal(f) => write_float(f64::from(*f), out),
+        Val::BoolVal(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Val::BytesListVal(l) | Val::BytesSetVal(l) => {
+            write_list(&l.val, out, |b, o| write_base64(b, o))
+        }
+        Val::StringListVal(l)
+        | Val::StringSetVal(l)
+        | Val::JsonListVal(l)
+        | Val::UuidListVal(l)
+        | Val::TimeUuidListVal(l)
+        | Val::UuidSetVal(l)
+        | Val::TimeUuidSetVal(l)
+        | Val::DecimalListVal(l)
+        | Val::DecimalSetVal(l) => write_list(&l.val, out, |s, o| write_str(s, o)),
+        Val::Int32ListVal(l) | Val::Int32SetVal(l) => {
+            write_list(&l.val, out, |i, o| write_int(i64::from(*i), o))
+        }
+        Val::Int64ListVal(l)
+        | Val::Int64SetVal(l)
+        | Val::UnixTimestampListVal(l)
+        | Val::UnixTimestampSetVal(l) => write_list(&l.val, out, |i, o| write_int(*i, o)),
+        Val::DoubleListVal(l) | Val::DoubleSetVal(l) => {
+            write_list(&l.val, out, |f, o| write_float(*f, o))
+        }
+        Val::FloatListVal(l) | Val::FloatSetVal(l) => {
+            write_list(&l.val, out, |f, o| write_float(f64::from(*f), o))
+        }
+        Val::BoolListVal(l) | Val::BoolSetVal(l) => write_list(&l.val, out, |b, o| {
+            o.extend_from_slice(if *b { b"true" } else { b"false" })
+        }),
+        Val::MapVal(m) | Val::StructVal(m) => write_map(m, out),
+        Val::MapListVal(l) | Val::StructListVal(l) => write_list(&l.val, out, write_map),
+        Val::ListVal(l) | Val::SetVal(l) => write_list(&l.val, out, write_value),
+        Val::ZonedTimestampVal(z) => write_zoned(z, out),
+    }
+}
+
+fn write_list<T>(items: &[T], out: &mut Vec<u8>, f: impl Fn(&T, &mut Vec<u8>)) {
+    out.push(b'[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        f(x, out);
+    }
+    out.push(b']');
+}
+
+fn write_map(m: &crate::proto::feast::types::Map, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in m.val.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(k, out);
+        out.push(b':');
+        write_value(v, out);
+    }
+    out.push(b'}');
+}
+
+fn write_int(i: i64, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{i}");
+}
+
+fn write_float(f: f64, out: &mut Vec<u8>) {
+    if f.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if f.is_infinite() {
+        out.extend_from_slice(if f > 0.0 {
+            b"\"Infinity\""
+        } else {
+            b"\"-Infinity\""
+        });
+    } else {
+        write_python_float(f, out);
+    }
+}
+
+fn write_base64(b: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    let start = out.len();
+    out.resize(start + b.len().div_ceil(3) * 4, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(b, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
+/// A zoned timestamp as Python's `datetime.isoformat()` in its zone (fixed offsets
+/// and `UTC` are honoured; other zone names are printed in UTC).
+fn write_zoned(z: &ZonedTimestamp, out: &mut Vec<u8>) {
+    if z.unix_timestamp == i64::MIN {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    let offset = fixed_offset_secs(&z.zone).unwrap_or(0);
+    let mut text = Vec::with_capacity(32);
+    EventTime::from_secs(z.unix_timestamp + offset).write_rfc3339(&mut text);
+    text.pop(); // the `Z`
+    let sign = if offset < 0 { b'-' } else { b'+' };
+    let a = offset.unsigned_abs();
+    text.push(sign);
+    text.extend_from_slice(format!("{:02}:{:02}", a / 3600, a / 60 % 60).as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(&text);
+    out.push(b'"');
+}
+
+/// `UTC`, `GMT`, `+05:30`, `UTC-07:00`, `+0530` as seconds east of UTC.
+fn fixed_offset_secs(zone: &str) -> Option<i64> {
+    let z = zone.trim();
+    if z.is_empty() || z == "UTC" || z == "GMT" {
+        return Some(0);
+    }
+    let rest = z
+        .strip_prefix("UTC")
+        .or_else(|| z.strip_prefix("GMT"))
+        .unwrap_or(z);
+    let (sign, digits) = match rest.as_bytes().first()? {
+        b'+' => (1, &rest[1..]),
+        b'-' => (-1, &rest[1..]),
+        _ => return None,
+    };
+    let digits: String = digits.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let h: i64 = digits[..2].parse().ok()?;
+    let m: i64 = digits[2..].parse().ok()?;
+    Some(sign * (h * 3600 + m * 60))
+}
+
+/// Writes a JSON string (UTF-8 kept as is, control characters escaped).
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::feast::types::{DoubleList, FloatList, Map, StringList};
+
+    fn json(v: Val) -> String {
+        let mut out = Vec::new();
+        write_value(&Value { val: Some(v) }, &mut out);
+        String::from_utf8(out).expect("utf8")
+    }
+
+    #[test]
+    fn values_encode_like_feast() {
+        assert_eq!(json(Val::FloatVal(0.296_535_58)), "0.29653558135032654");
+        assert_eq!(json(Val::Int64Val(545)), "545");
+        assert_eq!(json(Val::Int64Val(i64::MAX)), "9223372036854775807");
+        assert_eq!(json(Val::DoubleVal(f64::NAN)), "\"NaN\"");
+        assert_eq!(json(Val::DoubleVal(f64::NEG_INFINITY)), "\"-Infinity\"");
+        assert_eq!(
+            json(Val::BytesVal(vec![0xde, 0xad, 0xbe, 0xef])),
+            "\"3q2+7w==\""
+        );
+        assert_eq!(
+            json(Val::JsonVal(r#"{"a": [1, 2]}"#.into())),
+            r#""{\"a\": [1, 2]}""#
+        );
+        assert_eq!(json(Val::BoolVal(true)), "true");
+        assert_eq!(json(Val::UnixTimestampVal(1_795_388_400)), "1795388400");
+        assert_eq!(
+            json(Val::StringListVal(StringList {
+                val: vec!["a\"b".into(), "é\n".into()]
+            })),
+            "[\"a\\\"b\",\"é\\n\"]"
+        );
+        assert_eq!(
+            json(Val::FloatListVal(FloatList {
+                val: vec![0.5, f32::INFINITY]
+            })),
+            "[0.5,\"Infinity\"]"
+        );
+        assert_eq!(json(Val::DoubleListVal(DoubleList { val: vec![] })), "[]");
+        let mut m = Map::default();
+        m.val.insert(
+            "name".into(),
+            Value {
+                val: Some(Val::StringVal("driver_1001".into())),
+            },
+        );
+        m.val.insert("age".into(), Value::default());
+        assert_eq!(
+            json(Val::StructVal(m)),
+            r#"{"age":null,"name":"driver_1001"}"#
+        );
+        assert_eq!(json(Val::NullVal(0)), "null");
+        assert_eq!(
+            json(Val::ZonedTimestampVal(ZonedTimestamp {
+                unix_timestamp: 1_795_388_400,
+                zone: "-05:00".into()
+            })),
+            "\"2026-11-22T18:00:00-05:00\""
+        );
+        assert_eq!(
+            json(Val::ZonedTimestampVal(ZonedTimestamp {
+                unix_timestamp: 0,
+                zone: String::new()
+            })),
+            "\"1970-01-01T00:00:00+00:00\""
+        );
+        assert_eq!(json(Val::StringVal("\u{1}".into())), "\"\\u0001\"");
+    }
+}

@@ -1,0 +1,167 @@
+//! Online store backends behind one batched read: each request hands the store every
+//! (view, unique entity keys, features) it needs at once, so a store can answer in as
+//! few round trips as its layout allows (one query per view for SQLite).
+
+mod sqlite;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+use crate::value::{EventTime, Value};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer in time.
+    #[error("online store {store} is unavailable: {reason}")]
+    Unavailable {
+        /// Store type.
+        store: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The store answered with an error.
+    #[error("online store {store} failed: {reason}")]
+    Failed {
+        /// Store type.
+        store: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A stored value is not what Feast writes.
+    #[error("online store {store} holds a malformed value for {view}:{feature}: {reason}")]
+    Corrupt {
+        /// Store type.
+        store: &'static str,
+        /// The view.
+        view: String,
+        /// The feature.
+        feature: String,
+        /// Why it could not be decoded.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the failure is the store being unreachable (a 503, retried by clients).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// What a plan reads from one view: its online name, the features (in slot order) and
+/// what stores derive from them, computed once per plan.
+#[derive(Debug)]
+pub struct ReadTarget {
+    /// Registry name of the view (for messages).
+    pub view: String,
+    /// Name the online store knows the view by (`<view>` or `<view>_v<N>`).
+    pub online_name: String,
+    /// SQLite table: `<project>_<online_name>`.
+    pub table: String,
+    /// Feature names, in slot order.
+    pub features: Vec<String>,
+    slot_by_name: HashMap<String, usize>,
+}
+
+impl ReadTarget {
+    /// A target reading `features` of the view stored as `online_name` in `project`.
+    pub fn new(project: &str, view: &str, online_name: &str, features: Vec<String>) -> Self {
+        let slot_by_name = features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.clone(), i))
+            .collect();
+        ReadTarget {
+            view: view.to_string(),
+            online_name: online_name.to_string(),
+            table: format!("{project}_{online_name}"),
+            features,
+            slot_by_name,
+        }
+    }
+
+    /// The slot of a feature name, if it is read.
+    pub fn slot(&self, feature: &str) -> Option<usize> {
+        self.slot_by_name.get(feature).copied()
+    }
+}
+
+/// One view's read: which target and which unique, serialized entity keys.
+#[derive(Debug)]
+pub struct ReadBatch {
+    /// What to read.
+    pub target: Arc<ReadTarget>,
+    /// Unique serialized entity keys (without any store-specific suffix).
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// A stored feature value and its event time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    /// The value (an empty `Value` when Feast stored a null).
+    pub value: Value,
+    /// The row's event time.
+    pub event_time: EventTime,
+}
+
+/// The answer for one [`ReadBatch`]: a grid of keys x feature slots.
+#[derive(Debug)]
+pub struct ViewRows {
+    slots: usize,
+    cells: Vec<Option<Cell>>,
+}
+
+impl ViewRows {
+    /// An all-missing grid.
+    pub fn empty(keys: usize, slots: usize) -> Self {
+        ViewRows {
+            slots,
+            cells: vec![None; keys * slots],
+        }
+    }
+
+    /// The cell of a key and slot; `None` when the store has no value for it.
+    pub fn get(&self, key: usize, slot: usize) -> Option<&Cell> {
+        self.cells.get(key * self.slots + slot)?.as_ref()
+    }
+
+    /// Stores a cell.
+    pub fn set(&mut self, key: usize, slot: usize, cell: Cell) {
+        if let Some(c) = self.cells.get_mut(key * self.slots + slot) {
+            *c = Some(cell);
+        }
+    }
+}
+
+/// The configured online store.
+#[derive(Debug, Clone)]
+pub enum OnlineStore {
+    /// Feast's SQLite layout.
+    Sqlite(SqliteStore),
+}
+
+impl OnlineStore {
+    /// The store type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OnlineStore::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Reads every batch; the result is parallel to `batches`.
+    pub async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
+        match self {
+            OnlineStore::Sqlite(s) => s.read(batches).await,
+        }
+    }
+
+    /// Checks that the store answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            OnlineStore::Sqlite(s) => s.ping().await,
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Feast's SQLite online store: table `<project>_<view>` with one row per
+//! (`entity_key`, `feature_name`), `value` a serialized `feast.types.Value` and
+//! `event_ts` epoch seconds (or ISO text in databases older than Feast 0.42).
+//!
+//! Reads run on a small pool of read-only connections off the async runtime, one
+//! query per view per request, with prepared statements and a busy timeout so reads
+//! wait out `feast materialize` writing at the same time.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
+
+use super::{Cell, ReadBatch, ReadTarget, StoreError, ViewRows};
+use crate::value::{EventTime, Value};
+
+const STORE: &str = "sqlite";
+/// Keys per statement; larger batches are split. Key counts are padded to a power
+/// of two so each table needs at most a handful of distinct prepared statements.
+const MAX_KEYS_PER_QUERY: usize = 256;
+
+/// Tuning for the SQLite reader.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// Connections (and so concurrent reads).
+    pub pool_size: usize,
+    /// How long a read waits for a writer's lock.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        SqliteOptions {
+            pool_size: (cores * 2).clamp(2, 16),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A pooled, read-only reader of a Feast SQLite online store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    opts: SqliteOptions,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+    missing_tables: Mutex<HashSet<String>>,
+}
+
+impl SqliteStore {
+    /// Opens the store (one connection now, to fail fast on a bad file).
+    pub fn open(path: &Path, opts: SqliteOptions) -> Result<Self, StoreError> {
+        let inner = Inner {
+            path: path.to_path_buf(),
+            permits: Arc::new(Semaphore::new(opts.pool_size.max(1))),
+            opts,
+            idle: Mutex::new(Vec::new()),
+            missing_tables: Mutex::new(HashSet::new()),
+        };
+        let conn = inner.connect()?;
+        inner.checkin(conn);
+        Ok(SqliteStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Reads every batch with one query per view, on a pooled connection.
+    pub async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| unavailable("reader pool closed"))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            inner.read_blocking(&batches)
+        })
+        .await
+        .map_err(|e| StoreError::Failed {
+            store: STORE,
+            reason: format!("reader task failed: {e}"),
+        })?
+    }
+
+    /// Checks that the database can be queried.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.checkout()?;
+            let r = conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+                .map_err(|e| classify(&e));
+            inner.checkin(conn);
+            r
+        })
+        .await
+        .map_err(|e| unavailable(&e.to_string()))?
+    }
+}
+
+fn unavailable(reason: &str) -> StoreError {
+    StoreError::Unavailable {
+        store: STORE,
+        reason: reason.to_string(),
+    }
+}
+
+fn classify(e: &rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen) => {
+            unavailable(&e.to_string())
+        }
+        _ => StoreError::Failed {
+            store: STORE,
+            reason: e.to_string(),
+        },
+    }
+}
+
+impl Inner {
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| unavailable(&format!("cannot open {}: {e}", self.path.display())))?;
+        conn.busy_timeout(self.opts.busy_timeout)
+            .map_err(|e| classify(&e))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    fn checkout(&self) -> Result<Connection, StoreError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match pooled {
+            Some(c) => Ok(c),
+            None => self.connect(),
+        }
+    }
+
+    fn checkin(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+    }
+
+    fn read_blocking(&self, batches: &[ReadBatch]) -> Result<Vec<ViewRows>, StoreError> {
+        let conn = self.checkout()?;
+        let result = batches
+            .iter()
+            .map(|b| self.read_view(&conn, b))
+            .collect::<Result<Vec<_>, _>>();
+        self.checkin(conn);
+        result
+    }
+
+    fn read_view(&self, conn: &Connection, batch: &ReadBatch) -> Result<ViewRows, StoreError> {
+        let target = &batch.target;
+        let mut rows = ViewRows::empty(batch.keys.len(), target.features.len());
+        for (chunk_no, chunk) in batch.keys.chunks(MAX_KEYS_PER_QUERY).enumerate() {
+            let base = chunk_no * MAX_KEYS_PER_QUERY;
+            let padded = chunk.len().next_power_of_two();
+            let sql = select_sql(target, padded);
+            let mut stmt = match conn.prepare_cached(&sql) {
+                Ok(s) => s,
+                Err(e) if is_missing_table(&e) => {
+                    self.note_missing_table(target);
+                    return Ok(rows);
+                }
+                Err(e) => return Err(classify(&e)),
+            };
+            let params = (0..padded).map(|i| chunk[i.min(chunk.len() - 1)].as_slice());
+            let mut result = stmt
+                .query(rusqlite::params_from_iter(params))
+                .map_err(|e| classify(&e))?;
+            let index: Option<HashMap<&[u8], usize>> = (chunk.len() > 1).then(|| {
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| (k.as_slice(), i))
+                    .collect()
+            });
+            while let Some(row) = result.next().map_err(|e| classify(&e))? {
+                let (ValueRef::Blob(ek), ValueRef::Text(name)) = (
+                    row.get_ref(0).map_err(|e| classify(&e))?,
+                    row.get_ref(1).map_err(|e| classify(&e))?,
+                ) else {
+                    continue;
+                };
+                let key_idx = match &index {
+                    Some(ix) => ix.get(ek).copied(),
+                    None => Some(0),
+                };
+                let Some(key_idx) = key_idx else { continue };
+                let Some(slot) = std::str::from_utf8(name).ok().and_then(|n| target.slot(n)) else {
+                    continue;
+                };
+                let value = match row.get_ref(2).map_err(|e| classify(&e))? {
+                    ValueRef::Blob(b) => Value::decode(b).map_err(|e| StoreError::Corrupt {
+                        store: STORE,
+                        view: target.view.clone(),
+                        feature: target.features[slot].clone(),
+                        reason: e.to_string(),
+                    })?,
+                    _ => Value::default(),
+                };
+                let event_time = match row.get_ref(3).map_err(|e| classify(&e))? {
+                    ValueRef::Integer(s) => EventTime::from_secs(s),
+                    ValueRef::Real(f) => EventTime::from_secs_f64(f),
+                    ValueRef::Text(t) => std::str::from_utf8(t)
+                        .ok()
+                        .and_then(EventTime::parse_datetime)
+                        .unwrap_or(EventTime::EPOCH),
+                    _ => EventTime::EPOCH,
+                };
+                rows.set(base + key_idx, slot, Cell { value, event_time });
+            }
+        }
+        Ok(rows)
+    }
+
+    fn note_missing_table(&self, target: &ReadTarget) {
+        let first = self
+            .missing_tables
+            .lock()
+            .map(|mut s| s.insert(target.table.clone()))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(
+                table = %target.table,
+                view = %target.view,
+                "online table does not exist (the view was never materialized); its features read as NOT_FOUND"
+            );
+        }
+    }
+}
+
+fn is_missing_table(e: &rusqlite::Error) -> bool {
+    e.to_string().contains("no such table")
+}
+
+fn select_sql(target: &ReadTarget, keys: usize) -> String {
+    let mut sql = String::with_capacity(96 + target.table.len() + keys * 2);
+    sql.push_str("SELECT entity_key, feature_name, value, event_ts FROM \"");
+    sql.push_str(&target.table.replace('"', "\"\""));
+    sql.push_str("\" WHERE entity_key IN (?");
+    for _ in 1..keys {
+        sql.push_str(",?");
+    }
+    sql.push(')');
+    sql
+}

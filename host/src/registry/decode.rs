@@ -1,0 +1,384 @@
+//! `registry.db` bytes (a serialized `feast.core.Registry`) to the serving model.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+
+use super::{
+    DUMMY_ENTITY_ID, DUMMY_ENTITY_NAME, Entity, FeatureService, FeatureView, Field, JoinKey,
+    LoggingConfig, LoggingDestination, OdfvSource, OnDemandFeatureView, Projection, Registry,
+    ViewKind,
+};
+use crate::entity_key::KeyLayout;
+use crate::proto::feast::core as pb;
+use crate::value::{EventTime, ValueType};
+
+/// Why a registry could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The file could not be read.
+    #[error("cannot read registry {path}: {source}")]
+    Read {
+        /// The registry file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The bytes are not a `feast.core.Registry`.
+    #[error("registry {path} is not a Feast registry: {source}")]
+    Decode {
+        /// The registry file.
+        path: PathBuf,
+        /// Protobuf decoding error.
+        source: prost::DecodeError,
+    },
+}
+
+/// Options that shape the model.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeOptions {
+    /// Entity key serialization version (2 or 3).
+    pub key_version: u32,
+    /// `registry.enable_online_feature_view_versioning`.
+    pub versioning: bool,
+}
+
+/// Decodes registry bytes and keeps the objects of `project`.
+pub fn decode_registry(
+    bytes: &[u8],
+    project: &str,
+    opts: DecodeOptions,
+) -> Result<Registry, prost::DecodeError> {
+    let raw = pb::Registry::decode(bytes)?;
+    Ok(build(raw, project, opts))
+}
+
+fn in_project(object_project: &str, project: &str) -> bool {
+    object_project.is_empty() || object_project == project
+}
+
+fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
+    let mut reg = Registry {
+        project: project.to_string(),
+        versioning: opts.versioning,
+        version_id: raw.version_id.clone(),
+        last_updated: raw.last_updated.map(|t| EventTime {
+            seconds: t.seconds,
+            nanos: t.nanos,
+        }),
+        ..Registry::default()
+    };
+    let mut other_projects = std::collections::BTreeSet::new();
+    let mut keep = |p: &str| {
+        let ok = in_project(p, project);
+        if !ok {
+            other_projects.insert(p.to_string());
+        }
+        ok
+    };
+
+    for e in raw.entities.into_iter().filter_map(|e| e.spec) {
+        if keep(&e.project) {
+            reg.entities.insert(
+                e.name.clone(),
+                Entity {
+                    name: e.name,
+                    join_key: e.join_key,
+                    value_type: e.value_type,
+                },
+            );
+        }
+    }
+
+    let mut views = Vec::new();
+    for fv in raw.feature_views {
+        let meta = fv.meta.unwrap_or_default();
+        if let Some(s) = fv.spec
+            && keep(&s.project)
+        {
+            views.push(RawView {
+                name: s.name,
+                kind: ViewKind::Batch,
+                entities: s.entities,
+                entity_columns: s.entity_columns,
+                features: s.features,
+                ttl: s.ttl,
+                disabled: s.disabled,
+                version: meta.current_version_number,
+            });
+        }
+    }
+    for sfv in raw.stream_feature_views {
+        let meta = sfv.meta.unwrap_or_default();
+        if let Some(s) = sfv.spec
+            && keep(&s.project)
+        {
+            views.push(RawView {
+                name: s.name,
+                kind: ViewKind::Stream,
+                entities: s.entities,
+                entity_columns: s.entity_columns,
+                features: s.features,
+                ttl: s.ttl,
+                disabled: s.disabled,
+                version: meta.current_version_number,
+            });
+        }
+    }
+    for lv in raw.label_views {
+        if let Some(s) = lv.spec
+            && keep(&s.project)
+        {
+            views.push(RawView {
+                name: s.name,
+                kind: ViewKind::Label,
+                entities: s.entities,
+                entity_columns: s.entity_columns,
+                features: s.features,
+                ttl: s.ttl,
+                disabled: false,
+                version: 0,
+            });
+        }
+    }
+    for odfv in raw.on_demand_feature_views {
+        let meta = odfv.meta.unwrap_or_default();
+        let Some(s) = odfv.spec else { continue };
+        if !keep(&s.project) {
+            continue;
+        }
+        if s.write_to_online_store {
+            views.push(RawView {
+                name: s.name,
+                kind: ViewKind::WrittenOnDemand,
+                entities: s.entities,
+                entity_columns: s.entity_columns,
+                features: s.features,
+                ttl: None,
+                disabled: s.disabled,
+                version: meta.current_version_number,
+            });
+        } else {
+            let odfv = build_odfv(s, meta.current_version_number);
+            reg.odfvs.insert(odfv.name.clone(), Arc::new(odfv));
+        }
+    }
+
+    for v in views {
+        let view = build_view(v, &reg.entities, opts);
+        if let Some(p) = &view.problem {
+            reg.warnings
+                .push(format!("feature view {}: {p}", view.name));
+        }
+        reg.views.insert(view.name.clone(), Arc::new(view));
+    }
+
+    for fs in raw.feature_services.into_iter().filter_map(|f| f.spec) {
+        if !keep(&fs.project) {
+            continue;
+        }
+        let logging = fs.logging_config.map(|l| LoggingConfig {
+            sample_rate: l.sample_rate,
+            destination: match l.destination {
+                Some(pb::logging_config::Destination::FileDestination(f)) => {
+                    LoggingDestination::File {
+                        path: f.path,
+                        partition_by: f.partition_by,
+                    }
+                }
+                Some(other) => LoggingDestination::Unsupported(
+                    match other {
+                        pb::logging_config::Destination::BigqueryDestination(_) => "bigquery",
+                        pb::logging_config::Destination::RedshiftDestination(_) => "redshift",
+                        pb::logging_config::Destination::SnowflakeDestination(_) => "snowflake",
+                        pb::logging_config::Destination::CustomDestination(_) => "custom",
+                        pb::logging_config::Destination::AthenaDestination(_) => "athena",
+                        pb::logging_config::Destination::FileDestination(_) => "file",
+                    }
+                    .to_string(),
+                ),
+                None => LoggingDestination::None,
+            },
+        });
+        reg.services.insert(
+            fs.name.clone(),
+            Arc::new(FeatureService {
+                name: fs.name,
+                projections: fs.features.into_iter().map(projection).collect(),
+                logging,
+            }),
+        );
+    }
+
+    if reg.views.is_empty() && reg.odfvs.is_empty() && !other_projects.is_empty() {
+        reg.warnings.push(format!(
+            "the registry has no objects for project {project:?}; it holds projects {other_projects:?}"
+        ));
+    }
+    reg
+}
+
+struct RawView {
+    name: String,
+    kind: ViewKind,
+    entities: Vec<String>,
+    entity_columns: Vec<pb::FeatureSpecV2>,
+    features: Vec<pb::FeatureSpecV2>,
+    ttl: Option<prost_types::Duration>,
+    disabled: bool,
+    version: i32,
+}
+
+fn field(f: pb::FeatureSpecV2) -> Field {
+    Field {
+        name: f.name,
+        value_type: f.value_type,
+    }
+}
+
+fn index_of(fields: &[Field]) -> HashMap<String, usize> {
+    fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.clone(), i))
+        .collect()
+}
+
+fn build_view(v: RawView, entities: &HashMap<String, Entity>, opts: DecodeOptions) -> FeatureView {
+    let mut problem = None;
+    let mut join_keys = Vec::new();
+    let mut entity_names = Vec::new();
+    let entityless =
+        v.entities.is_empty() || (v.entities.len() == 1 && v.entities[0] == DUMMY_ENTITY_NAME);
+    if !entityless {
+        for name in &v.entities {
+            let (join_key, entity_type) = match entities.get(name) {
+                Some(e) => (e.join_key.clone(), e.value_type),
+                None => {
+                    problem = Some(format!("entity {name} is not in the registry"));
+                    (name.clone(), 0)
+                }
+            };
+            // The view's entity column carries the type the key bytes were written with.
+            let value_type = v
+                .entity_columns
+                .iter()
+                .find(|c| c.name == join_key)
+                .map(|c| c.value_type)
+                .filter(|t| *t != ValueType::Invalid as i32)
+                .unwrap_or(entity_type);
+            join_keys.push(JoinKey {
+                name: join_key,
+                value_type,
+            });
+            entity_names.push(name.clone());
+        }
+    }
+    let key_layout = if entityless {
+        KeyLayout::new(&[DUMMY_ENTITY_ID], opts.key_version)
+    } else {
+        let names: Vec<&str> = join_keys.iter().map(|k| k.name.as_str()).collect();
+        KeyLayout::new(&names, opts.key_version)
+    };
+    let features: Vec<Field> = v.features.into_iter().map(field).collect();
+    let online_name = if opts.versioning && v.version > 0 {
+        format!("{}_v{}", v.name, v.version)
+    } else {
+        v.name.clone()
+    };
+    FeatureView {
+        feature_index: index_of(&features),
+        name: v.name,
+        kind: v.kind,
+        join_keys,
+        entity_names,
+        features,
+        ttl: v.ttl.and_then(duration).filter(|d| !d.is_zero()),
+        disabled: v.disabled,
+        current_version: v.version,
+        online_name,
+        key_layout,
+        problem,
+    }
+}
+
+fn duration(d: prost_types::Duration) -> Option<Duration> {
+    if d.seconds < 0 || d.nanos < 0 {
+        return None;
+    }
+    Some(Duration::new(
+        d.seconds.unsigned_abs(),
+        d.nanos.unsigned_abs(),
+    ))
+}
+
+fn projection(p: pb::FeatureViewProjection) -> Projection {
+    Projection {
+        view_name: p.feature_view_name,
+        alias: Some(p.feature_view_name_alias).filter(|a| !a.is_empty()),
+        features: p.feature_columns.into_iter().map(|c| c.name).collect(),
+        join_key_map: p.join_key_map,
+        version_tag: p.version_tag,
+    }
+}
+
+fn build_odfv(s: pb::OnDemandFeatureViewSpec, version: i32) -> OnDemandFeatureView {
+    let mut sources = Vec::new();
+    for (key, src) in s.sources {
+        match src.source {
+            Some(pb::on_demand_source::Source::FeatureViewProjection(p)) => {
+                sources.push(OdfvSource::View(projection(p)))
+            }
+            Some(pb::on_demand_source::Source::FeatureView(fv)) => {
+                let spec = fv.spec.unwrap_or_default();
+                sources.push(OdfvSource::View(Projection {
+                    view_name: spec.name,
+                    alias: None,
+                    features: spec.features.into_iter().map(|f| f.name).collect(),
+                    join_key_map: Default::default(),
+                    version_tag: None,
+                }))
+            }
+            Some(pb::on_demand_source::Source::RequestDataSource(ds)) => {
+                let fields = match ds.options {
+                    Some(pb::data_source::Options::RequestDataOptions(o)) => {
+                        if o.schema.is_empty() {
+                            o.deprecated_schema
+                                .into_iter()
+                                .map(|(name, value_type)| Field { name, value_type })
+                                .collect()
+                        } else {
+                            o.schema.into_iter().map(field).collect()
+                        }
+                    }
+                    None => Vec::new(),
+                };
+                let name = if ds.name.is_empty() { key } else { ds.name };
+                sources.push(OdfvSource::Request { name, fields });
+            }
+            None => {}
+        }
+    }
+    let features: Vec<Field> = s.features.into_iter().map(field).collect();
+    let mode = if s.mode.is_empty() {
+        match s.feature_transformation.and_then(|t| t.transformation) {
+            Some(pb::feature_transformation_v2::Transformation::UserDefinedFunction(u)) => u.mode,
+            None => String::new(),
+        }
+    } else {
+        s.mode
+    };
+    OnDemandFeatureView {
+        feature_index: index_of(&features),
+        name: s.name,
+        features,
+        sources,
+        mode,
+        singleton: s.singleton,
+        disabled: s.disabled,
+        current_version: version,
+    }
+}

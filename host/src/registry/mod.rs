@@ -1,0 +1,229 @@
+//! The Feast registry as serving needs it: entities, feature views (batch, stream,
+//! label, and ODFVs written to the online store), on-demand feature views and feature
+//! services of one project, decoded from `registry.db` into a typed model with what
+//! each request needs precomputed (join keys, key layouts, online names).
+//!
+//! Decoding is lenient: value types newer than this server are kept as numbers and
+//! only the features using them fail, with an error naming them.
+
+mod decode;
+mod reload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use decode::{DecodeOptions, RegistryError, decode_registry};
+pub use reload::{RegistryHandle, RegistrySnapshot, ReloadOutcome};
+
+use crate::entity_key::KeyLayout;
+use crate::value::EventTime;
+
+/// Feast's entity name for views without entities.
+pub const DUMMY_ENTITY_NAME: &str = "__dummy";
+/// Join key of the dummy entity.
+pub const DUMMY_ENTITY_ID: &str = "__dummy_id";
+
+/// One project's serving model.
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// The project served.
+    pub project: String,
+    /// `version_id` written by Feast at the last `apply`.
+    pub version_id: String,
+    /// `last_updated` written by Feast.
+    pub last_updated: Option<EventTime>,
+    /// Entities by name.
+    pub entities: HashMap<String, Entity>,
+    /// Views served from the online store, by name.
+    pub views: HashMap<String, Arc<FeatureView>>,
+    /// On-demand feature views transformed at request time, by name.
+    pub odfvs: HashMap<String, Arc<OnDemandFeatureView>>,
+    /// Feature services by name.
+    pub services: HashMap<String, Arc<FeatureService>>,
+    /// `enable_online_feature_view_versioning`: `view@vN:feature` refs are served.
+    pub versioning: bool,
+    /// Objects skipped while decoding, with why (logged once per load).
+    pub warnings: Vec<String>,
+}
+
+/// An entity: a name and the join key that identifies it.
+#[derive(Clone, Debug)]
+pub struct Entity {
+    /// Entity name.
+    pub name: String,
+    /// Join key column.
+    pub join_key: String,
+    /// Declared value type (0 when the definition gave none).
+    pub value_type: i32,
+}
+
+/// What kind of registry object a served view came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewKind {
+    /// `FeatureView`.
+    Batch,
+    /// `StreamFeatureView`.
+    Stream,
+    /// `LabelView`.
+    Label,
+    /// `OnDemandFeatureView` with `write_to_online_store=True`.
+    WrittenOnDemand,
+}
+
+/// A join key of a view, with the type its entity-key bytes use.
+#[derive(Clone, Debug)]
+pub struct JoinKey {
+    /// Column name.
+    pub name: String,
+    /// Declared value type (0 = unknown: infer from the request).
+    pub value_type: i32,
+}
+
+/// A feature (or request field): a name and a declared value type.
+#[derive(Clone, Debug)]
+pub struct Field {
+    /// Name.
+    pub name: String,
+    /// Declared value type, as Feast's enum number.
+    pub value_type: i32,
+}
+
+/// A view whose rows `feast materialize` wrote to the online store.
+#[derive(Debug)]
+pub struct FeatureView {
+    /// View name.
+    pub name: String,
+    /// Where it came from.
+    pub kind: ViewKind,
+    /// Join keys in declared order; empty for views without entities.
+    pub join_keys: Vec<JoinKey>,
+    /// Entity names in declared order (parallel to `join_keys`).
+    pub entity_names: Vec<String>,
+    /// Features in declared order.
+    pub features: Vec<Field>,
+    feature_index: HashMap<String, usize>,
+    /// Values older than this are `OUTSIDE_MAX_AGE`; `None` = never expire.
+    pub ttl: Option<Duration>,
+    /// `disabled` in the registry.
+    pub disabled: bool,
+    /// `meta.current_version_number` (online versioning).
+    pub current_version: i32,
+    /// Name the online store knows this view by (`<view>` or `<view>_v<N>`).
+    pub online_name: String,
+    /// Entity-key layout for `join_keys` (or the dummy key when there are none).
+    pub key_layout: KeyLayout,
+    /// Why this view cannot be served, when the registry is inconsistent.
+    pub problem: Option<String>,
+}
+
+impl FeatureView {
+    /// Index of a feature by name.
+    pub fn feature(&self, name: &str) -> Option<usize> {
+        self.feature_index.get(name).copied()
+    }
+
+    /// Whether the view has no entities (keyed by Feast's dummy key).
+    pub fn is_entityless(&self) -> bool {
+        self.join_keys.is_empty()
+    }
+}
+
+/// Where an ODFV takes an input from.
+#[derive(Clone, Debug)]
+pub enum OdfvSource {
+    /// Features of a feature view (read even if not requested).
+    View(Projection),
+    /// Fields the request must carry (a `RequestSource`).
+    Request {
+        /// Source name.
+        name: String,
+        /// The fields and their types.
+        fields: Vec<Field>,
+    },
+}
+
+/// An on-demand feature view, computed at request time by a plugin.
+#[derive(Debug)]
+pub struct OnDemandFeatureView {
+    /// ODFV name.
+    pub name: String,
+    /// Output features in declared order.
+    pub features: Vec<Field>,
+    feature_index: HashMap<String, usize>,
+    /// Inputs, in registry order.
+    pub sources: Vec<OdfvSource>,
+    /// Feast's transformation mode (`python`, `pandas`, `substrait`).
+    pub mode: String,
+    /// `singleton` (python mode: one row per call).
+    pub singleton: bool,
+    /// `disabled` in the registry.
+    pub disabled: bool,
+    /// `meta.current_version_number`.
+    pub current_version: i32,
+}
+
+impl OnDemandFeatureView {
+    /// Index of an output feature by name.
+    pub fn feature(&self, name: &str) -> Option<usize> {
+        self.feature_index.get(name).copied()
+    }
+}
+
+/// A selection of a view's features, as feature services and ODFV sources hold it.
+#[derive(Clone, Debug)]
+pub struct Projection {
+    /// The view (or ODFV) name.
+    pub view_name: String,
+    /// `feature_view_name_alias`, used in full feature names.
+    pub alias: Option<String>,
+    /// Selected feature names in order (empty = all).
+    pub features: Vec<String>,
+    /// Join key renames: view join key -> name used in the request.
+    pub join_key_map: BTreeMap<String, String>,
+    /// `version_tag` (online versioning).
+    pub version_tag: Option<i32>,
+}
+
+impl Projection {
+    /// The name used for full feature names: the alias, else the view name.
+    pub fn name_to_use(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.view_name)
+    }
+}
+
+/// Where a feature service's logs go (`logging_config`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggingConfig {
+    /// Fraction of requests logged.
+    pub sample_rate: f32,
+    /// Where the rows are written.
+    pub destination: LoggingDestination,
+}
+
+/// A feature service's logging destination.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoggingDestination {
+    /// Parquet files under a path.
+    File {
+        /// Directory (relative to the repo when not absolute).
+        path: String,
+        /// Partition columns.
+        partition_by: Vec<String>,
+    },
+    /// A destination this server cannot write to (named for messages).
+    Unsupported(String),
+    /// No destination set.
+    None,
+}
+
+/// A named list of projections.
+#[derive(Debug)]
+pub struct FeatureService {
+    /// Service name.
+    pub name: String,
+    /// Projections in declaration order.
+    pub projections: Vec<Projection>,
+    /// `logging_config`, when set.
+    pub logging: Option<LoggingConfig>,
+}

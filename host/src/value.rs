@@ -1,0 +1,382 @@
+//! Feast value types, field statuses and event timestamps.
+
+pub use crate::proto::feast::serving::FieldStatus;
+pub use crate::proto::feast::types::value::Val;
+pub use crate::proto::feast::types::value_type::Enum as ValueType;
+pub use crate::proto::feast::types::{RepeatedValue, Value};
+
+/// A feature's event time as Feast stores it: seconds and nanoseconds since the epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventTime {
+    /// Whole seconds since 1970-01-01T00:00:00Z.
+    pub seconds: i64,
+    /// Nanoseconds within the second (0..1e9).
+    pub nanos: i32,
+}
+
+impl EventTime {
+    /// The epoch, Feast's "no timestamp".
+    pub const EPOCH: EventTime = EventTime {
+        seconds: 0,
+        nanos: 0,
+    };
+
+    /// An event time of whole seconds.
+    pub const fn from_secs(seconds: i64) -> Self {
+        EventTime { seconds, nanos: 0 }
+    }
+
+    /// An event time from fractional seconds.
+    pub fn from_secs_f64(secs: f64) -> Self {
+        let whole = secs.floor();
+        EventTime {
+            seconds: whole as i64,
+            nanos: ((secs - whole) * 1e9).round().min(999_999_999.0) as i32,
+        }
+    }
+
+    /// Parses the datetime text older Feast versions stored in SQLite:
+    /// `YYYY-MM-DD[ T]HH:MM:SS[.fraction][Z|+HH:MM|-HH:MM]` (UTC when no offset).
+    pub fn parse_datetime(s: &str) -> Option<Self> {
+        let b = s.trim().as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let part = b.get(r)?;
+            if part.iter().all(u8::is_ascii_digit) {
+                std::str::from_utf8(part).ok()?.parse().ok()
+            } else {
+                None
+            }
+        };
+        if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b' ' | b'T') {
+            return None;
+        }
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        let mut i = 19;
+        let mut nanos: i64 = 0;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            let frac = &b[start..i];
+            for k in 0..9 {
+                nanos = nanos * 10 + frac.get(k).map_or(0, |c| i64::from(c - b'0'));
+            }
+        }
+        let offset_secs = match b.get(i) {
+            None => 0,
+            Some(b'Z') if i + 1 == b.len() => 0,
+            Some(sign @ (b'+' | b'-')) => {
+                let oh = num(i + 1..i + 3)?;
+                let om = match b.get(i + 3) {
+                    Some(b':') => num(i + 4..i + 6)?,
+                    _ => num(i + 3..i + 5)?,
+                };
+                let o = oh * 3600 + om * 60;
+                if *sign == b'+' { o } else { -o }
+            }
+            _ => return None,
+        };
+        let days = days_from_civil(y, mo as u32, d as u32);
+        Some(EventTime {
+            seconds: days * 86_400 + h * 3600 + mi * 60 + sec - offset_secs,
+            nanos: nanos as i32,
+        })
+    }
+
+    /// As a protobuf `Timestamp`.
+    pub fn to_proto(self) -> prost_types::Timestamp {
+        prost_types::Timestamp {
+            seconds: self.seconds,
+            nanos: self.nanos,
+        }
+    }
+
+    /// Appends the RFC 3339 form Feast prints: UTC with `Z` and 0, 3, 6 or 9
+    /// fractional digits (the fewest that keep the value).
+    pub fn write_rfc3339(self, out: &mut Vec<u8>) {
+        let days = self.seconds.div_euclid(86_400);
+        let secs_of_day = self.seconds.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        let (hh, mm, ss) = (secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60);
+        if (0..=9999).contains(&y) {
+            push_digits(out, y as u64, 4);
+        } else {
+            out.extend_from_slice(y.to_string().as_bytes());
+        }
+        out.push(b'-');
+        push_digits(out, u64::from(m), 2);
+        out.push(b'-');
+        push_digits(out, u64::from(d), 2);
+        out.push(b'T');
+        push_digits(out, hh as u64, 2);
+        out.push(b':');
+        push_digits(out, mm as u64, 2);
+        out.push(b':');
+        push_digits(out, ss as u64, 2);
+        let nanos = self.nanos.clamp(0, 999_999_999) as u64;
+        if nanos != 0 {
+            out.push(b'.');
+            if nanos.is_multiple_of(1_000_000) {
+                push_digits(out, nanos / 1_000_000, 3);
+            } else if nanos.is_multiple_of(1_000) {
+                push_digits(out, nanos / 1_000, 6);
+            } else {
+                push_digits(out, nanos, 9);
+            }
+        }
+        out.push(b'Z');
+    }
+
+    /// The RFC 3339 form as a `String`.
+    pub fn to_rfc3339(self) -> String {
+        let mut out = Vec::with_capacity(30);
+        self.write_rfc3339(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn push_digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for i in (0..width).rev() {
+        out[start + i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// A proleptic Gregorian date to days since the epoch.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Days since the epoch to a proleptic Gregorian (year, month, day).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Whether a value is missing: no oneof set, or Feast's explicit `null_val`.
+pub fn is_null(v: &Value) -> bool {
+    matches!(v.val, None | Some(Val::NullVal(_)))
+}
+
+/// Feast's name for a value type number (e.g. `INT64`), or `UNKNOWN(<n>)` for a
+/// type newer than this server knows.
+pub fn value_type_name(value_type: i32) -> String {
+    match ValueType::try_from(value_type) {
+        Ok(t) => t.as_str_name().to_string(),
+        Err(_) => format!("UNKNOWN({value_type})"),
+    }
+}
+
+/// Whether this server knows a value type number.
+pub fn is_known_value_type(value_type: i32) -> bool {
+    ValueType::try_from(value_type).is_ok()
+}
+
+/// Feast's status name (`PRESENT`, `NOT_FOUND`, ...).
+pub fn status_name(status: FieldStatus) -> &'static str {
+    status.as_str_name()
+}
+
+/// Appends a finite float the way Python's `repr(float)` prints it: the shortest digits
+/// that round-trip, fixed notation for decimal exponents -4..16 (with `.0` when
+/// integral), otherwise `d.ddde+XX`. Non-finite values print as `nan`, `inf`, `-inf`.
+pub fn write_python_float(f: f64, out: &mut Vec<u8>) {
+    if f.is_nan() {
+        out.extend_from_slice(b"nan");
+        return;
+    }
+    if f.is_infinite() {
+        out.extend_from_slice(if f > 0.0 { b"inf" } else { b"-inf" });
+        return;
+    }
+    if f == 0.0 {
+        out.extend_from_slice(if f.is_sign_negative() {
+            b"-0.0"
+        } else {
+            b"0.0"
+        });
+        return;
+    }
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(f).as_bytes();
+    let (negative, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let (mantissa, exp) = match text.iter().position(|&c| c == b'e' || c == b'E') {
+        Some(i) => (
+            &text[..i],
+            std::str::from_utf8(&text[i + 1..])
+                .ok()
+                .and_then(|e| e.parse::<i32>().ok())
+                .unwrap_or(0),
+        ),
+        None => (text, 0),
+    };
+    let int_len = mantissa
+        .iter()
+        .position(|&c| c == b'.')
+        .unwrap_or(mantissa.len());
+    let mut digits: Vec<u8> = mantissa
+        .iter()
+        .copied()
+        .filter(|c| c.is_ascii_digit())
+        .collect();
+    // value = 0.DIGITS x 10^point
+    let mut point = int_len as i32 + exp;
+    let leading = digits.iter().take_while(|&&c| c == b'0').count();
+    digits.drain(..leading);
+    point -= leading as i32;
+    while digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    let n = digits.len() as i32;
+    if negative {
+        out.push(b'-');
+    }
+    let x = point - 1;
+    if (-4..16).contains(&x) {
+        if point <= 0 {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', (-point) as usize));
+            out.extend_from_slice(&digits);
+        } else if point >= n {
+            out.extend_from_slice(&digits);
+            out.extend(std::iter::repeat_n(b'0', (point - n) as usize));
+            out.extend_from_slice(b".0");
+        } else {
+            out.extend_from_slice(&digits[..point as usize]);
+            out.push(b'.');
+            out.extend_from_slice(&digits[point as usize..]);
+        }
+    } else {
+        out.push(digits[0]);
+        if n > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        out.push(b'e');
+        out.push(if x < 0 { b'-' } else { b'+' });
+        let ax = x.unsigned_abs();
+        if ax < 10 {
+            out.push(b'0');
+        }
+        out.extend_from_slice(ax.to_string().as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_feast() {
+        assert_eq!(EventTime::EPOCH.to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            EventTime::from_secs(1_795_388_400).to_rfc3339(),
+            "2026-11-22T23:00:00Z"
+        );
+        let t = |nanos| {
+            EventTime {
+                seconds: 1_618_225_200,
+                nanos,
+            }
+            .to_rfc3339()
+        };
+        assert_eq!(t(500_000_000), "2021-04-12T11:00:00.500Z");
+        assert_eq!(t(123_456_000), "2021-04-12T11:00:00.123456Z");
+        assert_eq!(t(1), "2021-04-12T11:00:00.000000001Z");
+        assert_eq!(
+            EventTime::from_secs(-1).to_rfc3339(),
+            "1969-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            EventTime::from_secs(951_782_400).to_rfc3339(),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+
+    fn py(f: f64) -> String {
+        let mut out = Vec::new();
+        write_python_float(f, &mut out);
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn floats_print_like_python_repr() {
+        assert_eq!(py(f64::from(0.296_535_58_f32)), "0.29653558135032654");
+        assert_eq!(py(1.2965355813503265), "1.2965355813503265");
+        assert_eq!(py(1000.2965355813503), "1000.2965355813503");
+        assert_eq!(py(1001.0), "1001.0");
+        assert_eq!(py(0.0), "0.0");
+        assert_eq!(py(-0.0), "-0.0");
+        assert_eq!(py(1e16), "1e+16");
+        assert_eq!(py(1e15), "1000000000000000.0");
+        assert_eq!(py(1.5e-5), "1.5e-05");
+        assert_eq!(py(0.0001), "0.0001");
+        assert_eq!(py(123456789012345680.0), "1.2345678901234568e+17");
+        assert_eq!(py(-2.5e-300), "-2.5e-300");
+        assert_eq!(py(5e-324), "5e-324");
+        assert_eq!(py(1.7976931348623157e308), "1.7976931348623157e+308");
+        assert_eq!(py(0.1), "0.1");
+        assert_eq!(py(f64::NAN), "nan");
+    }
+
+    #[test]
+    fn parses_old_feast_sqlite_timestamps() {
+        let t = |s| EventTime::parse_datetime(s);
+        assert_eq!(
+            t("2026-11-22 23:00:00"),
+            Some(EventTime::from_secs(1_795_388_400))
+        );
+        assert_eq!(
+            t("2026-11-22T23:00:00Z"),
+            Some(EventTime::from_secs(1_795_388_400))
+        );
+        assert_eq!(
+            t("2026-11-22 23:00:00.25"),
+            Some(EventTime {
+                seconds: 1_795_388_400,
+                nanos: 250_000_000
+            })
+        );
+        assert_eq!(
+            t("2026-11-23 01:00:00+02:00"),
+            Some(EventTime::from_secs(1_795_388_400))
+        );
+        assert_eq!(t("1969-12-31 23:59:59"), Some(EventTime::from_secs(-1)));
+        assert_eq!(t("yesterday"), None);
+        assert_eq!(t("2026-13-01 00:00:00"), None);
+    }
+
+    #[test]
+    fn type_names() {
+        assert_eq!(value_type_name(4), "INT64");
+        assert_eq!(value_type_name(20), "MAP");
+        assert_eq!(value_type_name(99), "UNKNOWN(99)");
+        assert!(is_known_value_type(48));
+        assert!(!is_known_value_type(30));
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real server on a loopback port, over real copies of the
+//! feature repository Feast wrote, compared with Feast's own answers.
+
+mod golden;
+mod invalid_input;
+mod registry_reload;
+mod ttl;

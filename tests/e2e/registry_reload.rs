@@ -1,0 +1,59 @@
+//! The registry is re-read when the file changes; a broken file keeps the last good
+//! registry serving.
+
+use std::time::Duration;
+
+use feast_server::proto::feast::core::Registry;
+use feast_server_e2e::{RepoCopy, TestServer, test_options};
+use prost::Message;
+use serde_json::json;
+
+async fn status_of(server: &TestServer, view: &str) -> u16 {
+    server
+        .get_online_features(
+            &json!({"features": [format!("{view}:conv_rate")], "entities": {"driver_id": [1001]}}),
+        )
+        .await
+        .status
+}
+
+async fn eventually(server: &TestServer, view: &str, want: u16) {
+    for _ in 0..100 {
+        if status_of(server, view).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{view} never answered {want}");
+}
+
+#[tokio::test]
+async fn reloads_on_change_and_survives_a_broken_file() {
+    let repo = RepoCopy::demo();
+    let path = repo.path().join("data/registry.db");
+    let original = std::fs::read(&path).expect("registry");
+    let server = TestServer::start(repo.config(), test_options()).await;
+    assert_eq!(status_of(&server, "driver_hourly_stats_fresh").await, 200);
+
+    // A half-written or corrupt file: the last good registry keeps serving.
+    std::fs::write(&path, b"\xff\xff\xff not a registry").expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_of(&server, "driver_hourly_stats_fresh").await, 200);
+    assert_eq!(status_of(&server, "driver_hourly_stats").await, 200);
+
+    // A new registry without one view: it disappears, the others stay.
+    let mut reg = Registry::decode(original.as_slice()).expect("decode");
+    reg.feature_views.retain(|v| {
+        v.spec
+            .as_ref()
+            .is_some_and(|s| s.name != "driver_hourly_stats_fresh")
+    });
+    std::fs::write(&path, reg.encode_to_vec()).expect("write");
+    eventually(&server, "driver_hourly_stats_fresh", 404).await;
+    assert_eq!(status_of(&server, "driver_hourly_stats").await, 200);
+
+    // And back.
+    std::fs::write(&path, &original).expect("write");
+    eventually(&server, "driver_hourly_stats_fresh", 200).await;
+    server.stop().await;
+}

@@ -1,0 +1,324 @@
+//! Test harness for the end-to-end tests: copies of the demo feature repository that
+//! real Feast wrote, an in-process `feast-server` on a free loopback port with a
+//! pinned clock, an HTTP client, and the golden request/response pairs captured from
+//! `feast serve` 0.67.0 (see `tests/golden/README.md`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use feast_server::clock::Clock;
+use feast_server::config::RepoConfig;
+use feast_server::server::{App, ServerOptions};
+use serde_json::Value as Json;
+use tokio::sync::oneshot;
+
+/// 2026-11-23T00:00:00Z: one hour after the demo data's newest event time, inside
+/// the demo views' 1-day ttl, so golden cases expect `PRESENT`.
+pub const PINNED_NOW: u64 = 1_795_392_000;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// A private copy of the demo feature repository (`demo/feature_repo`).
+pub struct RepoCopy {
+    dir: tempfile::TempDir,
+}
+
+impl RepoCopy {
+    /// Copies the demo repository into a fresh temporary directory.
+    pub fn demo() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_dir(&workspace_root().join("demo/feature_repo"), dir.path());
+        RepoCopy { dir }
+    }
+
+    /// The repository directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces `feature_store.yaml`.
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(self.path().join("feature_store.yaml"), yaml).expect("write config");
+    }
+
+    /// Loads the repository's configuration.
+    pub fn config(&self) -> RepoConfig {
+        RepoConfig::load(self.path(), &self.path().join("feature_store.yaml")).expect("config")
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read demo dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// Server options for tests: clock pinned at [`PINNED_NOW`], fast registry polling.
+pub fn test_options() -> ServerOptions {
+    ServerOptions {
+        clock: Clock::fixed_unix(PINNED_NOW),
+        registry_poll: Duration::from_millis(50),
+        ..ServerOptions::default()
+    }
+}
+
+/// A `feast-server` serving HTTP on a free loopback port, stopped on drop.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Builds the app from `config` and serves it on 127.0.0.1:0.
+    pub async fn start(config: RepoConfig, opts: ServerOptions) -> Self {
+        let app = App::build(config, opts).await.expect("server builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = app
+                .serve_http(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        TestServer {
+            base_url: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Serves the demo repository with the test options.
+    pub async fn demo(repo: &RepoCopy) -> Self {
+        Self::start(repo.config(), test_options()).await
+    }
+
+    /// Sends a request; returns status, content type and body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base_url));
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if !body.is_empty() {
+            req = req.body(body.to_vec());
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.bytes().await.expect("body").to_vec();
+        Response {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// POSTs a JSON body to `/get-online-features`.
+    pub async fn get_online_features(&self, body: &Json) -> Response {
+        self.send(
+            "POST",
+            "/get-online-features",
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        )
+        .await
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `content-type` header.
+    pub content_type: Option<String>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The body parsed as JSON.
+    pub fn json(&self) -> Json {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// For a Feast error body (a JSON string holding `{module, class, message}`):
+    /// the class and the message.
+    pub fn feast_error(&self) -> (String, String) {
+        let outer = self.json();
+        let inner: Json = serde_json::from_str(
+            outer
+                .as_str()
+                .unwrap_or_else(|| panic!("error body is not a JSON string: {outer}")),
+        )
+        .expect("error string holds JSON");
+        assert_eq!(inner["module"], "feast.errors", "{inner}");
+        (
+            inner["class"].as_str().unwrap_or_default().to_string(),
+            inner["message"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
+    /// The response's columns by feature name.
+    pub fn column(&self, name: &str) -> Json {
+        column(&self.json(), name)
+    }
+}
+
+/// The column named `name` of a Feast response (`results[i]` where
+/// `metadata.feature_names[i] == name`).
+pub fn column(body: &Json, name: &str) -> Json {
+    let names = body["metadata"]["feature_names"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no feature_names in {body}"));
+    let i = names
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no column {name} in {names:?}"));
+    body["results"][i].clone()
+}
+
+/// One golden case captured from `feast serve`.
+#[derive(Debug, Clone)]
+pub struct GoldenCase {
+    /// Case name (file stem).
+    pub name: String,
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Request content type.
+    pub content_type: Option<String>,
+    /// Exact request body.
+    pub body: String,
+    /// Feast's status.
+    pub status: u16,
+    /// Feast's body, parsed when it is JSON.
+    pub response: Option<Json>,
+}
+
+/// The golden cases of a store (`sqlite` or `redis`), sorted by name.
+pub fn golden_cases(store: &str) -> Vec<GoldenCase> {
+    let dir = workspace_root().join("tests/golden").join(store);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let g: Json =
+                serde_json::from_slice(&std::fs::read(&p).expect("read golden")).expect("json");
+            let req = &g["request"];
+            let resp = &g["response"];
+            GoldenCase {
+                name: g["name"].as_str().unwrap_or_default().to_string(),
+                method: req["method"].as_str().unwrap_or("POST").to_string(),
+                path: req["path"].as_str().unwrap_or_default().to_string(),
+                content_type: req["content_type"].as_str().map(str::to_string),
+                body: req["body_raw"].as_str().unwrap_or_default().to_string(),
+                status: resp["status"].as_u64().unwrap_or(0) as u16,
+                response: resp["body_raw"]
+                    .as_str()
+                    .and_then(|raw| serde_json::from_str(raw).ok()),
+            }
+        })
+        .collect()
+}
+
+/// Compares two Feast success bodies column by column, matched by name (Feast's
+/// own column order is not stable). Returns the differences.
+pub fn compare_columns(expected: &Json, got: &Json) -> Vec<String> {
+    let names = |b: &Json| -> Vec<String> {
+        let mut v: Vec<String> = b["metadata"]["feature_names"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let (want, have) = (names(expected), names(got));
+    if want != have {
+        return vec![format!(
+            "feature_names differ: expected {want:?}, got {have:?}"
+        )];
+    }
+    let mut diffs = Vec::new();
+    for n in &want {
+        let (e, g) = (column(expected, n), column(got, n));
+        for field in ["values", "statuses", "event_timestamps"] {
+            if e[field] != g[field] {
+                diffs.push(format!(
+                    "{n}.{field}: expected {}, got {}",
+                    e[field], g[field]
+                ));
+            }
+        }
+    }
+    diffs
+}
