@@ -2,9 +2,13 @@
 //! (`entity_key`, `feature_name`), `value` a serialized `feast.types.Value` and
 //! `event_ts` epoch seconds (or ISO text in databases older than Feast 0.42).
 //!
-//! Reads run on a small pool of read-only connections off the async runtime, one
-//! query per view per request, with prepared statements and a busy timeout so reads
-//! wait out `feast materialize` writing at the same time.
+//! Reads use a small pool of read-only connections, one query per view per request,
+//! with prepared statements. A small read (at most [`INLINE_MAX_KEYS`] keys) is first
+//! tried on the calling thread without waiting for locks: it is pure CPU work on
+//! cached pages and takes microseconds, while handing it to another thread costs more
+//! than the query. A read that would wait (a writer such as `feast materialize` holds
+//! the lock) or is large runs on the blocking pool instead, off the async runtime,
+//! where it waits up to the busy timeout.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,6 +27,8 @@ const STORE: &str = "sqlite";
 /// Keys per statement; larger batches are split. Key counts are padded to a power
 /// of two so each table needs at most a handful of distinct prepared statements.
 const MAX_KEYS_PER_QUERY: usize = 256;
+/// Largest read (in keys, over all views) tried on the calling thread.
+pub(crate) const INLINE_MAX_KEYS: usize = 256;
 
 /// Tuning for the SQLite reader.
 #[derive(Clone, Debug)]
@@ -77,6 +83,13 @@ impl SqliteStore {
 
     /// Reads every batch with one query per view, on a pooled connection.
     pub async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
+        let keys: usize = batches.iter().map(|b| b.keys.len()).sum();
+        if keys <= INLINE_MAX_KEYS {
+            match self.inner.read_now(&batches, Duration::ZERO) {
+                Err(e) if e.is_unavailable() => {} // locked by a writer: wait off the runtime
+                done => return done,
+            }
+        }
         let permit = self
             .inner
             .permits
@@ -87,7 +100,7 @@ impl SqliteStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            inner.read_blocking(&batches)
+            inner.read_now(&batches, inner.opts.busy_timeout)
         })
         .await
         .map_err(|e| StoreError::Failed {
@@ -159,8 +172,17 @@ impl Inner {
         }
     }
 
-    fn read_blocking(&self, batches: &[ReadBatch]) -> Result<Vec<ViewRows>, StoreError> {
+    /// Reads on the calling thread, waiting at most `busy_timeout` for locks.
+    fn read_now(
+        &self,
+        batches: &[ReadBatch],
+        busy_timeout: Duration,
+    ) -> Result<Vec<ViewRows>, StoreError> {
         let conn = self.checkout()?;
+        if let Err(e) = conn.busy_timeout(busy_timeout) {
+            self.checkin(conn);
+            return Err(classify(&e));
+        }
         let result = batches
             .iter()
             .map(|b| self.read_view(&conn, b))

@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Side-by-side load test of feast-server and the Python `feast serve` (stdlib only).
+
+Every server runs on this machine, in this run, over a private copy of the demo feature
+repository (event times moved to now), and is loaded with wrk (a real HTTP load
+generator) on the same payloads. Results: a table on stdout, plus results.csv and
+table.md in the output directory.
+
+    bench/bench.py                          # ours vs tuned Python (1 worker), SQLite
+    bench/bench.py --servers ours,python,python-w2 --conns 8,32 --duration 15
+    bench/bench.py --quick                  # a few seconds per case, dev build allowed
+
+Servers: ours (target/release/feast-server, built if missing), python (feast serve
+--no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2).
+The Python servers use the pinned Feast from demo/feast_venv.sh.
+"""
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAYLOADS = ["p1_1x3", "p10_10x5", "p100_100x3", "odfv_10x4"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, timeout=5.0):
+    req = urllib.request.Request(url, data=body, method=method)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def proc_tree(pid):
+    """pid and its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            children = []
+        todo.extend(int(c) for c in children)
+    return out
+
+
+def cpu_ticks(pid):
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def rss_mb(pid):
+    kb = 0
+    for p in proc_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    kb += int(line.split()[1])
+        except OSError:
+            pass
+    return kb / 1024
+
+
+class Server:
+    """A server process started by this script and stopped by its PID."""
+
+    def __init__(self, name, argv, cwd, port, env=None):
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+        self.startup_s = None
+        deadline = t0 + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: see {self.log.name}")
+            try:
+                if http("GET", self.url + "/health", timeout=1)[0] == 200:
+                    self.startup_s = time.monotonic() - t0
+                    break
+            except OSError:
+                pass
+            time.sleep(0.02)
+        if self.startup_s is None:
+            self.stop()
+            raise RuntimeError(f"{name} did not become healthy: see {self.log.name}")
+        self.idle_rss_mb = rss_mb(self.proc.pid)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def run_wrk(url, payload, conns, duration):
+    threads = 1 if conns < 2 else 2
+    env = {**os.environ, "BODY_FILE": str(BENCH / "payloads" / f"{payload}.json")}
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
+         "-s", str(BENCH / "post.lua"), url + "/get-online-features"],
+        env=env, capture_output=True, text=True, check=False,
+    ).stdout
+    res = {}
+    for line in out.splitlines():
+        if line.startswith("LUA_SUMMARY") or line.startswith("LUA_LATENCY_US"):
+            for kv in line.split()[1:]:
+                k, v = kv.split("=")
+                res[k] = float(v)
+    if "requests" not in res:
+        raise RuntimeError("wrk output not understood:\n" + out)
+    res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+    res["errors"] = sum(res.get(k, 0) for k in
+                        ("errors_connect", "errors_read", "errors_write", "errors_status", "errors_timeout"))
+    return res
+
+
+def columns(body):
+    d = json.loads(body)
+    names = d["metadata"]["feature_names"]
+    return {n: d["results"][i]["values"] for i, n in enumerate(names)}
+
+
+def prepare_repo(work: Path) -> Path:
+    repo = work / "feature_repo"
+    shutil.copytree(ROOT / "demo" / "feature_repo", repo)
+    subprocess.run([sys.executable, str(ROOT / "demo" / "refresh_timestamps.py"),
+                    str(repo / "data" / "online_store.db"), "3600"], check=True, capture_output=True)
+    return repo
+
+
+def start_server(kind, repo, args):
+    port = free_port()
+    if kind == "ours":
+        return Server("ours", [str(args.server_bin), "-c", str(repo), "serve", "-p", str(port)],
+                      cwd=repo, port=port, env={"RUST_LOG": "warn"})
+    venv = subprocess.run([str(ROOT / "demo" / "feast_venv.sh")], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    extra = ["--workers", "2"] if kind == "python-w2" else []
+    return Server(kind, [f"{venv}/bin/feast", "-c", str(repo), "serve", "-p", str(port),
+                         "--no-access-log", "--max-requests", "0", *extra],
+                  cwd=repo, port=port,
+                  env={"PYTHONHASHSEED": "0", "GUNICORN_CMD_ARGS": f"--control-socket {repo}/gunicorn.ctl"})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--servers", default="ours,python")
+    ap.add_argument("--payloads", default="p1_1x3,p10_10x5,p100_100x3,odfv_10x4")
+    ap.add_argument("--conns", default="8,32")
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="2 s per case, 1 s warm-up")
+    ap.add_argument("--server-bin", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=BENCH / "results" / "latest")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.warmup = 2, 1
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is required (apt-get install wrk)")
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    if args.server_bin is None:
+        args.server_bin = target / "release" / "feast-server"
+        if not args.server_bin.exists():
+            subprocess.run(["cargo", "build", "--release", "-p", "feast-server"], cwd=ROOT, check=True)
+    servers = args.servers.split(",")
+    payloads = [p for p in args.payloads.split(",") if p]
+    conns = [int(c) for c in args.conns.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    rows, reference = [], {}
+    with tempfile.TemporaryDirectory(prefix="feast-bench-") as tmp:
+        repo = prepare_repo(Path(tmp))
+        for kind in servers:
+            srv = start_server(kind, repo, args)
+            try:
+                print(f"# {kind}: healthy after {srv.startup_s:.2f} s, idle RSS {srv.idle_rss_mb:.0f} MB",
+                      file=sys.stderr)
+                for payload in payloads:
+                    body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
+                    status, resp = http("POST", srv.url + "/get-online-features", body, timeout=30)
+                    if status != 200:
+                        print(f"# {kind} {payload}: HTTP {status}: {resp[:300]!r}; skipped", file=sys.stderr)
+                        continue
+                    cols = columns(resp)
+                    if payload in reference and reference[payload] != cols:
+                        print(f"# WARNING {kind} {payload}: answer differs from {servers[0]}", file=sys.stderr)
+                    reference.setdefault(payload, cols)
+                    run_wrk(srv.url, payload, conns[0], args.warmup)
+                    for c in conns:
+                        t0, c0 = time.monotonic(), cpu_ticks(srv.proc.pid)
+                        r = run_wrk(srv.url, payload, c, args.duration)
+                        cpu = (cpu_ticks(srv.proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
+                        row = {
+                            "server": kind, "store": "sqlite", "payload": payload, "conns": c,
+                            "rps": round(r["rps"], 1), "p50_ms": round(r["p50"] / 1000, 3),
+                            "p99_ms": round(r["p99"] / 1000, 3), "errors": int(r["errors"]),
+                            "cpu_pct": round(cpu), "rss_mb": round(rss_mb(srv.proc.pid)),
+                            "startup_s": round(srv.startup_s, 3), "idle_rss_mb": round(srv.idle_rss_mb),
+                        }
+                        rows.append(row)
+                        print("  ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr)
+            finally:
+                srv.stop()
+
+    write_results(rows, servers, args.out)
+
+
+def write_results(rows, servers, out: Path):
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["server"])
+        w.writeheader()
+        w.writerows(rows)
+    base = servers[0]
+    by_key = {(r["server"], r["store"], r["payload"], r["conns"]): r for r in rows}
+    others = [s for s in servers if s != base]
+    head = ["store", "payload", "conns", f"{base} req/s", f"{base} p50/p99 ms"]
+    for s in others:
+        head += [f"{s} req/s", f"{s} p50/p99 ms", f"{base}/{s}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r["server"] != base:
+            continue
+        cells = [r["store"], r["payload"], str(r["conns"]), f"{r['rps']:.0f}", f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"]
+        for s in others:
+            o = by_key.get((s, r["store"], r["payload"], r["conns"]))
+            if o:
+                cells += [f"{o['rps']:.0f}", f"{o['p50_ms']:.1f} / {o['p99_ms']:.1f}", f"{r['rps'] / o['rps']:.1f}x"]
+            else:
+                cells += ["-", "-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    starts = {r["server"]: (r["startup_s"], r["idle_rss_mb"]) for r in rows}
+    lines.append("")
+    lines.append("| server | start-up to first 200 | idle RSS | RSS under load (max) | CPU under load (max) |")
+    lines.append("|---|---|---|---|---|")
+    for s in servers:
+        rs = [r for r in rows if r["server"] == s]
+        if not rs:
+            continue
+        lines.append(f"| {s} | {starts[s][0]:.2f} s | {starts[s][1]} MB | {max(r['rss_mb'] for r in rs)} MB | "
+                     f"{max(r['cpu_pct'] for r in rs)} % |")
+    table = "\n".join(lines)
+    (out / "table.md").write_text(table + "\n")
+    print(table)
+    print(f"\nresults: {out}/results.csv, {out}/table.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install what the tests need and a fresh machine may lack: redis-server and
+# redis-cli (Debian packages), wrk (load generator for the benchmark), and the
+# wasm32-wasip2 Rust target (plugins). Safe to run repeatedly.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v wrk >/dev/null || need+=(wrk)
+if ((${#need[@]})); then
+  if [[ $(id -u) == 0 ]]; then SUDO=(); else SUDO=(sudo); fi
+  echo "installing ${need[*]}" >&2
+  "${SUDO[@]}" apt-get update -qq >/dev/null || true
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
