@@ -4,4 +4,5 @@
 mod golden;
 mod invalid_input;
 mod registry_reload;
+mod sqlite_writer;
 mod ttl;
