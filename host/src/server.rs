@@ -13,7 +13,9 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, OnlineStoreConfig, RepoConfig};
 use crate::engine::FeatureStore;
 use crate::http::{self, DEFAULT_MAX_BODY_BYTES, HttpState};
-use crate::online_store::{OnlineStore, SqliteOptions, SqliteStore, StoreError};
+use crate::online_store::{
+    OnlineStore, RedisOptions, RedisStore, SqliteOptions, SqliteStore, StoreError,
+};
 use crate::registry::{RegistryError, RegistryHandle};
 
 /// Why the server could not start.
@@ -81,10 +83,11 @@ impl App {
             OnlineStoreConfig::Sqlite(s) => {
                 OnlineStore::Sqlite(SqliteStore::open(&s.path, opts.sqlite.clone())?)
             }
-            OnlineStoreConfig::Redis(_) => {
-                return Err(StartError::Unsupported(
-                    "online_store.type redis is not served by this build".into(),
-                ));
+            OnlineStoreConfig::Redis(r) => {
+                let opts = RedisOptions::from_config(r).map_err(|e| {
+                    StartError::Unsupported(format!("{}: {e}", config.source.display()))
+                })?;
+                OnlineStore::Redis(RedisStore::new(opts, &config.project)?)
             }
         };
         let (shutdown, shutdown_rx) = watch::channel(false);

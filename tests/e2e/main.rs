@@ -3,6 +3,7 @@
 
 mod golden;
 mod invalid_input;
+mod redis_faults;
 mod registry_reload;
 mod sqlite_writer;
 mod ttl;

@@ -11,7 +11,13 @@ async fn reads_wait_for_a_writer_and_see_its_commit() {
     let repo = RepoCopy::demo();
     let server = TestServer::demo(&repo).await;
     let body = json!({"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": [1001]}});
-    assert_eq!(server.get_online_features(&body).await.column("avg_daily_trips")["values"], json!([545]));
+    assert_eq!(
+        server
+            .get_online_features(&body)
+            .await
+            .column("avg_daily_trips")["values"],
+        json!([545])
+    );
 
     let db_path = repo.path().join("data/online_store.db");
     let writer = std::thread::spawn(move || {

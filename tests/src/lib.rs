@@ -3,6 +3,8 @@
 //! pinned clock, an HTTP client, and the golden request/response pairs captured from
 //! `feast serve` 0.67.0 (see `tests/golden/README.md`).
 
+pub mod redis_server;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

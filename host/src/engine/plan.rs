@@ -430,7 +430,7 @@ impl PlanBuilder<'_> {
                     None => view.online_name.clone(),
                 };
                 ViewRead {
-                    target: Arc::new(ReadTarget::new(project, &view.name, &online_name, features)),
+                    target: Arc::new(ReadTarget::new(project, &view, &online_name, features)),
                     view,
                     key_columns,
                 }

@@ -2,13 +2,19 @@
 //! (view, unique entity keys, features) it needs at once, so a store can answer in as
 //! few round trips as its layout allows (one query per view for SQLite).
 
+mod redis;
 mod sqlite;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use self::redis::{
+    OptionsError as RedisOptionsError, RedisOptions, RedisStore,
+    SUPPORTED_OPTIONS as REDIS_OPTIONS, Topology as RedisTopology, feature_field, timestamp_field,
+};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
+use crate::registry::FeatureView;
 use crate::value::{EventTime, Value};
 
 /// A store failure.
@@ -63,21 +69,41 @@ pub struct ReadTarget {
     pub table: String,
     /// Feature names, in slot order.
     pub features: Vec<String>,
+    /// Redis hash fields of the features, in slot order.
+    pub redis_fields: Vec<[u8; 4]>,
+    /// Redis hash field of the view's event time (`_ts:<online_name>`).
+    pub redis_ts_field: Vec<u8>,
     slot_by_name: HashMap<String, usize>,
 }
 
 impl ReadTarget {
-    /// A target reading `features` of the view stored as `online_name` in `project`.
-    pub fn new(project: &str, view: &str, online_name: &str, features: Vec<String>) -> Self {
+    /// A target reading `features` (names of `view`'s features) of the view stored as
+    /// `online_name` in `project`; field hashes come from the registry when the online
+    /// name is the view's own.
+    pub fn new(
+        project: &str,
+        view: &FeatureView,
+        online_name: &str,
+        features: Vec<String>,
+    ) -> Self {
         let slot_by_name = features
             .iter()
             .enumerate()
             .map(|(i, f)| (f.clone(), i))
             .collect();
+        let redis_fields = features
+            .iter()
+            .map(|f| match view.feature(f) {
+                Some(i) if online_name == view.online_name => view.redis_fields[i],
+                _ => feature_field(online_name, f),
+            })
+            .collect();
         ReadTarget {
-            view: view.to_string(),
+            view: view.name.clone(),
             online_name: online_name.to_string(),
             table: format!("{project}_{online_name}"),
+            redis_ts_field: timestamp_field(online_name),
+            redis_fields,
             features,
             slot_by_name,
         }
@@ -141,6 +167,8 @@ impl ViewRows {
 pub enum OnlineStore {
     /// Feast's SQLite layout.
     Sqlite(SqliteStore),
+    /// Feast's Redis layout (standalone, cluster or sentinel).
+    Redis(RedisStore),
 }
 
 impl OnlineStore {
@@ -148,6 +176,7 @@ impl OnlineStore {
     pub fn type_name(&self) -> &'static str {
         match self {
             OnlineStore::Sqlite(_) => "sqlite",
+            OnlineStore::Redis(_) => "redis",
         }
     }
 
@@ -155,6 +184,7 @@ impl OnlineStore {
     pub async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
         match self {
             OnlineStore::Sqlite(s) => s.read(batches).await,
+            OnlineStore::Redis(s) => s.read(batches).await,
         }
     }
 
@@ -162,6 +192,7 @@ impl OnlineStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             OnlineStore::Sqlite(s) => s.ping().await,
+            OnlineStore::Redis(s) => s.ping().await,
         }
     }
 }

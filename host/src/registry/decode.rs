@@ -13,6 +13,7 @@ use super::{
     ViewKind,
 };
 use crate::entity_key::KeyLayout;
+use crate::online_store::feature_field;
 use crate::proto::feast::core as pb;
 use crate::value::{EventTime, ValueType};
 
@@ -289,8 +290,13 @@ fn build_view(v: RawView, entities: &HashMap<String, Entity>, opts: DecodeOption
     } else {
         v.name.clone()
     };
+    let redis_fields = features
+        .iter()
+        .map(|f| feature_field(&online_name, &f.name))
+        .collect();
     FeatureView {
         feature_index: index_of(&features),
+        redis_fields,
         name: v.name,
         kind: v.kind,
         join_keys,

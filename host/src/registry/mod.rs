@@ -113,6 +113,9 @@ pub struct FeatureView {
     pub online_name: String,
     /// Entity-key layout for `join_keys` (or the dummy key when there are none).
     pub key_layout: KeyLayout,
+    /// Redis hash field of each feature (MurmurHash3 of `<online_name>:<feature>`),
+    /// parallel to `features`.
+    pub redis_fields: Vec<[u8; 4]>,
     /// Why this view cannot be served, when the registry is inconsistent.
     pub problem: Option<String>,
 }

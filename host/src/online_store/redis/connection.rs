@@ -1,0 +1,228 @@
+//! Connections to a standalone server, a cluster or a sentinel-managed master, all
+//! created lazily so the server starts (and reports itself unavailable) while Redis
+//! is down, and recovers by itself when Redis returns.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline,
+    RedisConnectionInfo, RedisError, RedisResult,
+};
+use tokio::sync::Mutex;
+
+use super::options::{RedisOptions, Topology};
+
+/// A way to run pipelines against the configured deployment.
+pub(super) enum Connection {
+    Standalone(ConnectionManager),
+    Cluster(Lazy<ClusterClient, ClusterConnection>),
+    Sentinel(Lazy<Mutex<SentinelClient>, MultiplexedConnection>),
+}
+
+/// A connection made on first use and made again after it failed.
+pub(super) struct Lazy<S, C> {
+    source: S,
+    current: ArcSwapOption<C>,
+    connecting: Mutex<()>,
+    opts: Arc<RedisOptions>,
+}
+
+impl<S, C: Clone> Lazy<S, C> {
+    fn new(source: S, opts: Arc<RedisOptions>) -> Self {
+        Lazy {
+            source,
+            current: ArcSwapOption::empty(),
+            connecting: Mutex::new(()),
+            opts,
+        }
+    }
+
+    async fn get<F, Fut>(&self, connect: F) -> RedisResult<C>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = RedisResult<C>>,
+    {
+        if let Some(c) = self.current.load_full() {
+            return Ok(C::clone(&c));
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(c) = self.current.load_full() {
+            return Ok(C::clone(&c));
+        }
+        let conn = tokio::time::timeout(self.opts.connect_timeout, connect())
+            .await
+            .map_err(|_| timeout_error("connect"))??;
+        self.current.store(Some(Arc::new(conn.clone())));
+        Ok(conn)
+    }
+
+    fn reset(&self) {
+        self.current.store(None);
+    }
+}
+
+fn timeout_error(what: &'static str) -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} timed out"),
+    ))
+}
+
+fn connection_info(opts: &RedisOptions, host: &str, port: u16) -> RedisResult<ConnectionInfo> {
+    let addr = if opts.tls {
+        ConnectionAddr::TcpTls {
+            host: host.to_string(),
+            port,
+            insecure: opts.tls_insecure,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host.to_string(), port)
+    };
+    Ok(format!("redis://{host}:{port}")
+        .into_connection_info()?
+        .set_addr(addr)
+        .set_redis_settings(redis_settings(opts)))
+}
+
+fn redis_settings(opts: &RedisOptions) -> RedisConnectionInfo {
+    let mut r = RedisConnectionInfo::default().set_db(opts.db);
+    if let Some(u) = &opts.username {
+        r = r.set_username(u);
+    }
+    if let Some(p) = &opts.password {
+        r = r.set_password(p);
+    }
+    r
+}
+
+impl Connection {
+    /// Prepares the connection (no network traffic yet).
+    pub(super) fn new(opts: Arc<RedisOptions>) -> RedisResult<Self> {
+        match &opts.topology {
+            Topology::Standalone => {
+                let (host, port) = &opts.nodes[0];
+                let client = Client::open(connection_info(&opts, host, *port)?)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(opts.connect_timeout))
+                    .set_response_timeout(Some(opts.response_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(opts.connect_timeout);
+                Ok(Connection::Standalone(
+                    ConnectionManager::new_lazy_with_config(client, config)?,
+                ))
+            }
+            Topology::Cluster => {
+                let nodes = opts
+                    .nodes
+                    .iter()
+                    .map(|(h, p)| connection_info(&opts, h, *p))
+                    .collect::<RedisResult<Vec<_>>>()?;
+                let mut builder = ClusterClient::builder(nodes)
+                    .connection_timeout(opts.connect_timeout)
+                    .response_timeout(opts.response_timeout)
+                    .retries(2);
+                if let Some(u) = &opts.username {
+                    builder = builder.username(u);
+                }
+                if let Some(p) = &opts.password {
+                    builder = builder.password(p);
+                }
+                Ok(Connection::Cluster(Lazy::new(builder.build()?, opts)))
+            }
+            Topology::Sentinel { master } => {
+                let sentinels = opts
+                    .nodes
+                    .iter()
+                    .map(|(h, p)| format!("redis://{h}:{p}"))
+                    .collect::<Vec<_>>();
+                let node_info = SentinelNodeConnectionInfo::default()
+                    .set_redis_connection_info(redis_settings(&opts));
+                let client = SentinelClient::build(
+                    sentinels,
+                    master.clone(),
+                    Some(node_info),
+                    SentinelServerType::Master,
+                )?;
+                Ok(Connection::Sentinel(Lazy::new(Mutex::new(client), opts)))
+            }
+        }
+    }
+
+    /// Runs one pipeline of commands that all touch the same hash slot (so a cluster
+    /// can route it to one node); replies in command order.
+    pub(super) async fn query_slot(&self, pipe: &Pipeline) -> RedisResult<Vec<redis::Value>> {
+        match self {
+            Connection::Standalone(cm) => pipe.query_async(&mut cm.clone()).await,
+            Connection::Cluster(lazy) => {
+                let mut conn = lazy.get(|| lazy.source.get_async_connection()).await?;
+                let result = pipe.query_async(&mut conn).await;
+                if let Err(e) = &result
+                    && is_connection_error(e)
+                {
+                    // A node went away: the client keeps reconnecting to its address
+                    // until a redirection tells it otherwise. Start again from the seed
+                    // nodes so a promoted replica is found at once.
+                    lazy.reset();
+                }
+                result
+            }
+            Connection::Sentinel(lazy) => {
+                let opts = lazy.opts.clone();
+                let mut conn = lazy
+                    .get(|| async move {
+                        let master = lazy.source.lock().await.async_get_client().await?;
+                        let config = AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(opts.connect_timeout))
+                            .set_response_timeout(Some(opts.response_timeout));
+                        master
+                            .get_multiplexed_async_connection_with_config(&config)
+                            .await
+                    })
+                    .await?;
+                let result = pipe.query_async(&mut conn).await;
+                if let Err(e) = &result
+                    && is_connection_error(e)
+                {
+                    // The master may have moved: ask the sentinels again next time.
+                    lazy.reset();
+                }
+                result
+            }
+        }
+    }
+
+    /// Whether commands for different hash slots must go in different pipelines.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Connection::Cluster(_))
+    }
+}
+
+/// The hash slot of a key (cluster routing).
+pub(super) fn slot_of(key: &[u8]) -> Slot {
+    Slot::for_key(key)
+}
+
+/// Whether an error means Redis could not be reached or did not answer.
+pub(super) fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(
+                redis::ServerErrorKind::ClusterDown
+                    | redis::ServerErrorKind::TryAgain
+                    | redis::ServerErrorKind::MasterDown
+                    | redis::ServerErrorKind::BusyLoading
+            )
+        )
+}

@@ -1,0 +1,237 @@
+//! Feast's Redis `connection_string`: comma-separated parts; `host:port` parts are
+//! nodes (the first for a single server, all of them for a cluster or the sentinels),
+//! `key=value` parts are options named as redis-py names them (Feast passes them to
+//! redis-py as keyword arguments), values JSON-decoded when possible.
+
+use std::time::Duration;
+
+use crate::config::RedisConfig;
+
+/// Options this server understands, with what they do.
+pub const SUPPORTED_OPTIONS: &[(&str, &str)] = &[
+    ("password", "AUTH password"),
+    ("username", "ACL user name"),
+    ("db", "database number (standalone and sentinel)"),
+    ("ssl", "true to connect with TLS"),
+    (
+        "ssl_cert_reqs",
+        "`none` to skip certificate verification, `required` (default)",
+    ),
+    ("socket_timeout", "seconds to wait for a reply (default 1)"),
+    (
+        "socket_connect_timeout",
+        "seconds to wait for a connection (default 1)",
+    ),
+    ("skip_full_coverage_check", "accepted (cluster; no effect)"),
+    ("health_check_interval", "accepted (no effect)"),
+    ("socket_keepalive", "accepted (no effect)"),
+    ("decode_responses", "accepted (no effect)"),
+];
+
+/// Which Redis deployment to talk to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// One server.
+    Standalone,
+    /// A Redis Cluster; nodes are seeds.
+    Cluster,
+    /// Sentinels that name the master of `master`.
+    Sentinel {
+        /// `sentinel_master`.
+        master: String,
+    },
+}
+
+/// Parsed connection settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisOptions {
+    /// Deployment kind.
+    pub topology: Topology,
+    /// `(host, port)` of each node.
+    pub nodes: Vec<(String, u16)>,
+    /// AUTH password.
+    pub password: Option<String>,
+    /// ACL user.
+    pub username: Option<String>,
+    /// Database number.
+    pub db: i64,
+    /// Connect with TLS.
+    pub tls: bool,
+    /// Skip certificate verification.
+    pub tls_insecure: bool,
+    /// Reply timeout.
+    pub response_timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+}
+
+/// A connection string problem, naming the part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("online_store.connection_string: {0}")]
+pub struct OptionsError(pub String);
+
+impl RedisOptions {
+    /// Parses the store configuration.
+    pub fn from_config(cfg: &RedisConfig) -> Result<Self, OptionsError> {
+        let topology = match cfg.redis_type.as_str() {
+            "redis_cluster" => Topology::Cluster,
+            "redis_sentinel" => Topology::Sentinel {
+                master: cfg.sentinel_master.clone(),
+            },
+            _ => Topology::Standalone,
+        };
+        let mut opts = RedisOptions {
+            topology,
+            nodes: Vec::new(),
+            password: None,
+            username: None,
+            db: 0,
+            tls: false,
+            tls_insecure: false,
+            response_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        };
+        for part in cfg
+            .connection_string
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            match part.split_once('=') {
+                None => opts.nodes.push(parse_node(part)?),
+                Some((k, v)) => opts.set(k.trim(), unquote(v.trim()))?,
+            }
+        }
+        if opts.nodes.is_empty() {
+            return Err(OptionsError(format!(
+                "{:?} names no host:port",
+                cfg.connection_string
+            )));
+        }
+        Ok(opts)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), OptionsError> {
+        let bad = |what: &str| OptionsError(format!("{key}={value:?}: {what}"));
+        match key {
+            "password" => self.password = Some(value.to_string()),
+            "username" => self.username = Some(value.to_string()),
+            "db" => self.db = value.parse().map_err(|_| bad("expected an integer"))?,
+            "ssl" => self.tls = parse_bool(value).ok_or_else(|| bad("expected true or false"))?,
+            "ssl_cert_reqs" => {
+                self.tls_insecure = match value.to_ascii_lowercase().as_str() {
+                    "none" | "cert_none" => true,
+                    "required" | "cert_required" | "optional" | "cert_optional" => false,
+                    _ => return Err(bad("expected none or required")),
+                }
+            }
+            "socket_timeout" => {
+                self.response_timeout = parse_secs(value).ok_or_else(|| bad("expected seconds"))?
+            }
+            "socket_connect_timeout" => {
+                self.connect_timeout = parse_secs(value).ok_or_else(|| bad("expected seconds"))?
+            }
+            k if SUPPORTED_OPTIONS.iter().any(|(name, _)| *name == k) => {}
+            _ => {
+                let names: Vec<&str> = SUPPORTED_OPTIONS.iter().map(|(n, _)| *n).collect();
+                return Err(OptionsError(format!(
+                    "unknown option {key:?}; supported: {}",
+                    names.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v)
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_secs(v: &str) -> Option<Duration> {
+    let s: f64 = v.parse().ok()?;
+    (s.is_finite() && s > 0.0).then(|| Duration::from_secs_f64(s))
+}
+
+fn parse_node(part: &str) -> Result<(String, u16), OptionsError> {
+    let part = part
+        .strip_prefix("redis://")
+        .or_else(|| part.strip_prefix("rediss://"))
+        .unwrap_or(part);
+    let (host, port) = match part.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| OptionsError(format!("{part:?}: the port is not a number")))?,
+        ),
+        None => (part, 6379),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(OptionsError(format!("{part:?}: no host")));
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(conn: &str, redis_type: &str) -> RedisConfig {
+        RedisConfig {
+            store_type: "redis".into(),
+            redis_type: redis_type.into(),
+            connection_string: conn.into(),
+            sentinel_master: "mymaster".into(),
+            key_ttl_seconds: None,
+            full_scan_for_deletion: None,
+            skip_dedup: None,
+        }
+    }
+
+    #[test]
+    fn parses_feast_connection_strings() {
+        let o = RedisOptions::from_config(&cfg(
+            "127.0.0.1:6390,ssl=true,password=s3cret,db=2,socket_timeout=0.25",
+            "redis",
+        ))
+        .expect("parses");
+        assert_eq!(o.nodes, vec![("127.0.0.1".to_string(), 6390)]);
+        assert!(o.tls);
+        assert_eq!(o.password.as_deref(), Some("s3cret"));
+        assert_eq!(o.db, 2);
+        assert_eq!(o.response_timeout, Duration::from_millis(250));
+        let c =
+            RedisOptions::from_config(&cfg("a:7000, b:7001,c", "redis_cluster")).expect("parses");
+        assert_eq!(c.topology, Topology::Cluster);
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(c.nodes[2], ("c".to_string(), 6379));
+        let s = RedisOptions::from_config(&cfg("s1:26379", "redis_sentinel")).expect("parses");
+        assert_eq!(
+            s.topology,
+            Topology::Sentinel {
+                master: "mymaster".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_or_bad_options() {
+        let e = RedisOptions::from_config(&cfg("h:1,pasword=x", "redis")).expect_err("typo");
+        assert!(e.to_string().contains("unknown option \"pasword\""), "{e}");
+        assert!(RedisOptions::from_config(&cfg("h:x", "redis")).is_err());
+        assert!(RedisOptions::from_config(&cfg("db=1", "redis")).is_err());
+        assert!(RedisOptions::from_config(&cfg("h:1,db=one", "redis")).is_err());
+        assert!(RedisOptions::from_config(&cfg("h:1,ssl=maybe", "redis")).is_err());
+    }
+}

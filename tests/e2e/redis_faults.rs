@@ -1,0 +1,170 @@
+//! Redis faults: a server that went away or hangs gives a clear 503 within the
+//! configured timeout, `/health` says so, and serving recovers by itself when Redis
+//! returns; malformed stored bytes fail only the requests that read them; a cluster
+//! keeps serving across a master failover.
+
+use std::time::{Duration, Instant};
+
+use feast_server_e2e::redis_server::{
+    RedisCluster, RedisServer, feast_redis_dump, free_port, load_feast_dump,
+    redis_feature_store_yaml,
+};
+use feast_server_e2e::{RepoCopy, TestServer};
+use serde_json::json;
+
+const TIMEOUTS: &str = "socket_timeout=0.3,socket_connect_timeout=0.3";
+
+fn body(id: i64) -> serde_json::Value {
+    json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [id]}})
+}
+
+async fn serve_redis(conn: &str, redis_type: &str) -> (RepoCopy, TestServer) {
+    let repo = RepoCopy::demo();
+    repo.write_config(&redis_feature_store_yaml(conn, redis_type));
+    let server = TestServer::demo(&repo).await;
+    (repo, server)
+}
+
+async fn eventually_ok(server: &TestServer, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let resp = server.get_online_features(&body(1001)).await;
+        if resp.status == 200 {
+            assert_eq!(resp.column("conv_rate")["statuses"], json!(["PRESENT"]));
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not recovered: {} {}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn assert_unavailable(server: &TestServer, limit: Duration) {
+    let t0 = Instant::now();
+    let resp = server.get_online_features(&body(1001)).await;
+    let took = t0.elapsed();
+    assert_eq!(resp.status, 503, "{}", String::from_utf8_lossy(&resp.body));
+    let (class, message) = resp.feast_error();
+    assert_eq!(class, "FeastError");
+    assert!(message.contains("redis"), "{message}");
+    assert!(took < limit, "503 took {took:?}");
+    let health = server.send("GET", "/health", None, b"").await;
+    assert_eq!(health.status, 503);
+}
+
+#[tokio::test]
+async fn redis_going_away_gives_503_and_serving_recovers_without_restart() {
+    let mut redis = RedisServer::start();
+    load_feast_dump(&mut redis.connection());
+    let (_repo, server) =
+        serve_redis(&format!("127.0.0.1:{},{TIMEOUTS}", redis.port), "redis").await;
+    eventually_ok(&server, Duration::from_secs(1)).await;
+
+    redis.stop();
+    assert_unavailable(&server, Duration::from_secs(2)).await;
+    assert_unavailable(&server, Duration::from_secs(2)).await;
+
+    redis.restart();
+    load_feast_dump(&mut redis.connection());
+    eventually_ok(&server, Duration::from_secs(10)).await;
+    assert_eq!(server.send("GET", "/health", None, b"").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_hung_redis_times_out_instead_of_hanging_requests() {
+    let redis = RedisServer::start();
+    load_feast_dump(&mut redis.connection());
+    let (_repo, server) =
+        serve_redis(&format!("127.0.0.1:{},{TIMEOUTS}", redis.port), "redis").await;
+    eventually_ok(&server, Duration::from_secs(1)).await;
+
+    redis.freeze();
+    assert_unavailable(&server, Duration::from_secs(2)).await;
+    redis.thaw();
+    eventually_ok(&server, Duration::from_secs(10)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_server_starts_while_redis_is_down_and_serves_once_it_is_up() {
+    let port = free_port(false);
+    let (_repo, server) = serve_redis(&format!("127.0.0.1:{port},{TIMEOUTS}"), "redis").await;
+    assert_unavailable(&server, Duration::from_secs(2)).await;
+    let redis = RedisServer::start_on(port, false);
+    load_feast_dump(&mut redis.connection());
+    eventually_ok(&server, Duration::from_secs(10)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_stored_bytes_fail_only_the_requests_that_read_them() {
+    let redis = RedisServer::start();
+    load_feast_dump(&mut redis.connection());
+    // Overwrite driver 1001's conv_rate with bytes that are not a feast.types.Value.
+    let key_1001 = feast_redis_dump()
+        .into_iter()
+        .find(|h| h.key.windows(8).any(|w| w == 1001i64.to_le_bytes()))
+        .expect("1001 in the dump")
+        .key;
+    let conv_rate_field =
+        feast_server::online_store::feature_field("driver_hourly_stats", "conv_rate");
+    redis::cmd("HSET")
+        .arg(&key_1001)
+        .arg(&conv_rate_field[..])
+        .arg(&b"\xff\xff\xff\xff"[..])
+        .query::<i64>(&mut redis.connection())
+        .expect("HSET");
+    let (_repo, server) = serve_redis(&format!("127.0.0.1:{}", redis.port), "redis").await;
+
+    let bad = server.get_online_features(&body(1001)).await;
+    assert_eq!(bad.status, 500);
+    let (class, message) = bad.feast_error();
+    assert_eq!(class, "FeastError");
+    assert!(
+        message.contains("driver_hourly_stats:conv_rate"),
+        "{message}"
+    );
+    let good = server.get_online_features(&body(1002)).await;
+    assert_eq!(good.status, 200);
+    assert_eq!(good.column("conv_rate")["statuses"], json!(["PRESENT"]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_cluster_keeps_serving_across_a_master_failover() {
+    let mut cluster = RedisCluster::start(3, 1);
+    load_feast_dump(&mut cluster.connection());
+    let (_repo, server) = serve_redis(&cluster.connection_string(), "redis_cluster").await;
+    eventually_ok(&server, Duration::from_secs(2)).await;
+
+    // Wait for the replicas to have the data, then kill the master holding driver 1001.
+    cluster.wait_replicas_synced(Duration::from_secs(30));
+    let key_1001 = feast_redis_dump()
+        .into_iter()
+        .find(|h| h.key.windows(8).any(|w| w == 1001i64.to_le_bytes()))
+        .expect("1001 in the dump")
+        .key;
+    let port = cluster
+        .master_port_for(&key_1001)
+        .expect("a master holds 1001");
+    cluster.node_mut(port).stop();
+    let promoted = cluster.wait_failover(&key_1001, port, Duration::from_secs(30));
+    assert_ne!(promoted, port);
+
+    eventually_ok(&server, Duration::from_secs(30)).await;
+    let all = server
+        .get_online_features(&json!({"features": ["driver_hourly_stats:avg_daily_trips"],
+                                      "entities": {"driver_id": [1001, 1002, 1003, 1004, 1005]}}))
+        .await;
+    assert_eq!(all.status, 200);
+    assert_eq!(
+        all.column("avg_daily_trips")["statuses"],
+        json!(["PRESENT", "PRESENT", "PRESENT", "PRESENT", "PRESENT"])
+    );
+    server.stop().await;
+}
