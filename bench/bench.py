@@ -11,8 +11,11 @@ table.md in the output directory.
     bench/bench.py --quick                  # a few seconds per case, dev build allowed
 
 Servers: ours (target/release/feast-server, built if missing), python (feast serve
---no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2).
-The Python servers use the pinned Feast from demo/feast_venv.sh.
+--no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2),
+floor (no server: the same store reads issued directly by the store's client library,
+target/release/examples/store_floor). The Python servers use the pinned Feast from
+demo/feast_venv.sh. Stores: sqlite (the demo's online_store.db) and redis (a private
+redis-server loaded with the exact bytes Feast wrote, tests/fixtures/redis_dump.json).
 """
 import argparse
 import csv
@@ -164,6 +167,77 @@ def prepare_repo(work: Path) -> Path:
     return repo
 
 
+def resp(sock, *args):
+    """Sends one Redis command (RESP) and reads a one-line reply."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    sock.sendall(out)
+    reply = b""
+    while not reply.endswith(b"\r\n"):
+        reply += sock.recv(1)
+    if reply.startswith(b"-"):
+        raise RuntimeError(reply.decode())
+    return reply
+
+
+class RedisProcess:
+    """A private redis-server loaded with the bytes Feast wrote, event times moved to now."""
+
+    def __init__(self, work: Path):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(work)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(200):
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+                break
+            except OSError:
+                time.sleep(0.02)
+        dump = json.loads((ROOT / "tests" / "fixtures" / "redis_dump.json").read_text())
+        ts = int(time.time()) - 3600
+        varint = bytearray()
+        while True:
+            b, ts = ts & 0x7F, ts >> 7
+            varint.append(b | (0x80 if ts else 0))
+            if not ts:
+                break
+        now_ts = b"\x08" + bytes(varint)
+        for k in dump["keys"]:
+            args = [b"HSET", bytes.fromhex(k["key_hex"])]
+            for f in k["fields"]:
+                field = bytes.fromhex(f["field_hex"])
+                args += [field, now_ts if field.startswith(b"_ts:") else bytes.fromhex(f["value_hex"])]
+            resp(self.sock, *args)
+
+    def stop(self):
+        self.sock.close()
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+def redis_repo(work: Path, sqlite_repo: Path, port: int) -> Path:
+    repo = work / "feature_repo_redis"
+    shutil.copytree(sqlite_repo, repo)
+    (repo / "feature_store.yaml").write_text(
+        "project: repo\nregistry: data/registry.db\nprovider: local\nonline_store:\n"
+        f"    type: redis\n    connection_string: \"127.0.0.1:{port}\"\n"
+        "entity_key_serialization_version: 3\n")
+    return repo
+
+
+def run_floor(args, store, repo, redis_port, payload, conns, duration):
+    floor = args.server_bin.parent / "examples" / "store_floor"
+    target = f"127.0.0.1:{redis_port}" if store == "redis" else str(repo / "data" / "online_store.db")
+    out = subprocess.run([str(floor), store, target, str(BENCH / "payloads" / f"{payload}.json"),
+                          str(conns), str(duration)], capture_output=True, text=True, check=True).stdout
+    res = dict(kv.split("=") for kv in out.split())
+    return {"rps": float(res["rps"]), "p50": float(res["p50_us"]), "p99": float(res["p99_us"]), "errors": 0}
+
+
 def start_server(kind, repo, args):
     port = free_port()
     if kind == "ours":
@@ -180,7 +254,8 @@ def start_server(kind, repo, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--servers", default="ours,python")
+    ap.add_argument("--servers", default="ours,python,floor")
+    ap.add_argument("--stores", default="sqlite,redis")
     ap.add_argument("--payloads", default="p1_1x3,p10_10x5,p100_100x3,odfv_10x4")
     ap.add_argument("--conns", default="8,32")
     ap.add_argument("--duration", type=int, default=10)
@@ -196,49 +271,78 @@ def main():
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     if args.server_bin is None:
         args.server_bin = target / "release" / "feast-server"
-        if not args.server_bin.exists():
-            subprocess.run(["cargo", "build", "--release", "-p", "feast-server"], cwd=ROOT, check=True)
+        if not args.server_bin.exists() or not (args.server_bin.parent / "examples" / "store_floor").exists():
+            subprocess.run(["cargo", "build", "--release", "-p", "feast-server", "--bins", "--examples"],
+                           cwd=ROOT, check=True)
     servers = args.servers.split(",")
+    stores = args.stores.split(",")
     payloads = [p for p in args.payloads.split(",") if p]
     conns = [int(c) for c in args.conns.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
 
-    rows, reference = [], {}
+    rows = []
     with tempfile.TemporaryDirectory(prefix="feast-bench-") as tmp:
-        repo = prepare_repo(Path(tmp))
-        for kind in servers:
-            srv = start_server(kind, repo, args)
+        sqlite_repo = prepare_repo(Path(tmp))
+        for store in stores:
+            redis = RedisProcess(Path(tmp)) if store == "redis" else None
+            repo = redis_repo(Path(tmp), sqlite_repo, redis.port) if redis else sqlite_repo
+            reference = {}
             try:
-                print(f"# {kind}: healthy after {srv.startup_s:.2f} s, idle RSS {srv.idle_rss_mb:.0f} MB",
-                      file=sys.stderr)
-                for payload in payloads:
-                    body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
-                    status, resp = http("POST", srv.url + "/get-online-features", body, timeout=30)
-                    if status != 200:
-                        print(f"# {kind} {payload}: HTTP {status}: {resp[:300]!r}; skipped", file=sys.stderr)
+                for kind in servers:
+                    if kind == "floor":
+                        for payload in payloads:
+                            if payload.startswith("odfv"):
+                                continue
+                            for c in conns:
+                                r = run_floor(args, store, repo, redis.port if redis else 0, payload, c, args.duration)
+                                rows.append(row_of("floor", store, payload, c, r, None, None))
                         continue
-                    cols = columns(resp)
-                    if payload in reference and reference[payload] != cols:
-                        print(f"# WARNING {kind} {payload}: answer differs from {servers[0]}", file=sys.stderr)
-                    reference.setdefault(payload, cols)
-                    run_wrk(srv.url, payload, conns[0], args.warmup)
-                    for c in conns:
-                        t0, c0 = time.monotonic(), cpu_ticks(srv.proc.pid)
-                        r = run_wrk(srv.url, payload, c, args.duration)
-                        cpu = (cpu_ticks(srv.proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
-                        row = {
-                            "server": kind, "store": "sqlite", "payload": payload, "conns": c,
-                            "rps": round(r["rps"], 1), "p50_ms": round(r["p50"] / 1000, 3),
-                            "p99_ms": round(r["p99"] / 1000, 3), "errors": int(r["errors"]),
-                            "cpu_pct": round(cpu), "rss_mb": round(rss_mb(srv.proc.pid)),
-                            "startup_s": round(srv.startup_s, 3), "idle_rss_mb": round(srv.idle_rss_mb),
-                        }
-                        rows.append(row)
-                        print("  ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr)
+                    rows += bench_server(kind, store, repo, args, payloads, conns, reference)
             finally:
-                srv.stop()
+                if redis:
+                    redis.stop()
 
     write_results(rows, servers, args.out)
+
+
+def row_of(kind, store, payload, conns, r, cpu, srv):
+    return {
+        "server": kind, "store": store, "payload": payload, "conns": conns,
+        "rps": round(r["rps"], 1), "p50_ms": round(r["p50"] / 1000, 3),
+        "p99_ms": round(r["p99"] / 1000, 3), "errors": int(r["errors"]),
+        "cpu_pct": "" if cpu is None else round(cpu), "rss_mb": "" if srv is None else round(rss_mb(srv.proc.pid)),
+        "startup_s": "" if srv is None else round(srv.startup_s, 3),
+        "idle_rss_mb": "" if srv is None else round(srv.idle_rss_mb),
+    }
+
+
+def bench_server(kind, store, repo, args, payloads, conns, reference):
+    rows = []
+    srv = start_server(kind, repo, args)
+    try:
+        print(f"# {kind}/{store}: healthy after {srv.startup_s:.2f} s, idle RSS {srv.idle_rss_mb:.0f} MB",
+              file=sys.stderr)
+        for payload in payloads:
+            body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
+            status, resp_body = http("POST", srv.url + "/get-online-features", body, timeout=30)
+            if status != 200:
+                print(f"# {kind} {payload}: HTTP {status}: {resp_body[:300]!r}; skipped", file=sys.stderr)
+                continue
+            cols = columns(resp_body)
+            if payload in reference and reference[payload] != cols:
+                print(f"# WARNING {kind}/{store} {payload}: answer differs from the first server", file=sys.stderr)
+            reference.setdefault(payload, cols)
+            run_wrk(srv.url, payload, conns[0], args.warmup)
+            for c in conns:
+                t0, c0 = time.monotonic(), cpu_ticks(srv.proc.pid)
+                r = run_wrk(srv.url, payload, c, args.duration)
+                cpu = (cpu_ticks(srv.proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
+                row = row_of(kind, store, payload, c, r, cpu, srv)
+                rows.append(row)
+                print("  ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr)
+    finally:
+        srv.stop()
+    return rows
 
 
 def write_results(rows, servers, out: Path):
@@ -264,13 +368,13 @@ def write_results(rows, servers, out: Path):
             else:
                 cells += ["-", "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    starts = {r["server"]: (r["startup_s"], r["idle_rss_mb"]) for r in rows}
+    starts = {r["server"]: (r["startup_s"], r["idle_rss_mb"]) for r in rows if r["server"] != "floor"}
     lines.append("")
     lines.append("| server | start-up to first 200 | idle RSS | RSS under load (max) | CPU under load (max) |")
     lines.append("|---|---|---|---|---|")
     for s in servers:
         rs = [r for r in rows if r["server"] == s]
-        if not rs:
+        if not rs or s == "floor":
             continue
         lines.append(f"| {s} | {starts[s][0]:.2f} s | {starts[s][1]} MB | {max(r['rss_mb'] for r in rs)} MB | "
                      f"{max(r['cpu_pct'] for r in rs)} % |")

@@ -120,7 +120,7 @@ impl FeatureStore {
             });
             row_to_key.push(mapping);
         }
-        let results = if batches.is_empty() {
+        let mut results = if batches.is_empty() {
             Vec::new()
         } else {
             self.store.read(batches).await?
@@ -134,7 +134,7 @@ impl FeatureStore {
         for output in &plan.outputs {
             columns.push(match *output {
                 OutputSource::Feature { read, slot } => feature_column(
-                    &results[read],
+                    &mut results[read],
                     &row_to_key[read],
                     slot,
                     plan.reads[read].view.ttl,
@@ -253,8 +253,8 @@ impl<'a> EntityInputs<'a> {
         Ok(values)
     }
 
-    /// Unique serialized keys of a view and, per row, the index of its key.
-    fn keys_for(&self, read: &ViewRead, rows: usize) -> Result<(Vec<Vec<u8>>, Vec<u32>), Error> {
+    /// Unique serialized keys of a view and how request rows map to them.
+    fn keys_for(&self, read: &ViewRead, rows: usize) -> Result<(Vec<Vec<u8>>, RowKeys), Error> {
         let view = &read.view;
         if view.is_entityless() {
             let mut key = Vec::new();
@@ -264,7 +264,13 @@ impl<'a> EntityInputs<'a> {
             view.key_layout
                 .serialize(&[&dummy], &mut key)
                 .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-            return Ok((vec![key], vec![0; rows]));
+            return Ok((
+                vec![key],
+                RowKeys {
+                    key_of_row: vec![0; rows],
+                    first_row: vec![0],
+                },
+            ));
         }
         let cols = read
             .key_columns
@@ -272,30 +278,32 @@ impl<'a> EntityInputs<'a> {
             .zip(&view.join_keys)
             .map(|(&idx, jk)| self.coerced(idx, &jk.name, jk.value_type))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let mut index: HashMap<Vec<u8>, u32> = HashMap::new();
-        let mut mapping = Vec::with_capacity(rows);
+        let mut keys = KeySet::default();
+        let mut row_keys = RowKeys {
+            key_of_row: Vec::with_capacity(rows),
+            first_row: Vec::new(),
+        };
         let mut row_values: Vec<&Value> = Vec::with_capacity(cols.len());
+        let mut buf = Vec::with_capacity(64);
         for row in 0..rows {
             row_values.clear();
             row_values.extend(cols.iter().map(|c| &c[row]));
-            let mut key = Vec::with_capacity(64);
+            buf.clear();
             view.key_layout
-                .serialize(&row_values, &mut key)
+                .serialize(&row_values, &mut buf)
                 .map_err(|e| {
                     Error::InvalidRequest(format!(
                         "entity row {row} for feature view {}: {e}",
                         view.name
                     ))
                 })?;
-            let next = keys.len() as u32;
-            let k = *index.entry(key.clone()).or_insert(next);
-            if k == next {
-                keys.push(key);
+            let (k, new) = keys.insert(&buf);
+            if new {
+                row_keys.first_row.push(row as u32);
             }
-            mapping.push(k);
+            row_keys.key_of_row.push(k);
         }
-        Ok((keys, mapping))
+        Ok((keys.into_keys(), row_keys))
     }
 
     /// The echoed join-key column: the request's values in the key's declared type.
@@ -314,23 +322,40 @@ impl<'a> EntityInputs<'a> {
     }
 }
 
-/// Statuses follow Feast's Go server: NOT_FOUND when nothing is stored, NULL_VALUE for
-/// a stored null, OUTSIDE_MAX_AGE (value kept) when older than the view's ttl.
+/// How request rows map to a view's unique keys.
+struct RowKeys {
+    /// For each request row, the index of its unique key.
+    key_of_row: Vec<u32>,
+    /// For each unique key, the first row that uses it.
+    first_row: Vec<u32>,
+}
+
+/// One output column, moving each stored value out on its first use and copying it
+/// for repeated entities. Statuses follow Feast's Go server: NOT_FOUND when nothing
+/// is stored, NULL_VALUE for a stored null, OUTSIDE_MAX_AGE (value kept) when older
+/// than the view's ttl.
 fn feature_column(
-    rows: &ViewRows,
-    row_to_key: &[u32],
+    rows: &mut ViewRows,
+    row_keys: &RowKeys,
     slot: usize,
     ttl: Option<Duration>,
     now_secs: i64,
 ) -> FeatureColumn {
-    let n = row_to_key.len();
+    let n = row_keys.key_of_row.len();
     let mut col = FeatureColumn {
         values: Vec::with_capacity(n),
         statuses: Vec::with_capacity(n),
         event_timestamps: Vec::with_capacity(n),
     };
-    for &key in row_to_key {
-        match rows.get(key as usize, slot) {
+    for (row, &key) in row_keys.key_of_row.iter().enumerate() {
+        let first = row_keys.first_row[key as usize] as usize;
+        if first != row {
+            col.values.push(col.values[first].clone());
+            col.statuses.push(col.statuses[first]);
+            col.event_timestamps.push(col.event_timestamps[first]);
+            continue;
+        }
+        match rows.take(key as usize, slot) {
             None => {
                 col.values.push(Value::default());
                 col.statuses.push(FieldStatus::NotFound);
@@ -344,13 +369,54 @@ fn feature_column(
                 } else {
                     FieldStatus::Present
                 };
-                col.values.push(cell.value.clone());
+                col.values.push(cell.value);
                 col.statuses.push(status);
                 col.event_timestamps.push(cell.event_time);
             }
         }
     }
     col
+}
+
+/// Unique entity keys in first-seen order: a linear scan while there are few (the
+/// common case), a hash index beyond that.
+#[derive(Default)]
+struct KeySet {
+    keys: Vec<Vec<u8>>,
+    index: Option<HashMap<Vec<u8>, u32>>,
+}
+
+impl KeySet {
+    const LINEAR_MAX: usize = 16;
+
+    /// The index of `key`, and whether it was new.
+    fn insert(&mut self, key: &[u8]) -> (u32, bool) {
+        let found = match &self.index {
+            Some(ix) => ix.get(key).copied(),
+            None => self.keys.iter().position(|k| k == key).map(|i| i as u32),
+        };
+        if let Some(i) = found {
+            return (i, false);
+        }
+        let i = self.keys.len() as u32;
+        self.keys.push(key.to_vec());
+        if let Some(ix) = &mut self.index {
+            ix.insert(key.to_vec(), i);
+        } else if self.keys.len() > Self::LINEAR_MAX {
+            self.index = Some(
+                self.keys
+                    .iter()
+                    .enumerate()
+                    .map(|(j, k)| (k.clone(), j as u32))
+                    .collect(),
+            );
+        }
+        (i, true)
+    }
+
+    fn into_keys(self) -> Vec<Vec<u8>> {
+        self.keys
+    }
 }
 
 /// Whether a value written at `event` is older than `ttl` at `now_secs`

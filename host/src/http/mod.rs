@@ -46,7 +46,8 @@ async fn get_online_features(State(state): State<HttpState>, body: Bytes) -> Res
     };
     match result {
         Ok(resp) => {
-            let mut out = Vec::with_capacity(256 + resp.columns.len() * 128);
+            let rows = resp.columns.first().map_or(0, |c| c.values.len());
+            let mut out = Vec::with_capacity(256 + resp.columns.len() * (96 + rows * 48));
             response::write_response(&resp, &mut out);
             ([(header::CONTENT_TYPE, "application/json")], out).into_response()
         }

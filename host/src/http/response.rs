@@ -36,13 +36,24 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
         out.push(b']');
         if !col.event_timestamps.is_empty() {
             out.extend_from_slice(b",\"event_timestamps\":[");
+            // Rows of a column mostly share one event time: format it once.
+            let mut last: Option<(crate::value::EventTime, std::ops::Range<usize>)> = None;
             for (j, t) in col.event_timestamps.iter().enumerate() {
                 if j > 0 {
                     out.push(b',');
                 }
-                out.push(b'"');
-                t.write_rfc3339(out);
-                out.push(b'"');
+                match &last {
+                    Some((prev, range)) if prev == t => {
+                        out.extend_from_within(range.clone());
+                    }
+                    _ => {
+                        let start = out.len();
+                        out.push(b'"');
+                        t.write_rfc3339(out);
+                        out.push(b'"');
+                        last = Some((*t, start..out.len()));
+                    }
+                }
             }
             out.push(b']');
         }
@@ -242,6 +253,11 @@ fn fixed_offset_secs(zone: &str) -> Option<i64> {
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {

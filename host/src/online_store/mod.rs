@@ -154,6 +154,11 @@ impl ViewRows {
         self.cells.get(key * self.slots + slot)?.as_ref()
     }
 
+    /// Moves a cell out (leaving it missing).
+    pub fn take(&mut self, key: usize, slot: usize) -> Option<Cell> {
+        self.cells.get_mut(key * self.slots + slot)?.take()
+    }
+
     /// Stores a cell.
     pub fn set(&mut self, key: usize, slot: usize, cell: Cell) {
         if let Some(c) = self.cells.get_mut(key * self.slots + slot) {
