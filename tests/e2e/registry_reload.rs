@@ -35,11 +35,14 @@ async fn reloads_on_change_and_survives_a_broken_file() {
     let server = TestServer::start(repo.config(), test_options()).await;
     assert_eq!(status_of(&server, "driver_hourly_stats_fresh").await, 200);
 
-    // A half-written or corrupt file: the last good registry keeps serving.
-    std::fs::write(&path, b"\xff\xff\xff not a registry").expect("write");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(status_of(&server, "driver_hourly_stats_fresh").await, 200);
-    assert_eq!(status_of(&server, "driver_hourly_stats").await, 200);
+    // A corrupt file, then an empty one (what a reader sees between Feast's truncate
+    // and write): the last good registry keeps serving.
+    for broken in [&b"\xff\xff\xff not a registry"[..], b""] {
+        std::fs::write(&path, broken).expect("write");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(status_of(&server, "driver_hourly_stats_fresh").await, 200);
+        assert_eq!(status_of(&server, "driver_hourly_stats").await, 200);
+    }
 
     // A new registry without one view: it disappears, the others stay.
     let mut reg = Registry::decode(original.as_slice()).expect("decode");

@@ -177,6 +177,7 @@ impl Drop for RedisServer {
 pub struct RedisCluster {
     /// Every node, masters first as `redis-cli --cluster create` assigns them.
     pub nodes: Vec<RedisServer>,
+    replicas: usize,
 }
 
 impl RedisCluster {
@@ -201,7 +202,7 @@ impl RedisCluster {
             "cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster { nodes, replicas };
         cluster.wait_ok(Duration::from_secs(30));
         cluster
     }
@@ -225,17 +226,43 @@ impl RedisCluster {
         panic!("cluster did not become ok");
     }
 
-    /// Waits until every replica has finished its sync with its master (a replica that
-    /// never synced refuses to take over).
+    /// Waits until every replica is online and has applied everything its master
+    /// wrote (a replica that never synced refuses to take over, and one that lags
+    /// would lose data on failover).
     pub fn wait_replicas_synced(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let synced = self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
-                redis::cmd("INFO")
+                let Ok(info) = redis::cmd("INFO")
                     .arg("replication")
                     .query::<String>(&mut n.connection())
-                    .map(|s| s.contains("role:master") || s.contains("master_link_status:up"))
-                    .unwrap_or(false)
+                else {
+                    return false;
+                };
+                if !info.contains("role:master") {
+                    return true;
+                }
+                let field = |line: &str, key: &str| {
+                    line.split([',', ':'])
+                        .find_map(|kv| kv.strip_prefix(key).map(str::to_string))
+                };
+                let offset = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("master_repl_offset:"))
+                    .map(str::trim)
+                    .map(str::to_string);
+                let replicas: Vec<&str> = info.lines().filter(|l| l.starts_with("slave")).collect();
+                let expected = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("connected_slaves:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                replicas.len() == expected
+                    && expected >= self.replicas
+                    && replicas.iter().all(|l| {
+                        field(l, "state=").as_deref() == Some("online")
+                            && field(l, "offset=") == offset
+                    })
             });
             if synced {
                 return;

@@ -36,6 +36,15 @@ pub enum RegistryError {
         /// Protobuf decoding error.
         source: prost::DecodeError,
     },
+    /// The bytes decode but lack what every Feast write sets (an empty or truncated
+    /// file, e.g. read while Feast was rewriting it).
+    #[error(
+        "registry {path} is incomplete (no version_id): it may be in the middle of being written"
+    )]
+    Incomplete {
+        /// The registry file.
+        path: PathBuf,
+    },
 }
 
 /// Options that shape the model.

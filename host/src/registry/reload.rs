@@ -123,7 +123,8 @@ impl RegistryHandle {
 
     /// Keeps the registry fresh until `shutdown` flips: reloads every `ttl` (zero =
     /// never, as Feast's `cache_ttl_seconds: 0`) and whenever the file's modification
-    /// time or size changes (checked every `poll`).
+    /// time or size changes (checked every `poll`; a change is picked up once the file
+    /// has stopped changing for one poll).
     pub fn spawn_refresh(
         self: Arc<Self>,
         ttl: Duration,
@@ -135,6 +136,10 @@ impl RegistryHandle {
         }
         Some(tokio::spawn(async move {
             let mut stamp = file_stamp(&self.path);
+            // A changed file is reloaded once it has looked the same on two checks in a
+            // row: Feast rewrites the registry in place, and a truncated protobuf can
+            // still decode (to a registry missing objects).
+            let mut settling: Option<(SystemTime, u64)> = None;
             let mut last_full = tokio::time::Instant::now();
             let mut tick = tokio::time::interval(poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -145,9 +150,15 @@ impl RegistryHandle {
                 }
                 let now_stamp = file_stamp(&self.path);
                 let due = last_full.elapsed() >= ttl;
-                if now_stamp == stamp && !due {
+                if now_stamp != stamp && !due {
+                    if now_stamp.is_some() && now_stamp != settling {
+                        settling = now_stamp;
+                        continue;
+                    }
+                } else if !due {
                     continue;
                 }
+                settling = None;
                 let handle = self.clone();
                 let result = tokio::task::spawn_blocking(move || handle.reload()).await;
                 // A reload that failed is retried on the next change or TTL.
@@ -182,6 +193,11 @@ fn read_snapshot(
                 path: path.to_path_buf(),
                 source,
             })?;
+        if registry.version_id.is_empty() {
+            return Err(RegistryError::Incomplete {
+                path: path.to_path_buf(),
+            });
+        }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         bytes.hash(&mut h);
         return Ok(RegistrySnapshot {
