@@ -13,7 +13,9 @@ table.md in the output directory.
 Servers: ours (target/release/feast-server, built if missing), python (feast serve
 --no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2),
 floor (no server: the same store reads issued directly by the store's client library,
-target/release/examples/store_floor). The Python servers use the pinned Feast from
+target/release/examples/store_floor), ours-grpc (our server with -t grpc, loaded by
+target/release/examples/grpc_load, a tonic client with one HTTP/2 connection per
+concurrent client; HTTP servers are loaded by wrk). The Python servers use the pinned Feast from
 demo/feast_venv.sh. Stores: sqlite (the demo's online_store.db) and redis (a private
 redis-server loaded with the exact bytes Feast wrote, tests/fixtures/redis_dump.json).
 """
@@ -95,7 +97,7 @@ def rss_mb(pid):
 class Server:
     """A server process started by this script and stopped by its PID."""
 
-    def __init__(self, name, argv, cwd, port, env=None):
+    def __init__(self, name, argv, cwd, port, env=None, health_url=None):
         self.name, self.port = name, port
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
@@ -110,7 +112,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{name} exited: see {self.log.name}")
             try:
-                if http("GET", self.url + "/health", timeout=1)[0] == 200:
+                if http("GET", health_url or (self.url + "/health"), timeout=1)[0] == 200:
                     self.startup_s = time.monotonic() - t0
                     break
             except OSError:
@@ -229,6 +231,15 @@ def redis_repo(work: Path, sqlite_repo: Path, port: int) -> Path:
     return repo
 
 
+def run_grpc_load(args, port, payload, conns, duration):
+    load = args.server_bin.parent / "examples" / "grpc_load"
+    out = subprocess.run([str(load), f"127.0.0.1:{port}", str(BENCH / "payloads" / f"{payload}.json"),
+                          str(conns), str(duration)], capture_output=True, text=True, check=True).stdout
+    res = dict(kv.split("=") for kv in out.split())
+    return {"rps": float(res["rps"]), "p50": float(res["p50_us"]), "p99": float(res["p99_us"]),
+            "errors": int(res["errors"])}
+
+
 def run_floor(args, store, repo, redis_port, payload, conns, duration):
     floor = args.server_bin.parent / "examples" / "store_floor"
     target = f"127.0.0.1:{redis_port}" if store == "redis" else str(repo / "data" / "online_store.db")
@@ -243,6 +254,12 @@ def start_server(kind, repo, args):
     if kind == "ours":
         return Server("ours", [str(args.server_bin), "-c", str(repo), "serve", "-p", str(port)],
                       cwd=repo, port=port, env={"RUST_LOG": "warn"})
+    if kind == "ours-grpc":
+        # Started once its metrics listener answers (gRPC mode serves no HTTP API).
+        metrics_port = free_port()
+        return Server("ours-grpc", [str(args.server_bin), "-c", str(repo), "serve", "-p", str(port), "-t", "grpc",
+                                    "--metrics-port", str(metrics_port)],
+                      cwd=repo, port=port, env={"RUST_LOG": "warn"}, health_url=f"http://127.0.0.1:{metrics_port}/metrics")
     venv = subprocess.run([str(ROOT / "demo" / "feast_venv.sh")], capture_output=True,
                           text=True, check=True).stdout.strip()
     extra = ["--workers", "2"] if kind == "python-w2" else []
@@ -323,6 +340,15 @@ def bench_server(kind, store, repo, args, payloads, conns, reference):
         print(f"# {kind}/{store}: healthy after {srv.startup_s:.2f} s, idle RSS {srv.idle_rss_mb:.0f} MB",
               file=sys.stderr)
         for payload in payloads:
+            if kind == "ours-grpc":
+                run_grpc_load(args, srv.port, payload, conns[0], args.warmup)
+                for c in conns:
+                    t0, c0 = time.monotonic(), cpu_ticks(srv.proc.pid)
+                    r = run_grpc_load(args, srv.port, payload, c, args.duration)
+                    cpu = (cpu_ticks(srv.proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
+                    rows.append(row_of(kind, store, payload, c, r, cpu, srv))
+                    print("  ".join(f"{k}={v}" for k, v in rows[-1].items()), file=sys.stderr)
+                continue
             body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
             status, resp_body = http("POST", srv.url + "/get-online-features", body, timeout=30)
             if status != 200:

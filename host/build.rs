@@ -1,5 +1,6 @@
-//! Compiles the project's own Feast `.proto` files with pure-Rust tools (protox + prost),
-//! so no `protoc` is needed.
+//! Compiles the project's own Feast `.proto` files with pure-Rust tools (protox +
+//! prost, with tonic's service generator for `feast.serving.ServingService`), so no
+//! `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
@@ -11,8 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(protos, ["proto"])?;
-    prost_build::Config::new()
-        .btree_map(["."])
+    tonic_prost_build::configure()
+        .btree_map(".")
+        .build_server(true)
+        .build_client(true)
         .compile_fds(fds)?;
     Ok(())
 }

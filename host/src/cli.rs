@@ -77,11 +77,29 @@ pub struct ServeArgs {
     #[arg(short = 'r', long = "registry_ttl_sec", value_name = "SECONDS")]
     pub registry_ttl_sec: Option<u64>,
     /// Do not log each request (the default; kept for `feast serve` scripts).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "access_log")]
     pub no_access_log: bool,
-    /// Expose Prometheus metrics.
+    /// Log one line per HTTP request (status, latency, request id).
+    #[arg(long)]
+    pub access_log: bool,
+    /// Also serve Prometheus metrics on --metrics-port (HTTP always serves /metrics).
     #[arg(short = 'm', long)]
     pub metrics: bool,
+    /// Port of the separate metrics listener (with -m, or with --type grpc).
+    #[arg(long, default_value_t = 8000)]
+    pub metrics_port: u16,
+    /// Largest request body in bytes (HTTP 413 above).
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most entity rows per request (400 above).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_entities: usize,
+    /// Most requests served at once (503 with Retry-After above).
+    #[arg(long, default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+    /// Longest time a request may take, in milliseconds (503 above).
+    #[arg(long, default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
     /// Worker threads (-1 or 0 = one per core).
     #[arg(short = 'w', long, default_value_t = -1, allow_negative_numbers = true)]
     pub workers: i32,

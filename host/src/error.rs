@@ -14,9 +14,12 @@ pub enum ErrorKind {
     /// The request needs something this server cannot do as configured
     /// (HTTP 501, gRPC UNIMPLEMENTED).
     Unimplemented,
-    /// A dependency (the online store) is unreachable or timed out
-    /// (HTTP 503, gRPC UNAVAILABLE).
+    /// A dependency (the online store) is unreachable, or the server is at its
+    /// concurrency limit (HTTP 503, gRPC UNAVAILABLE).
     Unavailable,
+    /// The request took longer than the server's limit (HTTP 503, gRPC
+    /// DEADLINE_EXCEEDED).
+    DeadlineExceeded,
     /// Something failed on the server side (HTTP 500, gRPC INTERNAL).
     Internal,
 }
@@ -87,6 +90,20 @@ pub enum Error {
     /// The online store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The server is at its concurrency limit.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The request took longer than the server allows.
+    #[error("the request took longer than the server's limit of {0:?}")]
+    Timeout(std::time::Duration),
+    /// More entity rows than the server accepts in one request.
+    #[error("the request has {rows} entity rows; this server accepts at most {max} per request")]
+    TooManyEntities {
+        /// Rows sent.
+        rows: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Python's `repr` of a list of strings, as Feast's messages print them.
@@ -104,7 +121,8 @@ impl Error {
             | Error::MissingJoinKey(_)
             | Error::RequestDataNotFound(_)
             | Error::FeatureNameCollision(_)
-            | Error::ViewNotServable(_) => ErrorKind::InvalidArgument,
+            | Error::ViewNotServable(_)
+            | Error::TooManyEntities { .. } => ErrorKind::InvalidArgument,
             Error::FeatureViewNotFound { .. }
             | Error::FeatureNotFound { .. }
             | Error::FeatureServiceNotFound { .. } => ErrorKind::NotFound,
@@ -113,6 +131,8 @@ impl Error {
             }
             Error::Store(e) if e.is_unavailable() => ErrorKind::Unavailable,
             Error::Store(_) => ErrorKind::Internal,
+            Error::Overloaded(_) => ErrorKind::Unavailable,
+            Error::Timeout(_) => ErrorKind::DeadlineExceeded,
         }
     }
 

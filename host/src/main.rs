@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use feast_server::cli::{Cli, Command, LogFormat, ServeArgs, ServerType};
 use feast_server::config::RepoConfig;
+use feast_server::frontend::Limits;
 use feast_server::server::{App, ServerOptions};
+use feast_server::tls::TlsFiles;
 
 /// mimalloc: the serving path allocates many small, short-lived buffers across
 /// threads, where it measured faster than the system allocator.
@@ -55,29 +57,50 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("cannot resolve host {host}"))?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
 async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
-    if args.server_type == ServerType::Grpc {
-        anyhow::bail!("--type grpc is not available in this build; serve HTTP (the default)");
-    }
-    if args.key.is_some() || args.cert.is_some() {
-        anyhow::bail!("TLS (--key/--cert) is not available in this build");
-    }
+    let tls = TlsFiles::from_args(args.key.as_deref(), args.cert.as_deref())?;
     let (repo, yaml) = cli.repo_paths();
     let config = RepoConfig::load(&repo, &yaml)?;
     let opts = ServerOptions {
         registry_ttl: args.registry_ttl_sec.map(Duration::from_secs),
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_entities: args.max_entities,
+            max_concurrent_requests: args.max_concurrent_requests,
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+        },
+        access_log: args.access_log,
         ..ServerOptions::default()
     };
-    let app = App::build(config, opts).await?;
-    let addr: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
-        .await?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("cannot resolve host {}", args.host))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    tracing::info!(%addr, "serving HTTP (POST /get-online-features, GET /health)");
-    app.serve_http(listener, shutdown_signal()).await?;
+    let mut app = App::build(config, opts).await?;
+    let listener = bind(&args.host, args.port).await?;
+    let addr = listener.local_addr()?;
+    if args.metrics || args.server_type == ServerType::Grpc {
+        let metrics = bind(&args.host, args.metrics_port).await?;
+        tracing::info!(addr = %metrics.local_addr()?, "serving Prometheus metrics (GET /metrics)");
+        app.spawn_metrics(metrics);
+    }
+    let scheme = if tls.is_some() { "with TLS" } else { "plain" };
+    match args.server_type {
+        ServerType::Http => {
+            tracing::info!(%addr, scheme, "serving HTTP (POST /get-online-features, GET /health, GET /metrics)");
+            app.serve_http(listener, tls, shutdown_signal()).await?;
+        }
+        ServerType::Grpc => {
+            tracing::info!(%addr, scheme, "serving gRPC (feast.serving.ServingService, grpc.health.v1.Health)");
+            app.serve_grpc(listener, tls, shutdown_signal()).await?;
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,6 +4,7 @@
 #![allow(missing_docs, reason = "generated code")]
 #![allow(unreachable_pub, reason = "generated code")]
 #![allow(clippy::all, reason = "generated code")]
+#![allow(clippy::allow_attributes_without_reason, reason = "generated code")]
 
 /// Feast protos.
 pub mod feast {

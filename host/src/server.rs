@@ -12,11 +12,15 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::config::{ConfigError, OnlineStoreConfig, RepoConfig};
 use crate::engine::FeatureStore;
-use crate::http::{self, DEFAULT_MAX_BODY_BYTES, HttpState};
+use crate::frontend::{Frontend, Limits};
+use crate::grpc;
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
 use crate::online_store::{
     OnlineStore, RedisOptions, RedisStore, SqliteOptions, SqliteStore, StoreError,
 };
 use crate::registry::{RegistryError, RegistryHandle};
+use crate::tls::{TlsError, TlsFiles, install_crypto_provider};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,9 @@ pub enum StartError {
     /// The online store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// TLS files are missing or invalid.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The configuration asks for something this build does not serve.
     #[error("{0}")]
     Unsupported(String),
@@ -44,10 +51,12 @@ pub struct ServerOptions {
     pub registry_ttl: Option<Duration>,
     /// How often the registry file is checked for changes.
     pub registry_poll: Duration,
-    /// Largest accepted request body.
-    pub max_body_bytes: usize,
+    /// Request limits.
+    pub limits: Limits,
     /// SQLite reader tuning.
     pub sqlite: SqliteOptions,
+    /// Log one line per HTTP request.
+    pub access_log: bool,
 }
 
 impl Default for ServerOptions {
@@ -56,8 +65,9 @@ impl Default for ServerOptions {
             clock: Clock::System,
             registry_ttl: None,
             registry_poll: Duration::from_secs(1),
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            limits: Limits::default(),
             sqlite: SqliteOptions::default(),
+            access_log: false,
         }
     }
 }
@@ -67,8 +77,8 @@ impl Default for ServerOptions {
 pub struct App {
     /// The repository configuration.
     pub config: RepoConfig,
-    /// The engine.
-    pub store: FeatureStore,
+    /// The engine with limits and metrics, as the transports use it.
+    pub frontend: Frontend,
     opts: ServerOptions,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -84,10 +94,13 @@ impl App {
                 OnlineStore::Sqlite(SqliteStore::open(&s.path, opts.sqlite.clone())?)
             }
             OnlineStoreConfig::Redis(r) => {
-                let opts = RedisOptions::from_config(r).map_err(|e| {
+                let redis = RedisOptions::from_config(r).map_err(|e| {
                     StartError::Unsupported(format!("{}: {e}", config.source.display()))
                 })?;
-                OnlineStore::Redis(RedisStore::new(opts, &config.project)?)
+                if redis.tls {
+                    install_crypto_provider();
+                }
+                OnlineStore::Redis(RedisStore::new(redis, &config.project)?)
             }
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -99,6 +112,7 @@ impl App {
         {
             tasks.push(t);
         }
+        let metrics = Arc::new(Metrics::new(Some(registry.clone())));
         let snapshot = registry.snapshot();
         tracing::info!(
             project = %config.project,
@@ -109,8 +123,11 @@ impl App {
             services = snapshot.registry.services.len(),
             "feature repository loaded"
         );
+        let engine = FeatureStore::new(registry, store, opts.clock)
+            .with_metrics(metrics.clone())
+            .with_max_entities(opts.limits.max_entities);
         Ok(App {
-            store: FeatureStore::new(registry, store, opts.clock),
+            frontend: Frontend::new(engine, metrics, opts.limits.clone()),
             config,
             opts,
             shutdown,
@@ -118,27 +135,124 @@ impl App {
         })
     }
 
-    /// The HTTP router of this app.
-    pub fn router(&self) -> axum::Router {
-        http::router(
-            HttpState {
-                store: self.store.clone(),
-            },
-            self.opts.max_body_bytes,
-        )
+    fn http_state(&self) -> HttpState {
+        HttpState {
+            frontend: self.frontend.clone(),
+            access_log: self.opts.access_log,
+        }
     }
 
-    /// Serves HTTP on `listener` until `shutdown` completes, then drains in-flight
-    /// requests and stops the background tasks.
+    /// The HTTP router of this app.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.http_state())
+    }
+
+    /// A future that completes when the app is told to stop.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shutdown.subscribe();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+
+    /// Serves `GET /metrics` on its own listener until the app stops (the metrics
+    /// port used with gRPC, or with `-m`).
+    pub fn spawn_metrics(&mut self, listener: TcpListener) {
+        let router = http::metrics_router(self.http_state());
+        let stopped = self.stopped();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        }));
+    }
+
+    /// Serves HTTP (HTTPS with `tls`) on `listener` until `shutdown` completes, then
+    /// drains in-flight requests and stops the background tasks.
     pub async fn serve_http(
         self,
         listener: TcpListener,
+        tls: Option<TlsFiles>,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> Result<(), ServeError> {
         let router = self.router();
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = match tls {
+            None => {
+                // Small responses must not wait for delayed ACKs (Nagle).
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .map_err(ServeError::Io)
+            }
+            Some(files) => {
+                install_crypto_provider();
+                let (cert, key) = files.read()?;
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
+                    .await
+                    .map_err(|e| TlsError::Invalid(e.to_string()))?;
+                let handle = axum_server::Handle::new();
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    h.graceful_shutdown(Some(Duration::from_secs(30)));
+                });
+                let std_listener = listener.into_std().map_err(ServeError::Io)?;
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                axum_server::from_tcp(std_listener)
+                    .map_err(ServeError::Io)?
+                    .acceptor(acceptor)
+                    .handle(handle)
+                    .serve(router.into_make_service())
+                    .await
+                    .map_err(ServeError::Io)
+            }
+        };
+        self.stop().await;
+        result
+    }
+
+    /// Serves Feast's gRPC `ServingService` and the standard health service (TLS
+    /// with `tls`) on `listener` until `shutdown` completes.
+    pub async fn serve_grpc(
+        mut self,
+        listener: TcpListener,
+        tls: Option<TlsFiles>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let frontend = self.frontend.clone();
+        self.tasks.push(tokio::spawn(grpc::report_health(
+            reporter,
+            frontend,
+            Duration::from_secs(1),
+        )));
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(files) = tls {
+            install_crypto_provider();
+            let (cert, key) = files.read()?;
+            builder = builder
+                .tls_config(
+                    tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(cert, key)),
+                )
+                .map_err(|e| TlsError::Invalid(e.to_string()))?;
+        }
+        // Small responses must not wait for delayed ACKs (Nagle).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let result = builder
+            .add_service(health)
+            .add_service(grpc::Serving::server(self.frontend.clone()))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| ServeError::Grpc(e.to_string()));
         self.stop().await;
         result
     }
@@ -147,7 +261,22 @@ impl App {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
+            t.abort();
             let _ = t.await;
         }
     }
+}
+
+/// A server that failed while serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Socket error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// TLS set-up failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Grpc(String),
 }

@@ -2,7 +2,9 @@
 //! feature repository Feast wrote, compared with Feast's own answers.
 
 mod golden;
+mod grpc;
 mod invalid_input;
+mod operations;
 mod redis_faults;
 mod registry_reload;
 mod sqlite_writer;

@@ -77,37 +77,74 @@ pub fn test_options() -> ServerOptions {
     }
 }
 
-/// A `feast-server` serving HTTP on a free loopback port, stopped on drop.
+/// Which API a [`TestServer`] serves.
+#[derive(Clone, Debug)]
+pub enum Api {
+    /// HTTP/JSON.
+    Http,
+    /// gRPC.
+    Grpc,
+}
+
+/// A `feast-server` on a free loopback port, stopped on drop.
 pub struct TestServer {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://localhost:PORT` with TLS).
     pub base_url: String,
+    /// The port.
+    pub port: u16,
     client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestServer {
-    /// Builds the app from `config` and serves it on 127.0.0.1:0.
+    /// Builds the app from `config` and serves HTTP on 127.0.0.1:0.
     pub async fn start(config: RepoConfig, opts: ServerOptions) -> Self {
+        Self::start_with(config, opts, Api::Http, None).await
+    }
+
+    /// Builds the app and serves `api` on 127.0.0.1:0, with TLS when `tls` is given
+    /// (a self-signed certificate for `localhost`, see [`SelfSigned`]).
+    pub async fn start_with(
+        config: RepoConfig,
+        opts: ServerOptions,
+        api: Api,
+        tls: Option<&SelfSigned>,
+    ) -> Self {
         let app = App::build(config, opts).await.expect("server builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
+        let port = listener.local_addr().expect("local addr").port();
         let (stop, stopped) = oneshot::channel::<()>();
+        let files = tls.map(|t| t.files.clone());
         let task = tokio::spawn(async move {
-            let _ = app
-                .serve_http(listener, async {
-                    let _ = stopped.await;
-                })
-                .await;
+            let stopped = async {
+                let _ = stopped.await;
+            };
+            let result = match api {
+                Api::Http => app.serve_http(listener, files, stopped).await,
+                Api::Grpc => app.serve_grpc(listener, files, stopped).await,
+            };
+            if let Err(e) = result {
+                panic!("server failed: {e}");
+            }
         });
+        feast_server::tls::install_crypto_provider();
+        let mut client = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        let base_url = match tls {
+            Some(t) => {
+                client = client.add_root_certificate(
+                    reqwest::Certificate::from_pem(t.cert_pem.as_bytes()).expect("cert"),
+                );
+                format!("https://localhost:{port}")
+            }
+            None => format!("http://127.0.0.1:{port}"),
+        };
         TestServer {
-            base_url: format!("http://{addr}"),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
+            base_url,
+            port,
+            client: client.build().expect("client"),
             stop: Some(stop),
             task: Some(task),
         }
@@ -126,6 +163,19 @@ impl TestServer {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Response {
+        self.send_with_headers(method, path, content_type, body, &[])
+            .await
+    }
+
+    /// Sends a request with extra headers.
+    pub async fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Response {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self
             .client
@@ -133,11 +183,15 @@ impl TestServer {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if !body.is_empty() {
             req = req.body(body.to_vec());
         }
         let resp = req.send().await.expect("request sent");
         let status = resp.status().as_u16();
+        let header_map = resp.headers().clone();
         let content_type = resp
             .headers()
             .get("content-type")
@@ -147,6 +201,7 @@ impl TestServer {
         Response {
             status,
             content_type,
+            headers: header_map,
             body,
         }
     }
@@ -181,6 +236,37 @@ impl Drop for TestServer {
     }
 }
 
+/// A self-signed TLS certificate for `localhost` and `127.0.0.1`, written to files.
+pub struct SelfSigned {
+    /// The certificate (PEM), to trust in clients.
+    pub cert_pem: String,
+    /// The files the server reads.
+    pub files: feast_server::tls::TlsFiles,
+    _dir: tempfile::TempDir,
+}
+
+impl SelfSigned {
+    /// Generates a certificate and key.
+    pub fn generate() -> Self {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("certificate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cert_path = dir.path().join("cert.pem");
+        let key_path = dir.path().join("key.pem");
+        let cert_pem = key.cert.pem();
+        std::fs::write(&cert_path, &cert_pem).expect("write cert");
+        std::fs::write(&key_path, key.signing_key.serialize_pem()).expect("write key");
+        SelfSigned {
+            cert_pem,
+            files: feast_server::tls::TlsFiles {
+                cert: cert_path,
+                key: key_path,
+            },
+            _dir: dir,
+        }
+    }
+}
+
 /// An HTTP response.
 #[derive(Debug)]
 pub struct Response {
@@ -188,6 +274,8 @@ pub struct Response {
     pub status: u16,
     /// `content-type` header.
     pub content_type: Option<String>,
+    /// All headers.
+    pub headers: reqwest::header::HeaderMap,
     /// Body bytes.
     pub body: Vec<u8>,
 }

@@ -14,6 +14,7 @@ pub use plan::{OutputSource, Plan, PlanCache, PlanJoinKey, Selection, ViewRead};
 use crate::clock::Clock;
 use crate::entity_key::coerce;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::online_store::{OnlineStore, ReadBatch, ViewRows};
 use crate::registry::RegistryHandle;
 use crate::value::{EventTime, FieldStatus, Value, ValueType, is_null};
@@ -72,6 +73,8 @@ pub struct FeatureStore {
     registry: Arc<RegistryHandle>,
     store: OnlineStore,
     clock: Clock,
+    metrics: Option<Arc<Metrics>>,
+    max_entities: usize,
 }
 
 impl FeatureStore {
@@ -81,7 +84,21 @@ impl FeatureStore {
             registry,
             store,
             clock,
+            metrics: None,
+            max_entities: usize::MAX,
         }
+    }
+
+    /// Records store reads in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Refuses requests with more than `max` entity rows.
+    pub fn with_max_entities(mut self, max: usize) -> Self {
+        self.max_entities = max;
+        self
     }
 
     /// The live registry.
@@ -100,6 +117,12 @@ impl FeatureStore {
         req: &OnlineFeaturesRequest,
     ) -> Result<OnlineFeaturesResponse, Error> {
         let rows = row_count(req)?;
+        if rows > self.max_entities {
+            return Err(Error::TooManyEntities {
+                rows,
+                max: self.max_entities,
+            });
+        }
         let snapshot = self.registry.snapshot();
         let selection = match &req.feature_service {
             Some(s) => Selection::Service(s),
@@ -123,7 +146,7 @@ impl FeatureStore {
         let mut results = if batches.is_empty() {
             Vec::new()
         } else {
-            self.store.read(batches).await?
+            self.read_store(batches).await?
         };
 
         let now = self.clock.now_unix_secs();
@@ -149,6 +172,21 @@ impl FeatureStore {
                 .include_feature_view_version_metadata
                 .then(|| plan.view_metadata.clone()),
         })
+    }
+}
+
+impl FeatureStore {
+    async fn read_store(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, Error> {
+        let started = std::time::Instant::now();
+        let result = self.store.read(batches).await;
+        if let Some(m) = &self.metrics {
+            let store = self.store.type_name();
+            m.observe_store_read(store, started.elapsed());
+            if let Err(e) = &result {
+                m.count_store_error(store, e.kind_name());
+            }
+        }
+        Ok(result?)
     }
 }
 

@@ -7,7 +7,7 @@
 //! | invalid argument | 400 |
 //! | not found | 404 |
 //! | unimplemented | 501 |
-//! | store unavailable | 503 |
+//! | store unavailable, concurrency limit, request timeout | 503 (with `Retry-After`) |
 //! | internal | 500 |
 
 use axum::http::{StatusCode, header};
@@ -31,7 +31,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unavailable | ErrorKind::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -59,7 +59,12 @@ impl IntoResponse for ApiError {
             tracing::debug!(status = status.as_u16(), error = %message, "request rejected");
         }
         let body = feast_error_body(self.0.feast_class(), &message);
-        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        resp
     }
 }
 

@@ -1,47 +1,142 @@
 //! The HTTP API, shaped like Feast's Python feature server: `POST
 //! /get-online-features` and `GET /health`, Feast's JSON in and out, and errors in
-//! Feast's wire format (see [`error`]).
+//! Feast's wire format (see [`error`]); plus `GET /health/live`, `GET /health/ready`
+//! and `GET /metrics` (Prometheus text).
+//!
+//! Every request runs in a span carrying its request id (the `x-request-id` header
+//! when the client sends one, else a generated one, echoed in the response); the
+//! access log (one line per request) is off unless asked for.
 
 pub mod error;
 pub mod request;
 pub mod response;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tracing::Instrument;
 
-use crate::engine::FeatureStore;
+use crate::frontend::Frontend;
 pub use error::ApiError;
-
-/// Default cap on request bodies.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone, Debug)]
 pub struct HttpState {
-    /// The engine.
-    pub store: FeatureStore,
+    /// The engine, with limits and metrics.
+    pub frontend: Frontend,
+    /// Log one line per request.
+    pub access_log: bool,
 }
 
-/// The router with every endpoint; `max_body_bytes` caps request bodies (413 above).
-pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
+/// The router with every endpoint.
+pub fn router(state: HttpState) -> Router {
+    let max_body = state.frontend.limits.max_body_bytes;
     Router::new()
         .route(
             "/get-online-features",
             post(get_online_features).fallback(method_not_allowed),
         )
-        .route("/health", get(health).fallback(method_not_allowed))
+        .route("/health", get(ready).fallback(method_not_allowed))
+        .route("/health/ready", get(ready).fallback(method_not_allowed))
+        .route("/health/live", get(live).fallback(method_not_allowed))
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-async fn get_online_features(State(state): State<HttpState>, body: Bytes) -> Response {
+/// A router serving only `GET /metrics` (for a separate metrics port).
+pub fn metrics_router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .with_state(state)
+}
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn new_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        t ^ std::process::id().rotate_left(16)
+    });
+    format!(
+        "{prefix:08x}-{:012x}",
+        REQUEST_SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn endpoint_label(path: &str) -> &'static str {
+    match path {
+        "/get-online-features" => "http:/get-online-features",
+        "/health" | "/health/ready" | "/health/live" => "http:/health",
+        "/metrics" => "http:/metrics",
+        "/plugins" => "http:/plugins",
+        _ => "http:other",
+    }
+}
+
+/// Request id, span, metrics and access log around every request.
+async fn observe(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(new_request_id, str::to_string);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let timer = state.frontend.start(endpoint_label(&path));
+    let span = tracing::info_span!("request", id = %id, method = %method, path = %path);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status();
+    let took = timer.finish(status.as_str());
+    if state.access_log {
+        span.in_scope(|| {
+            tracing::info!(
+                status = status.as_u16(),
+                latency_us = took.as_micros() as u64,
+                "access"
+            )
+        });
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn get_online_features(
+    State(state): State<HttpState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "the request body is larger than this server's limit of {} bytes",
+                    state.frontend.limits.max_body_bytes
+                )
+            } else {
+                format!("the request body could not be read: {rejection}")
+            };
+            let body = error::feast_error_body("FeastError", &message);
+            return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+    };
     let result = match request::parse_request(&body) {
-        Ok(req) => state.store.get_online_features(&req).await,
+        Ok(req) => state.frontend.get_online_features(&req).await,
         Err(e) => Err(e),
     };
     match result {
@@ -55,11 +150,29 @@ async fn get_online_features(State(state): State<HttpState>, body: Bytes) -> Res
     }
 }
 
-async fn health(State(state): State<HttpState>) -> Response {
-    match state.store.store().ping().await {
+/// Ready: the registry is loaded (always, once started) and the store answers.
+/// 200 with an empty body, as Feast's `/health`.
+async fn ready(State(state): State<HttpState>) -> Response {
+    match state.frontend.store.store().ping().await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => ApiError::from(crate::error::Error::from(e)).into_response(),
     }
+}
+
+/// Live: the process answers HTTP.
+async fn live() -> Response {
+    StatusCode::OK.into_response()
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.frontend.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {

@@ -55,6 +55,15 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. })
     }
+
+    /// A short name of the failure kind (for metrics).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Failed { .. } => "failed",
+            StoreError::Corrupt { .. } => "corrupt",
+        }
+    }
 }
 
 /// What a plan reads from one view: its online name, the features (in slot order) and

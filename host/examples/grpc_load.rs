@@ -1,0 +1,92 @@
+//! A small gRPC load generator for `feast.serving.ServingService/GetOnlineFeatures`:
+//! CONNS concurrent clients (one HTTP/2 connection each) send the request equivalent
+//! to a benchmark payload for SECONDS. Prints `requests=... rps=... p50_us=... p99_us=...`.
+//!
+//! ```text
+//! cargo run --release --example grpc_load -- 127.0.0.1:6566 bench/payloads/p1_1x3.json 8 10
+//! ```
+
+use std::time::{Duration, Instant};
+
+use feast_server::http::request::parse_request;
+use feast_server::proto::feast::serving::get_online_features_request::Kind;
+use feast_server::proto::feast::serving::serving_service_client::ServingServiceClient;
+use feast_server::proto::feast::serving::{FeatureList, GetOnlineFeaturesRequest};
+use feast_server::value::RepeatedValue;
+
+fn request(payload: &std::path::Path) -> GetOnlineFeaturesRequest {
+    let body = std::fs::read(payload).expect("payload");
+    let r = parse_request(&body).expect("payload is a Feast request");
+    GetOnlineFeaturesRequest {
+        kind: Some(match r.feature_service {
+            Some(s) => Kind::FeatureService(s),
+            None => Kind::Features(FeatureList { val: r.features }),
+        }),
+        entities: r
+            .entities
+            .into_iter()
+            .map(|(k, v)| (k, RepeatedValue { val: v }))
+            .collect(),
+        full_feature_names: r.full_feature_names,
+        request_context: Default::default(),
+        include_feature_view_version_metadata: false,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 5 {
+        eprintln!("usage: grpc_load HOST:PORT PAYLOAD CONNS SECONDS");
+        std::process::exit(2);
+    }
+    let req = request(std::path::Path::new(&args[2]));
+    let conns: usize = args[3].parse().expect("conns");
+    let secs: u64 = args[4].parse().expect("seconds");
+    let url = format!("http://{}", args[1]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let mut client = ServingServiceClient::connect(url.clone())
+                .await
+                .expect("connect");
+            let req = req.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0u64);
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    match client.get_online_features(req.clone()).await {
+                        Ok(_) => lat.push(t0.elapsed()),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        let (mut all, mut errors) = (Vec::new(), 0);
+        for t in tasks {
+            let (l, e) = t.await.expect("task");
+            all.extend(l);
+            errors += e;
+        }
+        all.sort();
+        let elapsed = start.elapsed();
+        let pct = |p: f64| {
+            all.get(((all.len() as f64 - 1.0) * p) as usize)
+                .map_or(0, |d| d.as_micros())
+        };
+        println!(
+            "requests={} errors={errors} rps={:.1} p50_us={} p99_us={}",
+            all.len(),
+            all.len() as f64 / elapsed.as_secs_f64(),
+            pct(0.5),
+            pct(0.99)
+        );
+    });
+}

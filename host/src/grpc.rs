@@ -1,0 +1,172 @@
+//! Feast's gRPC API, `feast.serving.ServingService` (`GetFeastServingInfo`,
+//! `GetOnlineFeatures`), wire-compatible with Feast's protos, plus the standard
+//! `grpc.health.v1.Health` service. A thin layer: it converts messages and calls the
+//! same engine as HTTP; errors map to gRPC codes here, once.
+
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+use tonic_health::server::HealthReporter;
+
+use crate::engine::{OnlineFeaturesRequest, OnlineFeaturesResponse};
+use crate::error::{Error, ErrorKind};
+use crate::frontend::Frontend;
+use crate::proto::feast::serving::get_online_features_request::Kind;
+use crate::proto::feast::serving::get_online_features_response::FeatureVector;
+use crate::proto::feast::serving::serving_service_server::{ServingService, ServingServiceServer};
+use crate::proto::feast::serving::{
+    FeatureList, FeatureViewMetadata, GetFeastServingInfoRequest, GetFeastServingInfoResponse,
+    GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, GetOnlineFeaturesResponseMetadata,
+};
+
+/// The gRPC code for an error kind.
+pub fn code_for(kind: ErrorKind) -> tonic::Code {
+    match kind {
+        ErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
+        ErrorKind::NotFound => tonic::Code::NotFound,
+        ErrorKind::Unimplemented => tonic::Code::Unimplemented,
+        ErrorKind::Unavailable => tonic::Code::Unavailable,
+        ErrorKind::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+        ErrorKind::Internal => tonic::Code::Internal,
+    }
+}
+
+/// An engine error as a gRPC status (message: the error; Feast's class in the details
+/// is not a gRPC concept, so the class is prefixed to the message).
+pub fn status_for(e: &Error) -> Status {
+    let code = code_for(e.kind());
+    if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
+        tracing::error!(code = ?code, error = %e, "gRPC request failed");
+    }
+    Status::new(code, format!("{}: {e}", e.feast_class()))
+}
+
+/// `feast.serving.ServingService` over the engine.
+#[derive(Clone, Debug)]
+pub struct Serving {
+    frontend: Frontend,
+}
+
+impl Serving {
+    /// The service, ready to add to a tonic server (message size capped at the body limit).
+    pub fn server(frontend: Frontend) -> ServingServiceServer<Serving> {
+        let limit = frontend.limits.max_body_bytes;
+        ServingServiceServer::new(Serving { frontend })
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX)
+    }
+}
+
+/// Converts a gRPC request into the engine's request.
+pub fn to_engine_request(r: GetOnlineFeaturesRequest) -> OnlineFeaturesRequest {
+    let (features, feature_service) = match r.kind {
+        Some(Kind::FeatureService(s)) => (Vec::new(), Some(s)),
+        Some(Kind::Features(f)) => (f.val, None),
+        None => (Vec::new(), None),
+    };
+    OnlineFeaturesRequest {
+        features,
+        feature_service,
+        entities: r.entities.into_iter().map(|(k, v)| (k, v.val)).collect(),
+        request_context: r
+            .request_context
+            .into_iter()
+            .map(|(k, v)| (k, v.val))
+            .collect(),
+        full_feature_names: r.full_feature_names,
+        include_feature_view_version_metadata: r.include_feature_view_version_metadata,
+    }
+}
+
+/// Converts the engine's response into Feast's `GetOnlineFeaturesResponse`.
+pub fn to_proto_response(r: OnlineFeaturesResponse) -> GetOnlineFeaturesResponse {
+    GetOnlineFeaturesResponse {
+        metadata: Some(GetOnlineFeaturesResponseMetadata {
+            feature_names: Some(FeatureList {
+                val: r.feature_names.to_vec(),
+            }),
+            feature_view_metadata: r
+                .feature_view_metadata
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| FeatureViewMetadata {
+                    name: m.name,
+                    version: m.version,
+                })
+                .collect(),
+        }),
+        results: r
+            .columns
+            .into_iter()
+            .map(|c| FeatureVector {
+                values: c.values,
+                statuses: c.statuses.into_iter().map(|s| s as i32).collect(),
+                event_timestamps: c
+                    .event_timestamps
+                    .into_iter()
+                    .map(|t| t.to_proto())
+                    .collect(),
+            })
+            .collect(),
+        status: true,
+    }
+}
+
+#[tonic::async_trait]
+impl ServingService for Serving {
+    async fn get_feast_serving_info(
+        &self,
+        _request: Request<GetFeastServingInfoRequest>,
+    ) -> Result<Response<GetFeastServingInfoResponse>, Status> {
+        Ok(Response::new(GetFeastServingInfoResponse {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn get_online_features(
+        &self,
+        request: Request<GetOnlineFeaturesRequest>,
+    ) -> Result<Response<GetOnlineFeaturesResponse>, Status> {
+        let timer = self.frontend.start("grpc:GetOnlineFeatures");
+        let req = to_engine_request(request.into_inner());
+        match self.frontend.get_online_features(&req).await {
+            Ok(resp) => {
+                timer.finish("OK");
+                Ok(Response::new(to_proto_response(resp)))
+            }
+            Err(e) => {
+                let status = status_for(&e);
+                timer.finish(format!("{:?}", status.code()));
+                Err(status)
+            }
+        }
+    }
+}
+
+/// Keeps the standard health service in step with readiness (the online store
+/// answers), checking every `every` until the task is dropped.
+pub async fn report_health(reporter: HealthReporter, frontend: Frontend, every: Duration) {
+    let mut last: Option<bool> = None;
+    loop {
+        let ok = frontend.store.store().ping().await.is_ok();
+        if last != Some(ok) {
+            if ok {
+                reporter
+                    .set_serving::<ServingServiceServer<Serving>>()
+                    .await;
+                reporter
+                    .set_service_status("", tonic_health::ServingStatus::Serving)
+                    .await;
+            } else {
+                reporter
+                    .set_not_serving::<ServingServiceServer<Serving>>()
+                    .await;
+                reporter
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+            last = Some(ok);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
