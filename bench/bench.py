@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,14 +35,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+from fixtures import RedisProcess, copy_demo_repo, free_port, write_store_config  # noqa: E402
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAYLOADS = ["p1_1x3", "p10_10x5", "p100_100x3", "odfv_10x4"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method, url, body=None, timeout=5.0):
@@ -161,73 +156,10 @@ def columns(body):
     return {n: d["results"][i]["values"] for i, n in enumerate(names)}
 
 
-def prepare_repo(work: Path) -> Path:
-    repo = work / "feature_repo"
-    shutil.copytree(ROOT / "demo" / "feature_repo", repo)
-    subprocess.run([sys.executable, str(ROOT / "demo" / "refresh_timestamps.py"),
-                    str(repo / "data" / "online_store.db"), "3600"], check=True, capture_output=True)
-    return repo
-
-
-def resp(sock, *args):
-    """Sends one Redis command (RESP) and reads a one-line reply."""
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    sock.sendall(out)
-    reply = b""
-    while not reply.endswith(b"\r\n"):
-        reply += sock.recv(1)
-    if reply.startswith(b"-"):
-        raise RuntimeError(reply.decode())
-    return reply
-
-
-class RedisProcess:
-    """A private redis-server loaded with the bytes Feast wrote, event times moved to now."""
-
-    def __init__(self, work: Path):
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(work)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        for _ in range(200):
-            try:
-                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-                break
-            except OSError:
-                time.sleep(0.02)
-        dump = json.loads((ROOT / "tests" / "fixtures" / "redis_dump.json").read_text())
-        ts = int(time.time()) - 3600
-        varint = bytearray()
-        while True:
-            b, ts = ts & 0x7F, ts >> 7
-            varint.append(b | (0x80 if ts else 0))
-            if not ts:
-                break
-        now_ts = b"\x08" + bytes(varint)
-        for k in dump["keys"]:
-            args = [b"HSET", bytes.fromhex(k["key_hex"])]
-            for f in k["fields"]:
-                field = bytes.fromhex(f["field_hex"])
-                args += [field, now_ts if field.startswith(b"_ts:") else bytes.fromhex(f["value_hex"])]
-            resp(self.sock, *args)
-
-    def stop(self):
-        self.sock.close()
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-
 def redis_repo(work: Path, sqlite_repo: Path, port: int) -> Path:
     repo = work / "feature_repo_redis"
     shutil.copytree(sqlite_repo, repo)
-    (repo / "feature_store.yaml").write_text(
-        "project: repo\nregistry: data/registry.db\nprovider: local\nonline_store:\n"
-        f"    type: redis\n    connection_string: \"127.0.0.1:{port}\"\n"
-        "entity_key_serialization_version: 3\n")
+    write_store_config(repo, f"    type: redis\n    connection_string: \"127.0.0.1:{port}\"\n")
     return repo
 
 
@@ -277,20 +209,24 @@ def main():
     ap.add_argument("--conns", default="8,32")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="2 s per case, 1 s warm-up")
-    ap.add_argument("--server-bin", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true", help="2 s per case, 1 s warm-up, 8 connections only")
+    ap.add_argument("--server-bin", type=Path, default=None,
+                    help="feast-server binary (its directory must hold examples/store_floor and grpc_load)")
+    ap.add_argument("--dev", action="store_true", help="use the dev build (quick checks; not for figures)")
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "latest")
     args = ap.parse_args()
     if args.quick:
-        args.duration, args.warmup = 2, 1
+        args.duration, args.warmup, args.conns = 2, 1, "8"
     if shutil.which("wrk") is None:
         sys.exit("wrk is required (apt-get install wrk)")
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     if args.server_bin is None:
-        args.server_bin = target / "release" / "feast-server"
-        if not args.server_bin.exists() or not (args.server_bin.parent / "examples" / "store_floor").exists():
-            subprocess.run(["cargo", "build", "--release", "-p", "feast-server", "--bins", "--examples"],
-                           cwd=ROOT, check=True)
+        # Always build (a no-op when up to date), so a stale binary is never measured.
+        profile = "dev" if args.dev else "release"
+        subprocess.run(["cargo", "build", "--profile", profile, "-p", "feast-server", "--bins", "--examples"],
+                       cwd=ROOT, check=True)
+        meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
+                                         capture_output=True, check=True).stdout)
+        args.server_bin = Path(meta["target_directory"]) / ("debug" if args.dev else "release") / "feast-server"
     servers = args.servers.split(",")
     stores = args.stores.split(",")
     payloads = [p for p in args.payloads.split(",") if p]
@@ -299,7 +235,7 @@ def main():
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="feast-bench-") as tmp:
-        sqlite_repo = prepare_repo(Path(tmp))
+        sqlite_repo = copy_demo_repo(Path(tmp) / "feature_repo")
         for store in stores:
             redis = RedisProcess(Path(tmp)) if store == "redis" else None
             repo = redis_repo(Path(tmp), sqlite_repo, redis.port) if redis else sqlite_repo
@@ -372,42 +308,88 @@ def bench_server(kind, store, repo, args, payloads, conns, reference):
 
 
 def write_results(rows, servers, out: Path):
+    """results.csv, table.md (one table) and chart.svg."""
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["server"])
         w.writeheader()
         w.writerows(rows)
-    base = servers[0]
     by_key = {(r["server"], r["store"], r["payload"], r["conns"]): r for r in rows}
-    others = [s for s in servers if s != base]
-    head = ["store", "payload", "conns", f"{base} req/s", f"{base} p50/p99 ms"]
-    for s in others:
-        head += [f"{s} req/s", f"{s} p50/p99 ms", f"{base}/{s}"]
+
+    def ratio(r, other):
+        o = by_key.get((other, r["store"], r["payload"], r["conns"]))
+        return f"{r['rps'] / o['rps']:.1f}x" if o and o["rps"] and r["server"] == "ours" else ""
+
+    head = ["store", "payload", "conns", "server", "req/s", "p50 ms", "p99 ms", "CPU %", "RSS MB",
+            "ours/python", "ours/floor"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        if r["server"] != base:
-            continue
-        cells = [r["store"], r["payload"], str(r["conns"]), f"{r['rps']:.0f}", f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"]
-        for s in others:
-            o = by_key.get((s, r["store"], r["payload"], r["conns"]))
-            if o:
-                cells += [f"{o['rps']:.0f}", f"{o['p50_ms']:.1f} / {o['p99_ms']:.1f}", f"{r['rps'] / o['rps']:.1f}x"]
-            else:
-                cells += ["-", "-", "-"]
-        lines.append("| " + " | ".join(cells) + " |")
-    starts = {r["server"]: (r["startup_s"], r["idle_rss_mb"]) for r in rows if r["server"] != "floor"}
-    lines.append("")
-    lines.append("| server | start-up to first 200 | idle RSS | RSS under load (max) | CPU under load (max) |")
-    lines.append("|---|---|---|---|---|")
+    order = {s: i for i, s in enumerate(servers)}
+    for r in sorted(rows, key=lambda r: (r["store"], r["payload"], r["conns"], order.get(r["server"], 99))):
+        lines.append("| " + " | ".join([
+            r["store"], r["payload"], str(r["conns"]), r["server"], f"{r['rps']:.0f}",
+            f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["cpu_pct"]), str(r["rss_mb"]),
+            ratio(r, "python"), ratio(r, "floor")]) + " |")
+    lines += ["", "| server | start-up to first 200 | idle RSS MB | max RSS under load MB |", "|---|---|---|---|"]
     for s in servers:
-        rs = [r for r in rows if r["server"] == s]
-        if not rs or s == "floor":
-            continue
-        lines.append(f"| {s} | {starts[s][0]:.2f} s | {starts[s][1]} MB | {max(r['rss_mb'] for r in rs)} MB | "
-                     f"{max(r['cpu_pct'] for r in rs)} % |")
+        rs = [r for r in rows if r["server"] == s and r["startup_s"] != ""]
+        if rs:
+            lines.append(f"| {s} | {rs[0]['startup_s']:.2f} s | {rs[0]['idle_rss_mb']} | "
+                         f"{max(r['rss_mb'] for r in rs)} |")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
+    (out / "chart.svg").write_text(svg_chart(rows, servers))
     print(table)
-    print(f"\nresults: {out}/results.csv, {out}/table.md", file=sys.stderr)
+    print(f"\nresults: {out}/results.csv, {out}/table.md, {out}/chart.svg", file=sys.stderr)
+
+
+COLORS = {"ours": "#1b7837", "ours-grpc": "#5aae61", "python": "#c51b7d", "python-w2": "#e9a3c9",
+          "floor": "#4393c3"}
+
+
+def svg_chart(rows, servers):
+    """Two log-scale bar charts (req/s, p99 ms): one group per case, one bar per server."""
+    import math
+    cases = sorted({(r["store"], r["payload"], r["conns"]) for r in rows})
+    by_key = {(r["server"], r["store"], r["payload"], r["conns"]): r for r in rows}
+    bar, gap, left, top, height = 10, 18, 70, 40, 220
+    width = left + len(cases) * (len(servers) * bar + gap) + 20
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{2 * (height + 110) + 40}" '
+           'font-family="sans-serif" font-size="11">']
+
+    def panel(y0, metric, title, unit):
+        vals = [r[metric] for r in rows if r[metric] and r[metric] > 0]
+        if not vals:
+            return
+        lo = 10 ** math.floor(math.log10(min(vals)))
+        hi = 10 ** math.ceil(math.log10(max(vals)))
+        scale = lambda v: y0 + height - (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * height
+        out.append(f'<text x="{left}" y="{y0 - 12}" font-size="13" font-weight="bold">{title} ({unit}, log scale)</text>')
+        d = lo
+        while d <= hi * 1.0001:
+            y = scale(d)
+            out.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+            out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{d:g}</text>')
+            d *= 10
+        for i, (store, payload, conns) in enumerate(cases):
+            x0 = left + i * (len(servers) * bar + gap) + gap / 2
+            for j, s in enumerate(servers):
+                r = by_key.get((s, store, payload, conns))
+                if not r or not r[metric]:
+                    continue
+                y = scale(r[metric])
+                out.append(f'<rect x="{x0 + j * bar:.1f}" y="{y:.1f}" width="{bar - 1}" height="{y0 + height - y:.1f}" '
+                           f'fill="{COLORS.get(s, "#999")}"><title>{s} {store} {payload} c{conns}: {r[metric]}</title></rect>')
+            cx = x0 + len(servers) * bar / 2
+            out.append(f'<text x="{cx:.1f}" y="{y0 + height + 12}" text-anchor="end" '
+                       f'transform="rotate(-40 {cx:.1f} {y0 + height + 12})">{store} {payload} c{conns}</text>')
+
+    panel(top, "rps", "Throughput", "req/s")
+    panel(top + height + 110, "p99_ms", "p99 latency", "ms")
+    ly = 2 * (height + 110) + 25
+    for j, s in enumerate(servers):
+        out.append(f'<rect x="{left + j * 110}" y="{ly - 9}" width="10" height="10" fill="{COLORS.get(s, "#999")}"/>')
+        out.append(f'<text x="{left + j * 110 + 14}" y="{ly}">{s}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

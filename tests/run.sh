@@ -18,3 +18,7 @@ TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,s
 cargo build -p feast-server
 VENV=$("$ROOT/demo/feast_venv.sh")
 "$VENV/bin/python" "$ROOT/tests/python/grpc_parity.py" --binary "$TARGET/debug/feast-server"
+(cd "$ROOT/tests/python" && "$VENV/bin/python" -m unittest -q test_parity)
+for store in sqlite redis; do
+  "$VENV/bin/python" "$ROOT/tests/python/sdk_parity.py" --binary "$TARGET/debug/feast-server" --store "$store"
+done

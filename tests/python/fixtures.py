@@ -1,0 +1,119 @@
+"""Shared helpers for the Python checks and the benchmark (stdlib only): a private copy
+of the demo feature repository with event times moved to now, a private redis-server
+loaded with the exact bytes Feast wrote (tests/fixtures/redis_dump.json), free ports,
+and starting/stopping feast-server processes."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def copy_demo_repo(dest: Path, seconds_ago: int = 3600) -> Path:
+    """demo/feature_repo copied to dest, its SQLite event times moved to now - seconds_ago."""
+    shutil.copytree(ROOT / "demo" / "feature_repo", dest)
+    subprocess.run([sys.executable, str(ROOT / "demo" / "refresh_timestamps.py"),
+                    str(dest / "data" / "online_store.db"), str(seconds_ago)], check=True, capture_output=True)
+    return dest
+
+
+def write_store_config(repo: Path, online_store: str) -> None:
+    """Rewrites feature_store.yaml with the given `online_store:` block (indented YAML)."""
+    (repo / "feature_store.yaml").write_text(
+        "project: repo\nregistry: data/registry.db\nprovider: local\n"
+        f"online_store:\n{online_store}entity_key_serialization_version: 3\n")
+
+
+def _resp(sock, *args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    sock.sendall(out)
+    reply = b""
+    while not reply.endswith(b"\r\n"):
+        reply += sock.recv(1)
+    if reply.startswith(b"-"):
+        raise RuntimeError(reply.decode())
+    return reply
+
+
+def _timestamp_proto(seconds: int) -> bytes:
+    varint = bytearray()
+    while True:
+        b, seconds = seconds & 0x7F, seconds >> 7
+        varint.append(b | (0x80 if seconds else 0))
+        if not seconds:
+            return b"\x08" + bytes(varint)
+
+
+class RedisProcess:
+    """A private redis-server on a free port, loaded with the bytes Feast wrote; the
+    `_ts:` fields are moved to now - seconds_ago."""
+
+    def __init__(self, workdir: Path, seconds_ago: int = 3600):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(250):
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+                break
+            except OSError:
+                time.sleep(0.02)
+        else:
+            raise RuntimeError("redis-server did not start")
+        dump = json.loads((ROOT / "tests" / "fixtures" / "redis_dump.json").read_text())
+        ts = _timestamp_proto(int(time.time()) - seconds_ago)
+        for k in dump["keys"]:
+            args = [b"HSET", bytes.fromhex(k["key_hex"])]
+            for f in k["fields"]:
+                field = bytes.fromhex(f["field_hex"])
+                args += [field, ts if field.startswith(b"_ts:") else bytes.fromhex(f["value_hex"])]
+            _resp(self.sock, *args)
+
+    def stop(self):
+        self.sock.close()
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+class ServerProcess:
+    """feast-server serving `repo` on a free port, until stop()."""
+
+    def __init__(self, binary, repo: Path, *args):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([str(binary), "-c", str(repo), "serve", "-p", str(self.port), *args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        for _ in range(400):
+            try:
+                if urllib.request.urlopen(self.url + "/health", timeout=1).status == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("feast-server exited")
+            time.sleep(0.05)
+        raise RuntimeError("feast-server did not become healthy")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
