@@ -1,38 +1,55 @@
 #!/usr/bin/env bash
-# Rebuild the demo feature repository from scratch with the real Feast (pip).
+# Rebuild every artifact written by the real Feast, from scratch, with pip Feast:
 #
-#   1. a venv with feast[redis]==$FEAST_VERSION (cached in $FEAST_VENV)
+#   1. a venv with feast[redis]==$FEAST_VERSION (demo/feast_venv.sh, cached)
 #   2. `feast init` (the driver-stats template; its feature_definitions.py is Feast's
 #      own file and is not kept in this repository)
 #   3. data/driver_stats.parquet rewritten deterministically with Feast's own helper
 #      (feast.driver_test_data.create_driver_hourly_stats_df) and a fixed seed, end date
 #      and `created`, because `feast init` uses unseeded random data and now()
 #   4. `feast apply` and `feast materialize $MAT_START $MAT_END` into SQLite
-#   5. registry.db, online_store.db and the parquet files copied to demo/feature_repo/data
+#      -> demo/feature_repo/data/{registry.db,online_store.db,*.parquet}
+#   5. the same repository applied and materialized into a private redis-server
+#      -> tests/fixtures/redis_dump.json (every key and field, tests/python/dump_redis.py)
+#   6. `feast serve` on both, and every golden request replayed against it
+#      -> tests/golden/{sqlite,redis}/*.json (tests/python/capture_golden.py)
 #
 # Env: FEAST_VERSION=0.67.0 FEAST_VENV=~/.cache/feast-server/venv-feast-$FEAST_VERSION
 #      SEED=42 END_DATE=2026-11-23T00:00:00 DAYS=15 MAT_START=2021-01-01T00:00:00
-#      KEEP_WORK=0 (keep the scratch repo)
-# Only the protobuf map order inside Map/Struct values and registry ids/timestamps differ
-# between runs; every served answer is the same.
+#      STEPS="sqlite redis golden" KEEP_WORK=0 (keep the scratch repositories)
+# Between runs only the protobuf map order inside Map/Struct values and the registry's
+# ids and timestamps differ; every served answer is the same. Tests pin "now" one hour
+# after END_DATE's newest event (tests/src/lib.rs PINNED_NOW): change both together.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FEAST_VERSION="${FEAST_VERSION:-0.67.0}"
-FEAST_VENV="${FEAST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/feast-server/venv-feast-$FEAST_VERSION}"
+export FEAST_VERSION
 SEED="${SEED:-42}"
 END_DATE="${END_DATE:-2026-11-23T00:00:00}"
 DAYS="${DAYS:-15}"
 MAT_START="${MAT_START:-2021-01-01T00:00:00}"
 MAT_END="${MAT_END:-$END_DATE}"
+STEPS="${STEPS:-sqlite redis golden}"
 
-"$ROOT/demo/feast_venv.sh" >/dev/null
-export PATH="$FEAST_VENV/bin:$PATH" PYTHONHASHSEED=0
+VENV=$("$ROOT/demo/feast_venv.sh")
+export PATH="$VENV/bin:$PATH" PYTHONHASHSEED=0
 WORK=$(mktemp -d)
-[[ ${KEEP_WORK:-0} == 1 ]] || trap 'rm -rf "$WORK"' EXIT
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  [[ ${KEEP_WORK:-0} == 1 ]] && echo "scratch repositories kept in $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {
+  for _ in $(seq 1 240); do curl -s -o /dev/null -m 1 "$1" && return 0; sleep 0.5; done
+  echo "timeout waiting for $1" >&2; return 1
+}
+has_step() { [[ " $STEPS " == *" $1 "* ]]; }
+
 cd "$WORK"
 feast init repo >/dev/null
 FR="$WORK/repo/feature_repo"
-
 SEED=$SEED END_DATE=$END_DATE DAYS=$DAYS python - "$FR/data/driver_stats.parquet" <<'PY'
 import os, sys
 from datetime import datetime, timedelta
@@ -46,12 +63,49 @@ df["created"] = pd.to_datetime(pd.Timestamp(end) + pd.Timedelta(minutes=5)).roun
 df.to_parquet(path=sys.argv[1], allow_truncated_timestamps=True)
 print(f"driver_stats.parquet: {len(df)} rows, {start} .. {end}")
 PY
+# A Redis copy of the repository, before anything is applied.
+cp -r "$FR" "$WORK/redis_repo"
 
-cd "$FR"
-feast apply
-feast materialize "$MAT_START" "$MAT_END"
-DEST="$ROOT/demo/feature_repo"
-cp feature_store.yaml "$DEST/"
-cp data/registry.db data/online_store.db data/driver_stats.parquet data/driver_quality_labels.parquet "$DEST/data/"
-echo "demo repository regenerated in $DEST (feast $FEAST_VERSION)"
-[[ ${KEEP_WORK:-0} == 1 ]] && echo "scratch repo kept at $FR"
+(cd "$FR" && feast apply && feast materialize "$MAT_START" "$MAT_END")
+if has_step sqlite; then
+  DEST="$ROOT/demo/feature_repo"
+  cp "$FR/feature_store.yaml" "$DEST/"
+  cp "$FR"/data/{registry.db,online_store.db,driver_stats.parquet,driver_quality_labels.parquet} "$DEST/data/"
+  echo "demo repository regenerated in $DEST"
+fi
+
+RR="$WORK/redis_repo"
+if has_step redis || has_step golden; then
+  REDIS_PORT=$(free_port)
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >/dev/null &
+  PIDS+=($!)
+  cat >"$RR/feature_store.yaml" <<EOF
+project: repo
+registry: data/registry.db
+provider: local
+online_store:
+    type: redis
+    connection_string: "127.0.0.1:$REDIS_PORT"
+entity_key_serialization_version: 3
+auth:
+    type: no_auth
+EOF
+  (cd "$RR" && feast apply && feast materialize "$MAT_START" "$MAT_END")
+fi
+if has_step redis; then
+  python "$ROOT/tests/python/dump_redis.py" --port "$REDIS_PORT" --repo "$RR" --out "$ROOT/tests/fixtures/redis_dump.json"
+fi
+
+if has_step golden; then
+  for store in sqlite redis; do
+    repo=$FR; [[ $store == redis ]] && repo=$RR
+    port=$(free_port)
+    GUNICORN_CMD_ARGS="--control-socket $WORK/gunicorn-$store.ctl" \
+      feast -c "$repo" serve -p "$port" --no-access-log --max-requests 0 >"$WORK/serve-$store.log" 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$port/health"
+    python "$ROOT/tests/python/capture_golden.py" "http://127.0.0.1:$port" "$ROOT/tests/golden/$store" >/dev/null
+    echo "golden responses captured from feast serve ($store)"
+  done
+fi
+echo "done (feast $FEAST_VERSION)"

@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// Longest time a request may take, in milliseconds (503 above).
     #[arg(long, default_value_t = 10_000)]
     pub request_timeout_ms: u64,
+    /// Directory of Wasm ODFV plugins (overrides wasm_plugins.directory).
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
     /// Worker threads (-1 or 0 = one per core).
     #[arg(short = 'w', long, default_value_t = -1, allow_negative_numbers = true)]
     pub workers: i32,

@@ -80,6 +80,8 @@ pub struct RepoConfig {
     pub entity_key_serialization_version: u32,
     /// `feature_server`.
     pub feature_server: FeatureServerConfig,
+    /// `wasm_plugins` (this server's own key; Feast ignores it).
+    pub plugins: crate::plugin::PluginConfig,
 }
 
 /// `registry:` (a path string or an object).
@@ -199,6 +201,7 @@ struct RawRepoConfig {
     online_store: Option<serde_yaml::Value>,
     entity_key_serialization_version: Option<u32>,
     feature_server: Option<RawFeatureServer>,
+    wasm_plugins: Option<crate::plugin::RawPluginConfig>,
     // Accepted for old scripts (Feast itself ignores them since 0.30).
     #[serde(rename = "go_feature_serving")]
     _go_feature_serving: Option<serde_yaml::Value>,
@@ -347,7 +350,13 @@ impl RepoConfig {
                 .unwrap_or_default(),
         };
 
+        let plugins = raw
+            .wasm_plugins
+            .unwrap_or_default()
+            .resolve(&|p: &str| resolve(p));
+
         Ok(RepoConfig {
+            plugins,
             repo_dir: repo_dir.to_path_buf(),
             source: source.to_path_buf(),
             project,
@@ -374,6 +383,11 @@ impl RepoConfig {
             && !s.path.is_file()
         {
             return Err(missing("online_store.path", &s.path));
+        }
+        if let Some(d) = &self.plugins.directory
+            && !d.is_dir()
+        {
+            return Err(missing("wasm_plugins.directory", d));
         }
         Ok(())
     }
@@ -539,6 +553,21 @@ mod tests {
             OnlineStoreConfig::Sqlite(s) => assert_eq!(s.path, Path::new("/repo/data/online.db")),
             other => panic!("unexpected store {other:?}"),
         }
+    }
+
+    #[test]
+    fn wasm_plugins_key() {
+        let cfg = parse("project: p\nregistry: r.db\nwasm_plugins:\n  directory: plugins\n  timeout_ms: 50\n  max_memory_mb: 32\n")
+            .expect("parses");
+        assert_eq!(
+            cfg.plugins.directory.as_deref(),
+            Some(Path::new("/repo/plugins"))
+        );
+        assert_eq!(cfg.plugins.timeout, Duration::from_millis(50));
+        assert_eq!(cfg.plugins.max_memory_bytes, 32 << 20);
+        let err =
+            parse("project: p\nregistry: r.db\nwasm_plugins:\n  timeout: 5\n").expect_err("typo");
+        assert!(err.to_string().contains("wasm_plugins"), "{err}");
     }
 
     #[test]

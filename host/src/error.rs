@@ -90,6 +90,16 @@ pub enum Error {
     /// The online store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A plugin failed to compute an ODFV.
+    #[error("plugin {plugin} failed on on-demand feature view {odfv}: {failure}")]
+    Plugin {
+        /// The plugin.
+        plugin: String,
+        /// The ODFV.
+        odfv: String,
+        /// What went wrong.
+        failure: crate::plugin::PluginFailure,
+    },
     /// The server is at its concurrency limit.
     #[error("{0}")]
     Overloaded(String),
@@ -130,7 +140,7 @@ impl Error {
                 ErrorKind::Unimplemented
             }
             Error::Store(e) if e.is_unavailable() => ErrorKind::Unavailable,
-            Error::Store(_) => ErrorKind::Internal,
+            Error::Store(_) | Error::Plugin { .. } => ErrorKind::Internal,
             Error::Overloaded(_) => ErrorKind::Unavailable,
             Error::Timeout(_) => ErrorKind::DeadlineExceeded,
         }

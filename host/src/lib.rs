@@ -15,6 +15,7 @@
 //! | [`entity_key`] | coerce request values to entity types; Feast's entity-key bytes (v2, v3) |
 //! | [`engine`] | the transport-agnostic `get_online_features` engine (plans, reads, assembly) |
 //! | [`online_store`] | online store backends (SQLite, Redis) behind one batched read |
+//! | [`plugin`] | on-demand feature views as sandboxed Wasm components: load, limits, hot swap |
 //! | [`frontend`] | what HTTP and gRPC share: admission (concurrency limit, timeout) and request metrics |
 //! | [`http`] | the HTTP API (axum): Feast's JSON request/response and error shapes, health, metrics |
 //! | [`grpc`] | the gRPC API (tonic): Feast's `ServingService` and the standard health service |
@@ -41,6 +42,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod online_store;
+pub mod plugin;
 pub mod proto;
 pub mod registry;
 pub mod server;

@@ -80,6 +80,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             request_timeout: Duration::from_millis(args.request_timeout_ms),
         },
         access_log: args.access_log,
+        plugins_dir: args.plugins.clone(),
         ..ServerOptions::default()
     };
     let mut app = App::build(config, opts).await?;

@@ -11,6 +11,8 @@
 //! | `feast_server_registry_age_seconds` | gauge | |
 //! | `feast_server_registry_reloads_total` | counter | |
 //! | `feast_server_registry_reload_failures_total` | counter | |
+//! | `feast_server_plugin_call_duration_seconds` | histogram | `plugin` |
+//! | `feast_server_plugin_errors_total` | counter | `plugin`, `kind` |
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -60,6 +62,22 @@ pub struct StoreErrorLabels {
     pub kind: &'static str,
 }
 
+/// Labels of a plugin call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// Plugin name.
+    pub plugin: String,
+}
+
+/// Labels of a failed plugin call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginErrorLabels {
+    /// Plugin name.
+    pub plugin: String,
+    /// `timeout`, `memory`, `panic`, `trap`, `invalid_output`, ...
+    pub kind: &'static str,
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -69,6 +87,8 @@ pub struct Metrics {
     in_flight: Gauge,
     store_reads: Family<StoreLabels, Histogram, fn() -> Histogram>,
     store_errors: Family<StoreErrorLabels, Counter>,
+    plugin_calls: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    plugin_errors: Family<PluginErrorLabels, Counter>,
 }
 
 impl Metrics {
@@ -85,6 +105,21 @@ impl Metrics {
             latency_histogram,
         );
         let store_errors = Family::<StoreErrorLabels, Counter>::default();
+        let plugin_calls =
+            Family::<PluginLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        let plugin_errors = Family::<PluginErrorLabels, Counter>::default();
+        reg.register(
+            "plugin_call_duration_seconds",
+            "Time of one on-demand feature view plugin call",
+            plugin_calls.clone(),
+        );
+        reg.register(
+            "plugin_errors",
+            "Failed plugin calls",
+            plugin_errors.clone(),
+        );
         reg.register("requests", "Requests served", requests.clone());
         reg.register(
             "request_duration_seconds",
@@ -116,6 +151,26 @@ impl Metrics {
             in_flight,
             store_reads,
             store_errors,
+            plugin_calls,
+            plugin_errors,
+        }
+    }
+
+    /// Records one plugin call and, if it failed, its failure kind.
+    pub fn observe_plugin_call(&self, plugin: &str, took: Duration, failed: Option<&'static str>) {
+        let labels = PluginLabels {
+            plugin: plugin.to_string(),
+        };
+        self.plugin_calls
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if let Some(kind) = failed {
+            self.plugin_errors
+                .get_or_create(&PluginErrorLabels {
+                    plugin: labels.plugin,
+                    kind,
+                })
+                .inc();
         }
     }
 

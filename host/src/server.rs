@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::online_store::{
     OnlineStore, RedisOptions, RedisStore, SqliteOptions, SqliteStore, StoreError,
 };
+use crate::plugin::PluginRuntime;
 use crate::registry::{RegistryError, RegistryHandle};
 use crate::tls::{TlsError, TlsFiles, install_crypto_provider};
 
@@ -57,6 +58,8 @@ pub struct ServerOptions {
     pub sqlite: SqliteOptions,
     /// Log one line per HTTP request.
     pub access_log: bool,
+    /// Overrides `wasm_plugins.directory` (`--plugins DIR`).
+    pub plugins_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -68,6 +71,7 @@ impl Default for ServerOptions {
             limits: Limits::default(),
             sqlite: SqliteOptions::default(),
             access_log: false,
+            plugins_dir: None,
         }
     }
 }
@@ -86,7 +90,10 @@ pub struct App {
 
 impl App {
     /// Loads the registry, opens the online store and starts the registry refresh.
-    pub async fn build(config: RepoConfig, opts: ServerOptions) -> Result<Self, StartError> {
+    pub async fn build(mut config: RepoConfig, opts: ServerOptions) -> Result<Self, StartError> {
+        if let Some(dir) = &opts.plugins_dir {
+            config.plugins.directory = Some(dir.clone());
+        }
         config.check_files()?;
         let registry = Arc::new(RegistryHandle::load(&config)?);
         let store = match &config.online_store {
@@ -112,6 +119,23 @@ impl App {
         {
             tasks.push(t);
         }
+        let plugins = match &config.plugins.directory {
+            Some(_) => {
+                let rt = PluginRuntime::start(config.plugins.clone(), registry.clone())
+                    .await
+                    .map_err(StartError::Unsupported)?;
+                if let Some(t) = rt.clone().spawn_watch(shutdown.subscribe()) {
+                    tasks.push(t);
+                }
+                Some(rt)
+            }
+            None => None,
+        };
+        for name in registry.snapshot().registry.odfvs.keys() {
+            if plugins.as_ref().and_then(|p| p.for_odfv(name)).is_none() {
+                tracing::warn!(odfv = %name, "on-demand feature view has no plugin; requests for it answer 501 until one is loaded");
+            }
+        }
         let metrics = Arc::new(Metrics::new(Some(registry.clone())));
         let snapshot = registry.snapshot();
         tracing::info!(
@@ -123,9 +147,12 @@ impl App {
             services = snapshot.registry.services.len(),
             "feature repository loaded"
         );
-        let engine = FeatureStore::new(registry, store, opts.clock)
+        let mut engine = FeatureStore::new(registry, store, opts.clock)
             .with_metrics(metrics.clone())
             .with_max_entities(opts.limits.max_entities);
+        if let Some(rt) = plugins {
+            engine = engine.with_plugins(rt);
+        }
         Ok(App {
             frontend: Frontend::new(engine, metrics, opts.limits.clone()),
             config,

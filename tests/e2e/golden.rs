@@ -2,32 +2,28 @@
 //! each store: success cases must give the same columns (matched by name), error cases
 //! our documented status and Feast error class.
 
+use feast_server_e2e::plugins::{PluginDir, built_plugins, wasm_plugins_yaml};
 use feast_server_e2e::redis_server::{
     RedisCluster, RedisServer, load_feast_dump, redis_feature_store_yaml,
 };
 use feast_server_e2e::{GoldenCase, RepoCopy, TestServer, compare_columns, golden_cases};
 use serde_json::{Value as Json, json};
 
-/// On-demand feature view cases; they need the Wasm ODFV runtime and until then
-/// answer 501 naming the ODFV.
-const PENDING_ODFV: &[&str] = &[
-    "b1_feature_service_v1",
-    "b2_feature_service_v2",
-    "b3_feature_service_v3_fresh",
-    "b4_feature_service_missing_request_data",
-    "b6_service_and_features",
-    "c1_odfv_with_request_data",
-    "c2_odfv_only",
-    "c3_odfv_missing_request_data",
-    "c4_odfv_full_names",
-    "c5_odfv_missing_entity",
-];
-
 /// Error cases where this server deliberately answers differently from Feast's
 /// Python server (which gives 500 or 422): (case, status, Feast error class).
 /// `None` as class means a non-Feast body (FastAPI's `{"detail": ...}`).
 const OUR_ERRORS: &[(&str, u16, Option<&str>)] = &[
     ("a5_two_views_fresh", 400, Some("FeatureNameCollisionError")),
+    (
+        "b4_feature_service_missing_request_data",
+        400,
+        Some("RequestDataNotFoundInEntityRowsException"),
+    ),
+    (
+        "c3_odfv_missing_request_data",
+        400,
+        Some("RequestDataNotFoundInEntityRowsException"),
+    ),
     (
         "b5_unknown_feature_service",
         404,
@@ -99,7 +95,7 @@ async fn replay(server: &TestServer, store: &str) -> Vec<String> {
     let cases = golden_cases(store);
     assert_eq!(cases.len(), 45, "all captured cases are present");
     let mut failures = Vec::new();
-    let (mut same, mut errors, mut pending) = (0, 0, 0);
+    let (mut same, mut errors) = (0, 0);
     for case in &cases {
         let resp = server
             .send(
@@ -110,16 +106,6 @@ async fn replay(server: &TestServer, store: &str) -> Vec<String> {
             )
             .await;
         let name = case.name.as_str();
-        if PENDING_ODFV.contains(&name) {
-            pending += 1;
-            if resp.status != 501 {
-                failures.push(format!(
-                    "{name}: pending ODFV case answered {}",
-                    resp.status
-                ));
-            }
-            continue;
-        }
         if let Some(&(_, status, class)) = OUR_ERRORS.iter().find(|(n, ..)| *n == name) {
             errors += 1;
             if resp.status != status {
@@ -173,7 +159,7 @@ async fn replay(server: &TestServer, store: &str) -> Vec<String> {
             None => {}
         }
     }
-    assert_eq!((same, errors, pending), (17, 18, 10), "case counts");
+    assert_eq!((same, errors), (25, 20), "case counts");
     failures
 }
 
@@ -181,9 +167,16 @@ fn find<'a>(cases: &'a [GoldenCase], name: &str) -> Option<&'a GoldenCase> {
     cases.iter().find(|c| c.name == name)
 }
 
+fn conv_rate_plugin() -> PluginDir {
+    PluginDir::with(&[(
+        built_plugins().conv_rate.as_path(),
+        "transformed_conv_rate.wasm",
+    )])
+}
+
 #[tokio::test]
 async fn sqlite_golden_cases() {
-    let repo = RepoCopy::demo();
+    let (repo, _plugins) = RepoCopy::demo_with_plugins();
     let server = TestServer::demo(&repo).await;
     let failures = replay(&server, "sqlite").await;
     server.stop().await;
@@ -203,6 +196,8 @@ async fn redis_standalone_golden_cases() {
         &format!("127.0.0.1:{}", redis.port),
         "redis",
     ));
+    let plugins = conv_rate_plugin();
+    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
     let server = TestServer::demo(&repo).await;
     let failures = replay(&server, "redis").await;
     server.stop().await;
@@ -222,6 +217,8 @@ async fn redis_cluster_golden_cases() {
         &cluster.connection_string(),
         "redis_cluster",
     ));
+    let plugins = conv_rate_plugin();
+    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
     let server = TestServer::demo(&repo).await;
     let failures = replay(&server, "redis").await;
     server.stop().await;

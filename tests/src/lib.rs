@@ -3,6 +3,7 @@
 //! pinned clock, an HTTP client, and the golden request/response pairs captured from
 //! `feast serve` 0.67.0 (see `tests/golden/README.md`).
 
+pub mod plugins;
 pub mod redis_server;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,28 @@ impl RepoCopy {
     /// Replaces `feature_store.yaml`.
     pub fn write_config(&self, yaml: &str) {
         std::fs::write(self.path().join("feature_store.yaml"), yaml).expect("write config");
+    }
+
+    /// Appends YAML to `feature_store.yaml` (e.g. a `wasm_plugins:` block).
+    pub fn append_config(&self, yaml: &str) {
+        let path = self.path().join("feature_store.yaml");
+        let mut text = std::fs::read_to_string(&path).expect("read config");
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(yaml);
+        std::fs::write(path, text).expect("write config");
+    }
+
+    /// The demo with the demo's ODFV plugin installed in a fresh plugin directory.
+    pub fn demo_with_plugins() -> (Self, plugins::PluginDir) {
+        let repo = Self::demo();
+        let dir = plugins::PluginDir::with(&[(
+            plugins::built_plugins().conv_rate.as_path(),
+            "transformed_conv_rate.wasm",
+        )]);
+        repo.append_config(&plugins::wasm_plugins_yaml(dir.path(), ""));
+        (repo, dir)
     }
 
     /// Loads the repository's configuration.

@@ -9,13 +9,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use plan::{OutputSource, Plan, PlanCache, PlanJoinKey, Selection, ViewRead};
+pub use plan::{
+    OdfvInput, OdfvStep, OutputSource, Plan, PlanCache, PlanJoinKey, RequestField, Selection,
+    ViewRead,
+};
 
 use crate::clock::Clock;
 use crate::entity_key::coerce;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::online_store::{OnlineStore, ReadBatch, ViewRows};
+use crate::plugin::{PluginRuntime, batch_of, call_odfv, to_array};
 use crate::registry::RegistryHandle;
 use crate::value::{EventTime, FieldStatus, Value, ValueType, is_null};
 
@@ -75,6 +79,7 @@ pub struct FeatureStore {
     clock: Clock,
     metrics: Option<Arc<Metrics>>,
     max_entities: usize,
+    plugins: Option<Arc<PluginRuntime>>,
 }
 
 impl FeatureStore {
@@ -86,7 +91,19 @@ impl FeatureStore {
             clock,
             metrics: None,
             max_entities: usize::MAX,
+            plugins: None,
         }
+    }
+
+    /// Computes on-demand feature views with the plugins of `runtime`.
+    pub fn with_plugins(mut self, runtime: Arc<PluginRuntime>) -> Self {
+        self.plugins = Some(runtime);
+        self
+    }
+
+    /// The plugin runtime, when plugins are configured.
+    pub fn plugins(&self) -> Option<&Arc<PluginRuntime>> {
+        self.plugins.as_ref()
     }
 
     /// Records store reads in `metrics`.
@@ -132,6 +149,7 @@ impl FeatureStore {
             .plans
             .get(&snapshot.registry, selection, req.full_feature_names)?;
         let inputs = EntityInputs::resolve(&plan, req)?;
+        let request_data = request_data(&plan, req)?;
 
         let mut batches = Vec::with_capacity(plan.reads.len());
         let mut row_to_key = Vec::with_capacity(plan.reads.len());
@@ -149,6 +167,11 @@ impl FeatureStore {
             self.read_store(batches).await?
         };
 
+        // ODFVs read the stored values before the output columns take them.
+        let mut odfv_outputs = self
+            .run_odfvs(&plan, &results, &row_to_key, &request_data, rows)
+            .await?;
+
         let now = self.clock.now_unix_secs();
         let mut columns = Vec::with_capacity(plan.names.len());
         for (i, jk) in plan.join_keys.iter().enumerate() {
@@ -163,6 +186,13 @@ impl FeatureStore {
                     plan.reads[read].view.ttl,
                     now,
                 ),
+                // ODFV outputs are PRESENT (even when null) with the epoch as event
+                // time, as Feast reports them.
+                OutputSource::Odfv { step, feature } => FeatureColumn {
+                    values: std::mem::take(&mut odfv_outputs[step][feature]),
+                    statuses: vec![FieldStatus::Present; rows],
+                    event_timestamps: vec![EventTime::EPOCH; rows],
+                },
             });
         }
         Ok(OnlineFeaturesResponse {
@@ -176,6 +206,97 @@ impl FeatureStore {
 }
 
 impl FeatureStore {
+    /// Computes every ODFV of the plan: one plugin call per ODFV with all rows.
+    async fn run_odfvs(
+        &self,
+        plan: &Plan,
+        results: &[ViewRows],
+        row_keys: &[RowKeys],
+        request_data: &[Vec<Value>],
+        rows: usize,
+    ) -> Result<Vec<Vec<Vec<Value>>>, Error> {
+        let mut outputs = Vec::with_capacity(plan.odfvs.len());
+        for step in &plan.odfvs {
+            let name = &step.odfv.name;
+            let runtime = self.plugins.as_ref().ok_or_else(|| {
+                Error::TransformationUnavailable(format!(
+                    "on-demand feature view {name} is computed by a Wasm plugin, and no plugin directory is configured: set wasm_plugins.directory in feature_store.yaml or start with --plugins DIR"
+                ))
+            })?;
+            let plugin = runtime.for_odfv(name).ok_or_else(|| {
+                Error::TransformationUnavailable(format!(
+                    "no plugin in {} implements on-demand feature view {name}: add a .wasm component whose describe() declares it",
+                    runtime
+                        .config()
+                        .directory
+                        .as_deref()
+                        .map_or_else(|| "the plugin directory".into(), |d| d.display().to_string())
+                ))
+            })?;
+            let plugin_error = |failure| Error::Plugin {
+                plugin: plugin.info.name.clone(),
+                odfv: name.clone(),
+                failure,
+            };
+            let spec = plugin
+                .info
+                .odfvs
+                .iter()
+                .find(|s| s.name == *name)
+                .ok_or_else(|| {
+                    plugin_error(crate::plugin::PluginFailure::Input(
+                        "describe does not declare it".into(),
+                    ))
+                })?;
+            let mut columns = Vec::with_capacity(spec.inputs.len());
+            for input in &spec.inputs {
+                let source = step
+                    .inputs
+                    .iter()
+                    .find(|(n, _)| *n == input.name)
+                    .map(|(_, s)| *s)
+                    .ok_or_else(|| {
+                        plugin_error(crate::plugin::PluginFailure::Input(format!(
+                            "it declares input {}, which the ODFV's sources do not have",
+                            input.name
+                        )))
+                    })?;
+                let array = match source {
+                    OdfvInput::Feature { read, slot } => to_array(
+                        row_keys[read]
+                            .key_of_row
+                            .iter()
+                            .map(|&k| results[read].get(k as usize, slot).map(|c| &c.value)),
+                        input.column_type,
+                    ),
+                    OdfvInput::Request { field } => {
+                        to_array(request_data[field].iter().map(Some), input.column_type)
+                    }
+                }
+                .map_err(|e| {
+                    plugin_error(crate::plugin::PluginFailure::Input(format!(
+                        "input {}: {e}",
+                        input.name
+                    )))
+                })?;
+                columns.push((input.name.clone(), array));
+            }
+            let batch = batch_of(columns, rows)
+                .map_err(|e| plugin_error(crate::plugin::PluginFailure::Input(e)))?;
+            let started = std::time::Instant::now();
+            let result = call_odfv(&plugin, spec, &step.odfv, &batch, runtime.config()).await;
+            if let Some(m) = &self.metrics {
+                m.observe_plugin_call(
+                    &plugin.info.name,
+                    started.elapsed(),
+                    result.as_ref().err().map(|e| e.kind()),
+                );
+            }
+            outputs.push(result.map_err(plugin_error)?);
+        }
+        Ok(outputs)
+    }
+
     async fn read_store(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, Error> {
         let started = std::time::Instant::now();
         let result = self.store.read(batches).await;
@@ -188,6 +309,44 @@ impl FeatureStore {
         }
         Ok(result?)
     }
+}
+
+/// The request data the plan's ODFVs need, coerced to the declared types, parallel
+/// to `plan.request_fields`; all missing fields are named at once.
+fn request_data(plan: &Plan, req: &OnlineFeaturesRequest) -> Result<Vec<Vec<Value>>, Error> {
+    let mut missing = Vec::new();
+    let mut out = Vec::with_capacity(plan.request_fields.len());
+    for field in &plan.request_fields {
+        let found = req
+            .entities
+            .iter()
+            .chain(&req.request_context)
+            .find(|(n, _)| *n == field.name);
+        match found {
+            None => missing.push(field.name.clone()),
+            Some((_, values)) => {
+                let target = ValueType::try_from(field.value_type).unwrap_or(ValueType::Invalid);
+                out.push(
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(row, v)| {
+                            coerce(v, target).map_err(|e| {
+                                Error::InvalidRequest(format!(
+                                    "entities.{}[{row}]: {e}",
+                                    field.name
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::RequestDataNotFound(missing));
+    }
+    Ok(out)
 }
 
 /// The number of entity rows; every column must have it and it must not be zero.

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use super::FeatureViewMetadata;
 use crate::error::Error;
 use crate::online_store::ReadTarget;
-use crate::registry::{FeatureView, Projection, Registry};
+use crate::registry::{FeatureView, OdfvSource, OnDemandFeatureView, Projection, Registry};
 use crate::value::is_known_value_type;
 
 /// Plans kept per registry snapshot before the cache stops growing.
@@ -47,6 +47,48 @@ pub enum OutputSource {
         /// Slot in that read's target.
         slot: usize,
     },
+    /// An output of an on-demand feature view.
+    Odfv {
+        /// Index into `Plan::odfvs`.
+        step: usize,
+        /// Index into that ODFV's features.
+        feature: usize,
+    },
+}
+
+/// Where an ODFV input comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum OdfvInput {
+    /// A feature of a source view: `reads[read]`, slot `slot`.
+    Feature {
+        /// Index into `Plan::reads`.
+        read: usize,
+        /// Slot in that read's target.
+        slot: usize,
+    },
+    /// A request data field: `Plan::request_fields[field]`.
+    Request {
+        /// Index into `Plan::request_fields`.
+        field: usize,
+    },
+}
+
+/// An on-demand feature view the request needs computed.
+#[derive(Debug)]
+pub struct OdfvStep {
+    /// The ODFV.
+    pub odfv: Arc<OnDemandFeatureView>,
+    /// Every input its sources define, by name.
+    pub inputs: Vec<(String, OdfvInput)>,
+}
+
+/// A request data field an ODFV needs.
+#[derive(Debug, Clone)]
+pub struct RequestField {
+    /// Field name (a key of `entities` or `request_context`).
+    pub name: String,
+    /// Declared value type.
+    pub value_type: i32,
 }
 
 /// Everything a request shape needs, resolved against one registry.
@@ -58,6 +100,10 @@ pub struct Plan {
     pub join_keys: Vec<PlanJoinKey>,
     /// Views to read.
     pub reads: Vec<ViewRead>,
+    /// On-demand feature views to compute.
+    pub odfvs: Vec<OdfvStep>,
+    /// Request data the ODFVs need.
+    pub request_fields: Vec<RequestField>,
     /// Feature outputs, parallel to `names[join_keys.len()..]`.
     pub outputs: Vec<OutputSource>,
     /// `feature_view_metadata` for `include_feature_view_version_metadata`.
@@ -247,6 +293,8 @@ fn build_plan(
         outputs: Vec::new(),
         names: Vec::new(),
         view_metadata: Vec::new(),
+        odfvs: Vec::new(),
+        request_fields: Vec::new(),
     };
     for pick in picks {
         builder.add(pick)?;
@@ -266,6 +314,8 @@ struct PlanBuilder<'r> {
     outputs: Vec<OutputSource>,
     names: Vec<String>,
     view_metadata: Vec<FeatureViewMetadata>,
+    odfvs: Vec<OdfvStep>,
+    request_fields: Vec<RequestField>,
 }
 
 impl PlanBuilder<'_> {
@@ -274,10 +324,8 @@ impl PlanBuilder<'_> {
         if let Some(view) = self.registry.views.get(name) {
             return self.add_view_features(view.clone(), pick);
         }
-        if self.registry.odfvs.contains_key(name) {
-            return Err(Error::TransformationUnavailable(format!(
-                "on-demand feature view {name} is computed by a Wasm plugin, and on-demand feature views are not served by this build"
-            )));
+        if let Some(odfv) = self.registry.odfvs.get(name) {
+            return self.add_odfv_features(odfv.clone(), pick);
         }
         Err(Error::FeatureViewNotFound {
             name: name.clone(),
@@ -353,6 +401,113 @@ impl PlanBuilder<'_> {
             });
         }
         Ok(())
+    }
+
+    fn add_odfv_features(
+        &mut self,
+        odfv: Arc<OnDemandFeatureView>,
+        pick: Pick,
+    ) -> Result<(), Error> {
+        if odfv.disabled {
+            return Err(Error::ViewNotServable(format!(
+                "On demand feature view '{}' is disabled and cannot serve features",
+                odfv.name
+            )));
+        }
+        let features = if pick.features.is_empty() {
+            odfv.features.iter().map(|f| f.name.clone()).collect()
+        } else {
+            pick.features
+        };
+        let mut indices = Vec::with_capacity(features.len());
+        for f in &features {
+            indices.push(odfv.feature(f).ok_or_else(|| Error::FeatureNotFound {
+                view: odfv.name.clone(),
+                feature: f.clone(),
+            })?);
+        }
+        let step = match self.odfvs.iter().position(|s| s.odfv.name == odfv.name) {
+            Some(s) => s,
+            None => {
+                let inputs = self.odfv_inputs(&odfv)?;
+                self.odfvs.push(OdfvStep {
+                    odfv: odfv.clone(),
+                    inputs,
+                });
+                self.odfvs.len() - 1
+            }
+        };
+        let prefix = pick.projection.name_to_use().to_string();
+        for (f, idx) in features.into_iter().zip(indices) {
+            self.outputs.push(OutputSource::Odfv { step, feature: idx });
+            self.names.push(if self.full_feature_names {
+                format!("{prefix}__{f}")
+            } else {
+                f
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads every source feature of an ODFV (even if not requested) and collects
+    /// its request fields.
+    fn odfv_inputs(
+        &mut self,
+        odfv: &OnDemandFeatureView,
+    ) -> Result<Vec<(String, OdfvInput)>, Error> {
+        let mut inputs = Vec::new();
+        for source in &odfv.sources {
+            match source {
+                OdfvSource::View(projection) => {
+                    let view = self.registry.views.get(&projection.view_name).ok_or_else(|| {
+                        Error::ViewNotServable(format!(
+                            "on-demand feature view {} reads feature view {}, which is not in the registry",
+                            odfv.name, projection.view_name
+                        ))
+                    })?;
+                    let view = view.clone();
+                    let read = self.read_for(&view, projection)?;
+                    let features: Vec<String> = if projection.features.is_empty() {
+                        view.features.iter().map(|f| f.name.clone()).collect()
+                    } else {
+                        projection.features.clone()
+                    };
+                    for f in features {
+                        if view.feature(&f).is_none() {
+                            continue;
+                        }
+                        let slot = match self.read_features[read].iter().position(|x| *x == f) {
+                            Some(s) => s,
+                            None => {
+                                self.read_features[read].push(f.clone());
+                                self.read_features[read].len() - 1
+                            }
+                        };
+                        inputs.push((f, OdfvInput::Feature { read, slot }));
+                    }
+                }
+                OdfvSource::Request { fields, .. } => {
+                    for field in fields {
+                        let idx = match self
+                            .request_fields
+                            .iter()
+                            .position(|r| r.name == field.name)
+                        {
+                            Some(i) => i,
+                            None => {
+                                self.request_fields.push(RequestField {
+                                    name: field.name.clone(),
+                                    value_type: field.value_type,
+                                });
+                                self.request_fields.len() - 1
+                            }
+                        };
+                        inputs.push((field.name.clone(), OdfvInput::Request { field: idx }));
+                    }
+                }
+            }
+        }
+        Ok(inputs)
     }
 
     /// The read for a view projection, shared when the same projection appears twice.
@@ -442,6 +597,8 @@ impl PlanBuilder<'_> {
             names: names.into(),
             join_keys: self.join_keys,
             reads,
+            odfvs: self.odfvs,
+            request_fields: self.request_fields,
             outputs: self.outputs,
             view_metadata: self.view_metadata,
         })

@@ -45,6 +45,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(ready).fallback(method_not_allowed))
         .route("/health/ready", get(ready).fallback(method_not_allowed))
         .route("/health/live", get(live).fallback(method_not_allowed))
+        .route("/plugins", get(plugins).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -156,6 +157,20 @@ async fn ready(State(state): State<HttpState>) -> Response {
     match state.frontend.store.store().ping().await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => ApiError::from(crate::error::Error::from(e)).into_response(),
+    }
+}
+
+/// The loaded Wasm plugins (an empty list without a plugin directory).
+async fn plugins(State(state): State<HttpState>) -> Response {
+    let list = state
+        .frontend
+        .store
+        .plugins()
+        .map(|p| p.status())
+        .unwrap_or_default();
+    match serde_json::to_vec(&list) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 

@@ -1,0 +1,179 @@
+//! The one wasmtime engine of the process: component model, async calls (a guest that
+//! runs long yields to the runtime between epoch ticks), epoch interruption for
+//! per-call deadlines (a ticker thread advances the epoch every [`TICK`]), the
+//! pooling allocator when the machine allows it, and an on-disk cache of compiled
+//! components keyed by content hash and engine.
+
+#![allow(
+    unsafe_code,
+    reason = "loading our own cached compiled artifacts (see `load_cached`)"
+)]
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+/// Epoch tick: the granularity of plugin deadlines.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// The engine and its ticker.
+#[derive(Clone)]
+pub struct WasmEngine {
+    engine: Engine,
+    cache_dir: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+    /// Whether instances come from the pooling allocator.
+    pub pooling: bool,
+}
+
+impl std::fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmEngine")
+            .field("pooling", &self.pooling)
+            .field("cache_dir", &self.cache_dir)
+            .finish()
+    }
+}
+
+fn base_config() -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .epoch_interruption(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        .max_wasm_stack(512 << 10);
+    c
+}
+
+impl WasmEngine {
+    /// Builds the engine; instances get at most `max_memory_bytes` of linear memory.
+    pub fn new(max_memory_bytes: usize, cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(512)
+            .total_tables(512)
+            .total_stacks(256)
+            .max_memories_per_component(8)
+            .max_memory_size(max_memory_bytes);
+        let mut pooled = base_config();
+        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let (engine, pooling) = match Engine::new(&pooled) {
+            Ok(e) => (e, true),
+            Err(e) => {
+                tracing::warn!(error = %e, "the pooling allocator is unavailable here; instances are allocated on demand");
+                (Engine::new(&base_config())?, false)
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = engine.clone();
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticker.increment_epoch();
+                }
+            })
+            .map_err(|e| wasmtime::format_err!("cannot start the epoch thread: {e}"))?;
+        Ok(WasmEngine {
+            engine,
+            cache_dir,
+            stop,
+            pooling,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Stops the epoch ticker (the engine stays usable but deadlines no longer fire).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Compiles a component, or loads it from the cache when this engine compiled the
+    /// same bytes before. Returns the component and whether it came from the cache.
+    pub fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
+        let Some(path) = self.cache_path(bytes) else {
+            return Ok((Component::new(&self.engine, bytes)?, false));
+        };
+        if path.is_file() {
+            match load_cached(&self.engine, &path) {
+                Ok(c) => return Ok((c, true)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable cached component")
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        if let Err(e) = store_cached(&component, &path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot cache the compiled component");
+        }
+        Ok((component, false))
+    }
+
+    fn cache_path(&self, bytes: &[u8]) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let content = hex(&Sha256::digest(bytes));
+        Some(dir.join(format!(
+            "{content}-wasmtime{}-{:016x}.cwasm",
+            wasmtime_version(),
+            h.finish()
+        )))
+    }
+}
+
+impl Drop for WasmEngine {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.stop) == 1 {
+            self.shutdown();
+        }
+    }
+}
+
+fn wasmtime_version() -> &'static str {
+    "48.0.8"
+}
+
+/// SHA-256 of bytes, as hex.
+pub(crate) fn content_hash(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Loads a compiled component from our cache.
+///
+/// Safety: `Component::deserialize_file` trusts its input to be wasmtime's own
+/// output. The cache directory is ours, each file is written atomically (temp file +
+/// rename) from `Component::serialize`, and its name carries the source's SHA-256 and
+/// this engine's compatibility hash, so a file is only ever read by an engine that
+/// could have written it, for the bytes it was compiled from.
+fn load_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn store_cached(component: &Component, path: &Path) -> std::io::Result<()> {
+    let bytes = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

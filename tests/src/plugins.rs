@@ -1,0 +1,129 @@
+//! The Wasm plugins of `plugins/`, built for wasm32-wasip2 once per test run (in
+//! their own target directory, so a build started from a running test never waits
+//! on the test build's lock), and plugin directories for test servers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::workspace_root;
+
+/// The built components.
+#[derive(Debug, Clone)]
+pub struct BuiltPlugins {
+    /// `transformed-conv-rate` (the demo's two ODFVs).
+    pub conv_rate: PathBuf,
+    /// The same built with `--features v2` (outputs shifted by 1000, version 0.2.0).
+    pub conv_rate_v2: PathBuf,
+    /// The misbehaving test plugin.
+    pub evil: PathBuf,
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn build(target: &Path, packages: &[&str], features: &[&str]) {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root())
+        .args([
+            "build",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(target);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    for f in features {
+        cmd.args(["--features", f]);
+    }
+    let out = cmd.output().expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building plugins failed (is the wasm32-wasip2 target installed? tests/prereqs.sh adds it):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds the plugins (once per process) and returns their paths.
+pub fn built_plugins() -> &'static BuiltPlugins {
+    static BUILT: OnceLock<BuiltPlugins> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let v1 = target_dir().join("plugins");
+        let v2 = target_dir().join("plugins-v2");
+        build(&v1, &["transformed-conv-rate", "evil-plugin"], &[]);
+        build(
+            &v2,
+            &["transformed-conv-rate"],
+            &["transformed-conv-rate/v2"],
+        );
+        let artifact = |t: &Path, name: &str| t.join("wasm32-wasip2/plugin").join(name);
+        BuiltPlugins {
+            conv_rate: artifact(&v1, "transformed_conv_rate.wasm"),
+            conv_rate_v2: artifact(&v2, "transformed_conv_rate.wasm"),
+            evil: artifact(&v1, "evil_plugin.wasm"),
+        }
+    })
+}
+
+/// A shared cache of compiled components for tests (compiling once per run).
+pub fn wasm_cache_dir() -> PathBuf {
+    target_dir().join("wasm-cache")
+}
+
+/// A temporary plugin directory.
+pub struct PluginDir {
+    dir: tempfile::TempDir,
+}
+
+impl PluginDir {
+    /// An empty directory.
+    pub fn empty() -> Self {
+        PluginDir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A directory holding `files` (source path, name in the directory).
+    pub fn with(files: &[(&Path, &str)]) -> Self {
+        let d = Self::empty();
+        for (src, name) in files {
+            d.install(src, name);
+        }
+        d
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Puts `src` in place as `name` atomically (write a temporary file, rename).
+    pub fn install(&self, src: &Path, name: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::copy(src, &tmp).expect("copy plugin");
+        std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename plugin");
+    }
+
+    /// Puts raw bytes in place as `name` atomically.
+    pub fn install_bytes(&self, bytes: &[u8], name: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).expect("write");
+        std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename");
+    }
+}
+
+/// `wasm_plugins:` YAML for a directory, with the shared compile cache and fast polling.
+pub fn wasm_plugins_yaml(dir: &Path, extra: &str) -> String {
+    format!(
+        "wasm_plugins:\n    directory: {}\n    cache_dir: {}\n    poll_interval_ms: 50\n{extra}",
+        dir.display(),
+        wasm_cache_dir().display()
+    )
+}
