@@ -5,6 +5,8 @@ mod golden;
 mod grpc;
 mod invalid_input;
 mod operations;
+mod plugin_hot_swap;
+mod plugin_sandbox;
 mod redis_faults;
 mod registry_reload;
 mod sqlite_writer;

@@ -274,6 +274,18 @@ mod tests {
     }
 
     #[test]
+    fn floats_parse_exactly() {
+        // serde_json's default float parser can be off by one ulp; request data must
+        // match what Python's json (correctly rounded) reads.
+        let r = parse_request(br#"{"entities":{"x":[1001.2965355813503, 0.1]}}"#).expect("parses");
+        assert_eq!(
+            r.entities[0].1[0],
+            some(Val::DoubleVal(1_001.296_535_581_350_3))
+        );
+        assert_eq!(r.entities[0].1[1], some(Val::DoubleVal(0.1)));
+    }
+
+    #[test]
     fn bad_bodies_name_the_problem() {
         assert!(err("").contains("empty"));
         assert!(

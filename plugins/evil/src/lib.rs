@@ -1,6 +1,7 @@
 //! A test-only plugin that misbehaves on demand: each ODFV it declares (`evil_*`,
 //! with the inputs and outputs of the demo's `transformed_conv_rate`) does one bad
-//! thing, so the host's sandbox and output checks can be tested one by one.
+//! thing, so the host's sandbox and output checks can be tested one by one;
+//! `evil_ok` behaves.
 
 use std::sync::Arc;
 
@@ -16,12 +17,23 @@ fn odfv(name: &str, f: fn(&RecordBatch) -> Result<RecordBatch, PluginError>) -> 
         .output("conv_rate_plus_val2", ColumnType::Float64)
 }
 
+fn ipc(name: &str, f: fn(&[u8]) -> Result<Vec<u8>, PluginError>) -> Odfv {
+    Odfv::new_ipc(name, f)
+        .input("conv_rate", ColumnType::Float32)
+        .output("conv_rate_plus_val1", ColumnType::Float64)
+        .output("conv_rate_plus_val2", ColumnType::Float64)
+}
+
 fn ones(rows: usize) -> Result<RecordBatch, PluginError> {
     let v = Arc::new(Float64Array::from(vec![1.0; rows])) as ArrayRef;
     batch([
         ("conv_rate_plus_val1", v.clone()),
         ("conv_rate_plus_val2", v),
     ])
+}
+
+fn well_behaved(input: &RecordBatch) -> Result<RecordBatch, PluginError> {
+    ones(input.num_rows())
 }
 
 fn infinite_loop(_: &RecordBatch) -> Result<RecordBatch, PluginError> {
@@ -94,14 +106,23 @@ fn garbage_ipc(_: &[u8]) -> Result<Vec<u8>, PluginError> {
     Ok(b"\xde\xad\xbe\xef this is not Arrow IPC".to_vec())
 }
 
-fn wrong_schema(input: &RecordBatch) -> Result<RecordBatch, PluginError> {
-    let s = Arc::new(StringArray::from(vec!["x"; input.num_rows()])) as ArrayRef;
-    batch([("conv_rate_plus_val1", s.clone()), ("something_else", s)])
+/// Skips the SDK's own output checks, so the host's are exercised.
+fn raw(out: Result<RecordBatch, PluginError>) -> Result<Vec<u8>, PluginError> {
+    feast_plugin_sdk::encode_batch(&out?)
+}
+
+fn wrong_schema(input: &[u8]) -> Result<Vec<u8>, PluginError> {
+    let rows = feast_plugin_sdk::decode_batch(input)?.num_rows();
+    let s = Arc::new(StringArray::from(vec!["x"; rows])) as ArrayRef;
+    raw(batch([
+        ("conv_rate_plus_val1", s.clone()),
+        ("something_else", s),
+    ]))
 }
 
 fn oversized_ipc(input: &[u8]) -> Result<Vec<u8>, PluginError> {
     let batch = feast_plugin_sdk::decode_batch(input)?;
-    let big = "x".repeat(40 << 20);
+    let big = "x".repeat(4 << 20);
     let col = Arc::new(StringArray::from(vec![big.as_str(); batch.num_rows()])) as ArrayRef;
     let out = feast_plugin_sdk::batch([
         ("conv_rate_plus_val1", col.clone()),
@@ -110,8 +131,8 @@ fn oversized_ipc(input: &[u8]) -> Result<Vec<u8>, PluginError> {
     feast_plugin_sdk::encode_batch(&out)
 }
 
-fn wrong_rows(input: &RecordBatch) -> Result<RecordBatch, PluginError> {
-    ones(input.num_rows() + 1)
+fn wrong_rows(input: &[u8]) -> Result<Vec<u8>, PluginError> {
+    raw(ones(feast_plugin_sdk::decode_batch(input)?.num_rows() + 1))
 }
 
 fn guest_error(_: &RecordBatch) -> Result<RecordBatch, PluginError> {
@@ -122,7 +143,9 @@ fn guest_error(_: &RecordBatch) -> Result<RecordBatch, PluginError> {
 
 /// The plugin description.
 pub fn plugin() -> Plugin {
+    // The first ODFV behaves: the host's trial call at load time uses it.
     Plugin::new("evil", "0.0.1")
+        .odfv(odfv("evil_ok", well_behaved))
         .odfv(odfv("evil_loop", infinite_loop))
         .odfv(odfv("evil_memory", memory_bomb))
         .odfv(odfv("evil_recursion", deep_recursion))
@@ -130,20 +153,10 @@ pub fn plugin() -> Plugin {
         .odfv(odfv("evil_file", read_file))
         .odfv(odfv("evil_socket", open_socket))
         .odfv(odfv("evil_env", read_env))
-        .odfv(
-            Odfv::new_ipc("evil_garbage", garbage_ipc)
-                .input("conv_rate", ColumnType::Float32)
-                .output("conv_rate_plus_val1", ColumnType::Float64)
-                .output("conv_rate_plus_val2", ColumnType::Float64),
-        )
-        .odfv(odfv("evil_schema", wrong_schema))
-        .odfv(
-            Odfv::new_ipc("evil_oversized", oversized_ipc)
-                .input("conv_rate", ColumnType::Float32)
-                .output("conv_rate_plus_val1", ColumnType::Float64)
-                .output("conv_rate_plus_val2", ColumnType::Float64),
-        )
-        .odfv(odfv("evil_rows", wrong_rows))
+        .odfv(ipc("evil_garbage", garbage_ipc))
+        .odfv(ipc("evil_schema", wrong_schema))
+        .odfv(ipc("evil_oversized", oversized_ipc))
+        .odfv(ipc("evil_rows", wrong_rows))
         .odfv(odfv("evil_error", guest_error))
 }
 
