@@ -14,6 +14,7 @@
 //! | [`value`] | Feast value types, field statuses and timestamps |
 //! | [`entity_key`] | coerce request values to entity types; Feast's entity-key bytes (v2, v3) |
 //! | [`engine`] | the transport-agnostic `get_online_features` engine (plans, reads, assembly) |
+//! | [`feature_logging`] | served features of logged feature services to Parquet files (Feast's schema) |
 //! | [`online_store`] | online store backends (SQLite) behind one read interface |
 //! | [`http`] | the HTTP API (axum): Feast's JSON request/response and error shapes |
 //! | [`clock`] | the injectable "now" used for TTL checks |
@@ -29,6 +30,7 @@ pub mod config;
 pub mod engine;
 pub mod entity_key;
 pub mod error;
+pub mod feature_logging;
 pub mod http;
 pub mod online_store;
 pub mod proto;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::config::{ConfigError, OnlineStoreConfig, RepoConfig};
 use crate::engine::FeatureStore;
+use crate::feature_logging::{FeatureLogger, LoggingError};
 use crate::http::{self, DEFAULT_MAX_BODY_BYTES, HttpState};
 use crate::online_store::{
     OnlineStore, RedisOptions, RedisStore, SqliteOptions, SqliteStore, StoreError,
@@ -30,6 +31,9 @@ pub enum StartError {
     /// The online store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Feature logging could not start.
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
     /// The configuration asks for something this build does not serve.
     #[error("{0}")]
     Unsupported(String),
@@ -93,12 +97,22 @@ impl App {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ttl = opts.registry_ttl.unwrap_or(config.registry.cache_ttl);
         let mut tasks = Vec::new();
-        if let Some(t) = registry
-            .clone()
-            .spawn_refresh(ttl, opts.registry_poll, shutdown_rx)
+        if let Some(t) =
+            registry
+                .clone()
+                .spawn_refresh(ttl, opts.registry_poll, shutdown_rx.clone())
         {
             tasks.push(t);
         }
+        let logging = &config.feature_server.feature_logging;
+        let logger = if logging.enabled {
+            let logger =
+                FeatureLogger::start(logging, config.repo_dir.clone(), &registry, opts.clock)?;
+            tasks.push(logger.spawn_ticker(registry.clone(), shutdown_rx));
+            Some(logger)
+        } else {
+            None
+        };
         let snapshot = registry.snapshot();
         tracing::info!(
             project = %config.project,
@@ -109,8 +123,12 @@ impl App {
             services = snapshot.registry.services.len(),
             "feature repository loaded"
         );
+        let mut engine = FeatureStore::new(registry, store, opts.clock);
+        if let Some(logger) = logger {
+            engine = engine.with_logger(logger);
+        }
         Ok(App {
-            store: FeatureStore::new(registry, store, opts.clock),
+            store: engine,
             config,
             opts,
             shutdown,
@@ -143,11 +161,14 @@ impl App {
         result
     }
 
-    /// Stops background tasks.
+    /// Stops background tasks; writes and flushes every logged row.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(logger) = self.store.logger() {
+            logger.shutdown().await;
         }
     }
 }

@@ -14,6 +14,7 @@ pub use plan::{OutputSource, Plan, PlanCache, PlanJoinKey, Selection, ViewRead};
 use crate::clock::Clock;
 use crate::entity_key::coerce;
 use crate::error::Error;
+use crate::feature_logging::FeatureLogger;
 use crate::online_store::{OnlineStore, ReadBatch, ViewRows};
 use crate::registry::RegistryHandle;
 use crate::value::{EventTime, FieldStatus, Value, ValueType, is_null};
@@ -66,12 +67,13 @@ pub struct OnlineFeaturesResponse {
     pub feature_view_metadata: Option<Vec<FeatureViewMetadata>>,
 }
 
-/// The feature server's core: registry, online store and clock.
+/// The feature server's core: registry, online store, clock and feature logger.
 #[derive(Debug, Clone)]
 pub struct FeatureStore {
     registry: Arc<RegistryHandle>,
     store: OnlineStore,
     clock: Clock,
+    logger: Option<Arc<FeatureLogger>>,
 }
 
 impl FeatureStore {
@@ -81,7 +83,19 @@ impl FeatureStore {
             registry,
             store,
             clock,
+            logger: None,
         }
+    }
+
+    /// Logs the requests served through logged feature services with `logger`.
+    pub fn with_logger(mut self, logger: Arc<FeatureLogger>) -> Self {
+        self.logger = Some(logger);
+        self
+    }
+
+    /// The feature logger, when feature logging is on.
+    pub fn logger(&self) -> Option<&Arc<FeatureLogger>> {
+        self.logger.as_ref()
     }
 
     /// The live registry.
@@ -142,13 +156,17 @@ impl FeatureStore {
                 ),
             });
         }
-        Ok(OnlineFeaturesResponse {
+        let response = OnlineFeaturesResponse {
             feature_names: plan.names.clone(),
             columns,
             feature_view_metadata: req
                 .include_feature_view_version_metadata
                 .then(|| plan.view_metadata.clone()),
-        })
+        };
+        if let Some(logger) = &self.logger {
+            logger.log(&snapshot, req, &response).await;
+        }
+        Ok(response)
     }
 }
 
