@@ -3,13 +3,16 @@
 //! pinned clock, an HTTP client, and the golden request/response pairs captured from
 //! `feast serve` 0.67.0 (see `tests/golden/README.md`).
 
+pub mod logging;
 pub mod redis_server;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use feast_server::clock::Clock;
 use feast_server::config::RepoConfig;
+use feast_server::feature_logging::FeatureLogger;
 use feast_server::server::{App, ServerOptions};
 use serde_json::Value as Json;
 use tokio::sync::oneshot;
@@ -81,6 +84,8 @@ pub fn test_options() -> ServerOptions {
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
+    /// The feature logger, when `feature_logging.enabled` is on.
+    pub feature_logger: Option<Arc<FeatureLogger>>,
     client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -94,6 +99,7 @@ impl TestServer {
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
+        let feature_logger = app.store.logger().cloned();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = app
@@ -104,6 +110,7 @@ impl TestServer {
         });
         TestServer {
             base_url: format!("http://{addr}"),
+            feature_logger,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
