@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Float32Type, Int32Type, Int64Type, TimestampMicrosecondType, TimestampSecondType,
+    Date32Type, Float32Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    TimestampMillisecondType,
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
@@ -183,7 +184,11 @@ async fn served_rows_are_written_in_feasts_schema() {
     ] {
         let full = format!("driver_hourly_stats__{f}");
         want.push((full.clone(), t));
-        want.push((format!("{full}__timestamp"), ts(TimeUnit::Second, true)));
+        // timestamp[s] is stored as timestamp[ms], as pyarrow stores it.
+        want.push((
+            format!("{full}__timestamp"),
+            ts(TimeUnit::Millisecond, true),
+        ));
         want.push((format!("{full}__status"), DataType::Int32));
     }
     want.push(("__log_timestamp".into(), ts(TimeUnit::Microsecond, true)));
@@ -285,13 +290,13 @@ fn check_values(batches: &[RecordBatch], responses: &[Json]) {
                 };
                 assert_eq!(status, want_status, "{logged}[{i},{j}]");
                 let event = col(&format!("{logged}__timestamp"))
-                    .as_primitive::<TimestampSecondType>()
+                    .as_primitive::<TimestampMillisecondType>()
                     .value(r);
                 let want_event = served["event_timestamps"][j]
                     .as_str()
                     .and_then(EventTime::parse_datetime)
                     .expect("timestamp");
-                assert_eq!(event, want_event.seconds, "{logged}[{i},{j}]");
+                assert_eq!(event, want_event.seconds * 1000, "{logged}[{i},{j}]");
             }
             assert_eq!(
                 col("__log_timestamp")

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use arrow_array::builder::{
     ArrayBuilder, BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int32Builder,
-    Int64Builder, ListBuilder, StringBuilder, TimestampSecondBuilder,
+    Int64Builder, ListBuilder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{
     ArrayRef, BinaryArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int32Array,
-    Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, TimestampSecondArray,
+    Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, TimestampMillisecondArray,
 };
 use arrow_schema::{ArrowError, DataType, TimeUnit};
 
@@ -39,14 +39,17 @@ fn value<'a>(col: &'a FeatureColumn, row: usize) -> Option<&'a Val> {
     col.values.get(row).and_then(|v: &Value| v.val.as_ref())
 }
 
-/// The record batch of `rows`, all of `target`.
+/// Milliseconds of whole seconds (`timestamp[s]` columns are stored in ms).
+const MS: i64 = 1000;
+
+/// The record batch of `rows`, all of `target`, in the storage schema.
 pub fn build_batch<'a>(
     target: &ServiceTarget,
     rows: &[Row<'a>],
 ) -> Result<RecordBatch, ArrowError> {
     let schema = &target.schema;
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.kinds.len());
-    for (field, kind) in schema.arrow.fields().iter().zip(&schema.kinds) {
+    for (field, kind) in schema.storage.fields().iter().zip(&schema.kinds) {
         let array: ArrayRef = match *kind {
             ColumnKind::Input { input, part } => {
                 let col = |&(e, r): &Row<'a>| (&e.columns[input], r);
@@ -65,9 +68,11 @@ pub fn build_batch<'a>(
                         rows.iter()
                             .map(|row| {
                                 let (c, r) = col(row);
-                                c.event_timestamps.get(r).map(|t| t.seconds)
+                                c.event_timestamps
+                                    .get(r)
+                                    .map(|t| t.seconds.saturating_mul(MS))
                             })
-                            .collect::<TimestampSecondArray>()
+                            .collect::<TimestampMillisecondArray>()
                             .with_timezone(UTC),
                     ),
                     Part::Status => Arc::new(
@@ -106,7 +111,7 @@ pub fn build_batch<'a>(
         };
         arrays.push(array);
     }
-    RecordBatch::try_new(schema.arrow.clone(), arrays)
+    RecordBatch::try_new(schema.storage.clone(), arrays)
 }
 
 fn as_i64(v: &Val) -> Option<i64> {
@@ -178,10 +183,10 @@ fn values_array(data_type: &DataType, vals: &[Option<&Val>]) -> Result<ArrayRef,
                 })
                 .collect::<BinaryArray>(),
         ),
-        DataType::Timestamp(TimeUnit::Second, tz) => Arc::new(
+        DataType::Timestamp(TimeUnit::Millisecond, tz) => Arc::new(
             vals.iter()
-                .map(|v| v.and_then(as_i64))
-                .collect::<TimestampSecondArray>()
+                .map(|v| v.and_then(as_i64).map(|s| s.saturating_mul(MS)))
+                .collect::<TimestampMillisecondArray>()
                 .with_timezone_opt(tz.clone()),
         ),
         DataType::List(item) => list_array(item.data_type(), vals)?,
@@ -267,10 +272,12 @@ fn list_array(item: &DataType, vals: &[Option<&Val>]) -> Result<ArrayRef, ArrowE
             }
             _ => false,
         }),
-        DataType::Timestamp(TimeUnit::Second, None) => {
-            list_of(TimestampSecondBuilder::new(), vals, |b, v| match v {
+        DataType::Timestamp(TimeUnit::Millisecond, None) => {
+            list_of(TimestampMillisecondBuilder::new(), vals, |b, v| match v {
                 Val::UnixTimestampListVal(l) => {
-                    b.append_slice(&l.val);
+                    for s in &l.val {
+                        b.append_value(s.saturating_mul(MS));
+                    }
                     true
                 }
                 _ => false,

@@ -111,6 +111,10 @@ pub enum ColumnKind {
 pub struct LogSchema {
     /// The Arrow schema, in Feast's column order.
     pub arrow: SchemaRef,
+    /// The schema as stored in Parquet: `arrow` with `timestamp[s]` as
+    /// `timestamp[ms]` (Parquet has no seconds unit; pyarrow, which Feast writes its
+    /// logs with, stores them the same way).
+    pub storage: SchemaRef,
     /// Per column (parallel to `arrow`'s fields): what it holds.
     pub kinds: Vec<ColumnKind>,
     /// The distinct inputs the columns read.
@@ -147,6 +151,21 @@ pub fn arrow_type(value_type: i32) -> Option<DataType> {
         _ => return None,
     };
     Some(t)
+}
+
+/// How a log column's type is stored in Parquet (seconds become milliseconds).
+pub fn storage_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Timestamp(TimeUnit::Second, tz) => {
+            DataType::Timestamp(TimeUnit::Millisecond, tz.clone())
+        }
+        DataType::List(item) => DataType::List(Arc::new(
+            item.as_ref()
+                .clone()
+                .with_data_type(storage_type(item.data_type())),
+        )),
+        other => other.clone(),
+    }
 }
 
 /// Builds the columns in order, with Python dict semantics for repeated names.
@@ -330,8 +349,13 @@ pub fn build_schema(
         .zip(&b.types)
         .map(|(n, t)| Field::new(n, t.clone(), true))
         .collect();
+    let storage: Vec<Field> = fields
+        .iter()
+        .map(|f| f.clone().with_data_type(storage_type(f.data_type())))
+        .collect();
     Ok(LogSchema {
         arrow: Arc::new(Schema::new(fields)),
+        storage: Arc::new(Schema::new(storage)),
         kinds: b.kinds,
         inputs: b.inputs,
     })
