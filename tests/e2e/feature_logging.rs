@@ -453,7 +453,7 @@ async fn kill_9_leaves_only_whole_files_and_loses_at_most_the_last_write_interva
         .count()
         * 3;
     assert!(
-        on_disk >= must && on_disk <= served.len() * 3 && on_disk % 3 == 0,
+        on_disk >= must && on_disk <= served.len() * 3 && on_disk.is_multiple_of(3),
         "on disk {on_disk}, served {} rows, {must} older than 2 s",
         served.len() * 3
     );

@@ -35,7 +35,7 @@ pub fn request_id_text(id: u128) -> String {
     uuid::Uuid::from_u128(id).hyphenated().to_string()
 }
 
-fn value<'a>(col: &'a FeatureColumn, row: usize) -> Option<&'a Val> {
+fn value(col: &FeatureColumn, row: usize) -> Option<&Val> {
     col.values.get(row).and_then(|v: &Value| v.val.as_ref())
 }
 
