@@ -360,3 +360,39 @@ pub fn build_schema(
         inputs: b.inputs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feast_arrow_types_and_their_parquet_storage() {
+        assert_eq!(arrow_type(ValueType::Float as i32), Some(DataType::Float32));
+        assert_eq!(arrow_type(ValueType::Int64 as i32), Some(DataType::Int64));
+        assert_eq!(
+            arrow_type(ValueType::UnixTimestamp as i32),
+            Some(DataType::Timestamp(TimeUnit::Second, None))
+        );
+        for unsupported in [
+            ValueType::Json,
+            ValueType::Map,
+            ValueType::Struct,
+            ValueType::Int64Set,
+        ] {
+            assert_eq!(arrow_type(unsupported as i32), None, "{unsupported:?}");
+        }
+        let list = arrow_type(ValueType::UnixTimestampList as i32).expect("list");
+        let DataType::List(item) = storage_type(&list) else {
+            panic!("not a list")
+        };
+        assert_eq!(item.name(), "item");
+        assert_eq!(
+            item.data_type(),
+            &DataType::Timestamp(TimeUnit::Millisecond, None)
+        );
+        assert_eq!(
+            storage_type(&DataType::Timestamp(TimeUnit::Second, Some(UTC.into()))),
+            DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into()))
+        );
+    }
+}
