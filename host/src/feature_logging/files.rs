@@ -73,9 +73,19 @@ fn pq_err(path: &Path) -> impl FnOnce(ParquetError) -> FileError + '_ {
     }
 }
 
-fn props() -> WriterProperties {
+/// Published files: Snappy and dictionaries, as pyarrow writes by default.
+fn published_props() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+/// Staged files live until the next flush re-encodes them: cheapest encoding.
+fn staged_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_dictionary_enabled(false)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
 }
@@ -93,6 +103,7 @@ pub fn new_id() -> String {
 fn write_atomically(
     path: &Path,
     schema: SchemaRef,
+    props: WriterProperties,
     fill: impl FnOnce(&mut ArrowWriter<File>) -> Result<(), FileError>,
 ) -> Result<usize, FileError> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -104,7 +115,7 @@ fn write_atomically(
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props())).map_err(pq_err(&tmp))?;
+        let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err(&tmp))?;
         fill(&mut writer)?;
         let file = writer.into_inner().map_err(pq_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
@@ -149,7 +160,7 @@ pub fn write_staged(
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let path = dir.join(format!("{nanos:020}-{}.parquet", new_id()));
-    write_atomically(&path, schema, |w| {
+    write_atomically(&path, schema, staged_props(), |w| {
         for b in batches {
             w.write(b).map_err(pq_err(&path))?;
         }
@@ -262,7 +273,7 @@ fn publish(dir: &Path, destination: &Path, id: &str) -> Result<Published, FileEr
             if out.exists() {
                 continue;
             }
-            let rows = write_atomically(&out, schema, |w| {
+            let rows = write_atomically(&out, schema, published_props(), |w| {
                 for f in &group {
                     let file = File::open(f).map_err(io_err(f))?;
                     let reader = ParquetRecordBatchReaderBuilder::try_new(file)

@@ -7,8 +7,10 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
+use tokio::sync::mpsc::error::TryRecvError;
 
 use super::batch::{Row, build_batch, partition_of};
 use super::entry::LogEntry;
@@ -16,10 +18,13 @@ use super::files;
 use super::queue::{Counters, Msg, RowReceiver};
 use super::target::ServiceTarget;
 
+/// How often the writer looks at the queue.
+const POLL: Duration = Duration::from_millis(10);
 /// Rows of one service kept as entries before they are compacted into Arrow.
 const COMPACT_ROWS: usize = 4096;
-/// Buffered rows that trigger a write before the write interval.
-const MAX_BUFFERED_ROWS: usize = 1 << 20;
+/// Buffered rows that trigger a write before the write interval (kept small so
+/// one write never keeps the queue undrained for long).
+const MAX_BUFFERED_ROWS: usize = 1 << 17;
 /// Rows kept for retry after failed writes; older ones are given up beyond this.
 const MAX_RETRY_ROWS: usize = 1 << 21;
 
@@ -111,36 +116,46 @@ impl Writer {
         }
     }
 
-    /// Runs until `Shutdown` (or until every sender is gone).
+    /// Runs until `Shutdown` (or until every sender is gone). The queue is polled
+    /// every [`POLL`] rather than waited on, so enqueuing a row never has to wake
+    /// this thread (a system call on the request path).
     pub fn run(mut self) {
         self.flush();
         loop {
-            let Some(msg) = self.queue.rx.blocking_recv() else {
-                self.write();
-                self.flush();
-                return;
-            };
-            if let Msg::Shutdown(done) = msg {
-                // Everything sent before the shutdown is already handled: the queue
-                // is in order. Late senders find the channel closed.
-                self.queue.rx.close();
-                while let Ok(m) = self.queue.rx.try_recv() {
-                    if let Msg::Entry(e) = m {
-                        self.take(e);
+            loop {
+                match self.queue.rx.try_recv() {
+                    Ok(Msg::Shutdown(done)) => {
+                        // Everything sent before the shutdown is handled (the queue is
+                        // in order); late senders find the channel closed.
+                        self.queue.rx.close();
+                        while let Ok(m) = self.queue.rx.try_recv() {
+                            if let Msg::Entry(e) = m {
+                                self.take(e);
+                            }
+                        }
+                        self.write();
+                        self.flush();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Ok(msg) => {
+                        let step = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(msg)));
+                        if step.is_err() {
+                            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(
+                                "feature logging: the writer panicked; it goes on with the next rows"
+                            );
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.write();
+                        self.flush();
+                        return;
                     }
                 }
-                self.write();
-                self.flush();
-                let _ = done.send(());
-                return;
             }
-            let step = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(msg)));
-            if step.is_err() {
-                self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    "feature logging: the writer panicked; it goes on with the next rows"
-                );
-            }
+            std::thread::sleep(POLL);
         }
     }
 
