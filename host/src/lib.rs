@@ -14,6 +14,7 @@
 //! | [`value`] | Feast value types, field statuses and timestamps |
 //! | [`entity_key`] | coerce request values to entity types; Feast's entity-key bytes (v2, v3) |
 //! | [`engine`] | the transport-agnostic `get_online_features` engine (plans, reads, assembly) |
+//! | [`feature_logging`] | served features of logged feature services to Parquet files (Feast's schema) |
 //! | [`online_store`] | online store backends (SQLite, Redis) behind one batched read |
 //! | [`plugin`] | on-demand feature views as sandboxed Wasm components: load, limits, hot swap |
 //! | [`frontend`] | what HTTP and gRPC share: admission (concurrency limit, timeout) and request metrics |
@@ -37,6 +38,7 @@ pub mod config;
 pub mod engine;
 pub mod entity_key;
 pub mod error;
+pub mod feature_logging;
 pub mod frontend;
 pub mod grpc;
 pub mod http;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::config::{ConfigError, OnlineStoreConfig, RepoConfig};
 use crate::engine::FeatureStore;
+use crate::feature_logging::{FeatureLogger, LoggingError};
 use crate::frontend::{Frontend, Limits};
 use crate::grpc;
 use crate::http::{self, HttpState};
@@ -38,6 +39,9 @@ pub enum StartError {
     /// TLS files are missing or invalid.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// Feature logging could not start.
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
     /// The configuration asks for something this build does not serve.
     #[error("{0}")]
     Unsupported(String),
@@ -113,9 +117,10 @@ impl App {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ttl = opts.registry_ttl.unwrap_or(config.registry.cache_ttl);
         let mut tasks = Vec::new();
-        if let Some(t) = registry
-            .clone()
-            .spawn_refresh(ttl, opts.registry_poll, shutdown_rx)
+        if let Some(t) =
+            registry
+                .clone()
+                .spawn_refresh(ttl, opts.registry_poll, shutdown_rx.clone())
         {
             tasks.push(t);
         }
@@ -136,6 +141,15 @@ impl App {
                 tracing::warn!(odfv = %name, "on-demand feature view has no plugin; requests for it answer 501 until one is loaded");
             }
         }
+        let logging = &config.feature_server.feature_logging;
+        let logger = if logging.enabled {
+            let logger =
+                FeatureLogger::start(logging, config.repo_dir.clone(), &registry, opts.clock)?;
+            tasks.push(logger.spawn_ticker(registry.clone(), shutdown.subscribe()));
+            Some(logger)
+        } else {
+            None
+        };
         let metrics = Arc::new(Metrics::new(Some(registry.clone())));
         let snapshot = registry.snapshot();
         tracing::info!(
@@ -152,6 +166,9 @@ impl App {
             .with_max_entities(opts.limits.max_entities);
         if let Some(rt) = plugins {
             engine = engine.with_plugins(rt);
+        }
+        if let Some(logger) = logger {
+            engine = engine.with_logger(logger);
         }
         Ok(App {
             frontend: Frontend::new(engine, metrics, opts.limits.clone()),
@@ -284,12 +301,15 @@ impl App {
         result
     }
 
-    /// Stops background tasks.
+    /// Stops background tasks; writes and flushes every logged row.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             t.abort();
             let _ = t.await;
+        }
+        if let Some(logger) = self.frontend.store.logger() {
+            logger.shutdown().await;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on a loopback port, over real copies of the
 //! feature repository Feast wrote, compared with Feast's own answers.
 
+mod feature_logging;
 mod golden;
 mod grpc;
 mod invalid_input;

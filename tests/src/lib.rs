@@ -3,14 +3,17 @@
 //! pinned clock, an HTTP client, and the golden request/response pairs captured from
 //! `feast serve` 0.67.0 (see `tests/golden/README.md`).
 
+pub mod logging;
 pub mod plugins;
 pub mod redis_server;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use feast_server::clock::Clock;
 use feast_server::config::RepoConfig;
+use feast_server::feature_logging::FeatureLogger;
 use feast_server::server::{App, ServerOptions};
 use serde_json::Value as Json;
 use tokio::sync::oneshot;
@@ -115,6 +118,8 @@ pub struct TestServer {
     pub base_url: String,
     /// The port.
     pub port: u16,
+    /// The feature logger, when `feature_logging.enabled` is on.
+    pub feature_logger: Option<Arc<FeatureLogger>>,
     client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -139,6 +144,7 @@ impl TestServer {
             .await
             .expect("bind loopback");
         let port = listener.local_addr().expect("local addr").port();
+        let feature_logger = app.frontend.store.logger().cloned();
         let (stop, stopped) = oneshot::channel::<()>();
         let files = tls.map(|t| t.files.clone());
         let task = tokio::spawn(async move {
@@ -167,6 +173,7 @@ impl TestServer {
         TestServer {
             base_url,
             port,
+            feature_logger,
             client: client.build().expect("client"),
             stop: Some(stop),
             task: Some(task),

@@ -17,6 +17,7 @@ pub use plan::{
 use crate::clock::Clock;
 use crate::entity_key::coerce;
 use crate::error::Error;
+use crate::feature_logging::FeatureLogger;
 use crate::metrics::Metrics;
 use crate::online_store::{OnlineStore, ReadBatch, ViewRows};
 use crate::plugin::{PluginRuntime, batch_of, call_odfv, to_array};
@@ -71,7 +72,7 @@ pub struct OnlineFeaturesResponse {
     pub feature_view_metadata: Option<Vec<FeatureViewMetadata>>,
 }
 
-/// The feature server's core: registry, online store and clock.
+/// The feature server's core: registry, online store, clock and feature logger.
 #[derive(Debug, Clone)]
 pub struct FeatureStore {
     registry: Arc<RegistryHandle>,
@@ -80,6 +81,7 @@ pub struct FeatureStore {
     metrics: Option<Arc<Metrics>>,
     max_entities: usize,
     plugins: Option<Arc<PluginRuntime>>,
+    logger: Option<Arc<FeatureLogger>>,
 }
 
 impl FeatureStore {
@@ -92,7 +94,19 @@ impl FeatureStore {
             metrics: None,
             max_entities: usize::MAX,
             plugins: None,
+            logger: None,
         }
+    }
+
+    /// Logs the requests served through logged feature services with `logger`.
+    pub fn with_logger(mut self, logger: Arc<FeatureLogger>) -> Self {
+        self.logger = Some(logger);
+        self
+    }
+
+    /// The feature logger, when feature logging is on.
+    pub fn logger(&self) -> Option<&Arc<FeatureLogger>> {
+        self.logger.as_ref()
     }
 
     /// Computes on-demand feature views with the plugins of `runtime`.
@@ -195,13 +209,17 @@ impl FeatureStore {
                 },
             });
         }
-        Ok(OnlineFeaturesResponse {
+        let response = OnlineFeaturesResponse {
             feature_names: plan.names.clone(),
             columns,
             feature_view_metadata: req
                 .include_feature_view_version_metadata
                 .then(|| plan.view_metadata.clone()),
-        })
+        };
+        if let Some(logger) = &self.logger {
+            logger.log(&snapshot, req, &response).await;
+        }
+        Ok(response)
     }
 }
 

@@ -1,0 +1,79 @@
+//! One logged request: the columns its log rows need, copied out of the engine's
+//! response (any column the service produces, found by name) and the request.
+
+use std::sync::Arc;
+
+use super::schema::Input;
+use super::target::{ServiceLog, ServiceTarget};
+use crate::engine::{FeatureColumn, OnlineFeaturesRequest, OnlineFeaturesResponse};
+
+/// The rows of one logged request, waiting to be written.
+#[derive(Debug)]
+pub struct LogEntry {
+    /// The service and schema the rows belong to.
+    pub target: Arc<ServiceTarget>,
+    /// Entity rows (= log rows).
+    pub rows: usize,
+    /// `__request_id`, a random (version 4) UUID.
+    pub request_id: u128,
+    /// `__log_timestamp`, microseconds since the epoch (UTC).
+    pub log_time_us: i64,
+    /// Per schema input: its column (join keys and request data carry values only;
+    /// an input the response lacks is empty and logged as nulls).
+    pub columns: Vec<FeatureColumn>,
+}
+
+impl LogEntry {
+    /// Copies what `log` needs from a served request.
+    pub fn capture(
+        log: &ServiceLog,
+        req: &OnlineFeaturesRequest,
+        resp: &OnlineFeaturesResponse,
+        rows: usize,
+        log_time_us: i64,
+    ) -> Self {
+        let target = &log.target;
+        let binding = log.binding(&resp.feature_names);
+        let columns = target
+            .schema
+            .inputs
+            .iter()
+            .zip(&binding.columns)
+            .map(|(input, col)| match (input, col) {
+                (Input::Feature { .. }, Some(i)) => {
+                    resp.columns.get(*i).cloned().unwrap_or_default()
+                }
+                (Input::JoinKey(_), Some(i)) => FeatureColumn {
+                    values: resp
+                        .columns
+                        .get(*i)
+                        .map(|c| c.values.clone())
+                        .unwrap_or_default(),
+                    ..FeatureColumn::default()
+                },
+                (Input::RequestData(name), _) => FeatureColumn {
+                    values: req
+                        .request_context
+                        .iter()
+                        .chain(&req.entities)
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default(),
+                    ..FeatureColumn::default()
+                },
+                _ => FeatureColumn::default(),
+            })
+            .collect();
+        let mut id = fastrand::u128(..).to_le_bytes();
+        // RFC 4122 version 4, variant 1.
+        id[6] = (id[6] & 0x0f) | 0x40;
+        id[8] = (id[8] & 0x3f) | 0x80;
+        LogEntry {
+            target: target.clone(),
+            rows,
+            request_id: u128::from_be_bytes(id),
+            log_time_us,
+            columns,
+        }
+    }
+}

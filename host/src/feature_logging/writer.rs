@@ -1,0 +1,264 @@
+//! The background writer: one thread that takes rows off the queue, keeps them in
+//! memory (compacted into Arrow batches), writes them to staged Parquet files on
+//! `Write` and publishes staged files on `Flush`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use tokio::sync::mpsc::error::TryRecvError;
+
+use super::batch::{Row, build_batch, partition_of};
+use super::entry::LogEntry;
+use super::files;
+use super::queue::{Counters, Msg, RowReceiver};
+use super::target::ServiceTarget;
+
+/// How often the writer looks at the queue.
+const POLL: Duration = Duration::from_millis(10);
+/// Rows of one service kept as entries before they are compacted into Arrow.
+const COMPACT_ROWS: usize = 4096;
+/// Buffered rows that trigger a write before the write interval (kept small so
+/// one write never keeps the queue undrained for long).
+const MAX_BUFFERED_ROWS: usize = 1 << 17;
+/// Rows kept for retry after failed writes; older ones are given up beyond this.
+const MAX_RETRY_ROWS: usize = 1 << 21;
+
+/// Rows of one target, waiting to be written.
+struct TargetBuffer {
+    target: Arc<ServiceTarget>,
+    entries: Vec<LogEntry>,
+    entry_rows: usize,
+    /// Compacted rows by partition.
+    batches: BTreeMap<String, Vec<RecordBatch>>,
+    batch_rows: usize,
+}
+
+impl TargetBuffer {
+    fn rows(&self) -> usize {
+        self.entry_rows + self.batch_rows
+    }
+
+    /// Turns the entries into Arrow batches (one per partition).
+    fn compact(&mut self, counters: &Counters) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let mut parts: BTreeMap<String, Vec<Row<'_>>> = BTreeMap::new();
+        for e in &self.entries {
+            for r in 0..e.rows {
+                let p = partition_of(&self.target, (e, r));
+                parts.entry(p).or_default().push((e, r));
+            }
+        }
+        let keep: Vec<usize> = (0..self.target.schema.arrow.fields().len())
+            .filter(|i| !self.target.partition_by.contains(i))
+            .collect();
+        for (p, rows) in parts {
+            let batch = build_batch(&self.target, &rows).and_then(|b| {
+                if keep.len() == b.num_columns() {
+                    Ok(b)
+                } else {
+                    b.project(&keep)
+                }
+            });
+            match batch {
+                Ok(b) => {
+                    self.batch_rows += b.num_rows();
+                    self.batches.entry(p).or_default().push(b);
+                }
+                Err(e) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .failed_rows
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    tracing::error!(service = %self.target.service, error = %e, "feature logging: cannot encode log rows; they are lost");
+                }
+            }
+        }
+        self.entries.clear();
+        self.entry_rows = 0;
+    }
+}
+
+/// The writer's state.
+pub struct Writer {
+    queue: RowReceiver,
+    counters: Arc<Counters>,
+    buffers: HashMap<usize, TargetBuffer>,
+    buffered_rows: usize,
+    /// Staging directory -> destination of every service seen.
+    roots: BTreeMap<PathBuf, PathBuf>,
+}
+
+impl Writer {
+    /// A writer over a queue; `targets` are the services logged at start, whose
+    /// leftover staged files (from a crash) are published first.
+    pub fn new(
+        queue: RowReceiver,
+        counters: Arc<Counters>,
+        targets: &[Arc<ServiceTarget>],
+    ) -> Self {
+        let roots = targets
+            .iter()
+            .map(|t| (t.staging.clone(), t.destination.clone()))
+            .collect();
+        Writer {
+            queue,
+            counters,
+            buffers: HashMap::new(),
+            buffered_rows: 0,
+            roots,
+        }
+    }
+
+    /// Runs until `Shutdown` (or until every sender is gone). The queue is polled
+    /// every [`POLL`] rather than waited on, so enqueuing a row never has to wake
+    /// this thread (a system call on the request path).
+    pub fn run(mut self) {
+        self.flush();
+        loop {
+            loop {
+                match self.queue.rx.try_recv() {
+                    Ok(Msg::Shutdown(done)) => {
+                        // Everything sent before the shutdown is handled (the queue is
+                        // in order); late senders find the channel closed.
+                        self.queue.rx.close();
+                        while let Ok(m) = self.queue.rx.try_recv() {
+                            if let Msg::Entry(e) = m {
+                                self.take(e);
+                            }
+                        }
+                        self.write();
+                        self.flush();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Ok(msg) => {
+                        let step = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(msg)));
+                        if step.is_err() {
+                            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(
+                                "feature logging: the writer panicked; it goes on with the next rows"
+                            );
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.write();
+                        self.flush();
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Entry(e) => {
+                self.take(e);
+                if self.buffered_rows >= MAX_BUFFERED_ROWS {
+                    self.write();
+                }
+            }
+            Msg::Write => self.write(),
+            Msg::Flush => {
+                self.write();
+                self.flush();
+            }
+            Msg::Shutdown(_) => {}
+        }
+    }
+
+    fn take(&mut self, e: LogEntry) {
+        self.queue.release(e.rows);
+        let key = Arc::as_ptr(&e.target) as usize;
+        let counters = &self.counters;
+        let buf = self.buffers.entry(key).or_insert_with(|| TargetBuffer {
+            target: e.target.clone(),
+            entries: Vec::new(),
+            entry_rows: 0,
+            batches: BTreeMap::new(),
+            batch_rows: 0,
+        });
+        self.roots
+            .entry(e.target.staging.clone())
+            .or_insert_with(|| e.target.destination.clone());
+        buf.entry_rows += e.rows;
+        self.buffered_rows += e.rows;
+        buf.entries.push(e);
+        if buf.entry_rows >= COMPACT_ROWS {
+            let before = buf.rows();
+            buf.compact(counters);
+            self.buffered_rows -= before - buf.rows();
+        }
+    }
+
+    /// Writes every buffered row to staged files; failed writes are kept for retry.
+    fn write(&mut self) {
+        let mut retained = 0;
+        for buf in self.buffers.values_mut() {
+            buf.compact(&self.counters);
+            let target = buf.target.clone();
+            let schema = buf.batches.values().flatten().next().map(|b| b.schema());
+            let Some(schema) = schema else { continue };
+            let batches = std::mem::take(&mut buf.batches);
+            buf.batch_rows = 0;
+            for (partition, group) in batches {
+                let rows: usize = group.iter().map(RecordBatch::num_rows).sum();
+                match files::write_staged(&target.staging, &partition, schema.clone(), &group) {
+                    Ok(_) => {
+                        self.counters
+                            .written_rows
+                            .fetch_add(rows as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        if retained + rows <= MAX_RETRY_ROWS {
+                            tracing::warn!(service = %target.service, error = %e, rows, "feature logging: writing log rows failed; retrying at the next write");
+                            retained += rows;
+                            buf.batch_rows += rows;
+                            buf.batches.insert(partition, group);
+                        } else {
+                            tracing::error!(service = %target.service, error = %e, rows, "feature logging: writing log rows failed again; giving them up");
+                            self.counters
+                                .failed_rows
+                                .fetch_add(rows as u64, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        self.buffers.retain(|_, b| b.rows() > 0);
+        self.buffered_rows = retained;
+    }
+
+    /// Publishes staged files of every service seen into their destinations.
+    fn flush(&mut self) {
+        for (staging, destination) in &self.roots {
+            match files::flush(staging, destination) {
+                Ok(p) => {
+                    if p.files > 0 {
+                        tracing::debug!(destination = %destination.display(), files = p.files, rows = p.rows, "feature logging: flushed");
+                    }
+                    self.counters
+                        .published_files
+                        .fetch_add(p.files as u64, Ordering::Relaxed);
+                    self.counters
+                        .published_rows
+                        .fetch_add(p.rows as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "feature logging: flushing staged logs failed; retrying at the next flush");
+                }
+            }
+        }
+    }
+}
