@@ -3,7 +3,9 @@
 #   1. unit tests and end-to-end tests (the real server on loopback ports, real SQLite
 #      files and redis-server processes, compared with answers captured from Feast);
 #   2. checks with the real Feast's own Python code (pinned pip feast in a venv made by
-#      demo/feast_venv.sh): Feast's gRPC stubs against our gRPC server.
+#      demo/feast_venv.sh): Feast's gRPC stubs against our gRPC server, the Feast SDK's
+#      remote online store against our HTTP server (SQLite and Redis, ODFVs included),
+#      and feature logs read back with pyarrow and Feast.
 # SKIP_PYTHON=1 skips step 2. Extra arguments go to `cargo test`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +21,13 @@ cargo build -p feast-server
 VENV=$("$ROOT/demo/feast_venv.sh")
 "$VENV/bin/python" "$ROOT/tests/python/grpc_parity.py" --binary "$TARGET/debug/feast-server"
 (cd "$ROOT/tests/python" && "$VENV/bin/python" -m unittest -q test_parity)
+# The SDK parity calls include on-demand feature views: serve them with the demo plugin.
+cargo build --profile plugin --target wasm32-wasip2 -p transformed-conv-rate --target-dir "$TARGET/plugins"
+PLUGINS=$(mktemp -d)
+trap 'rm -rf "$PLUGINS"' EXIT
+cp "$TARGET/plugins/wasm32-wasip2/plugin/transformed_conv_rate.wasm" "$PLUGINS/"
 for store in sqlite redis; do
-  "$VENV/bin/python" "$ROOT/tests/python/sdk_parity.py" --binary "$TARGET/debug/feast-server" --store "$store"
+  "$VENV/bin/python" "$ROOT/tests/python/sdk_parity.py" --binary "$TARGET/debug/feast-server" --store "$store" --plugins "$PLUGINS"
 done
+# Feature logs written by the server, read back with pyarrow and Feast (schema and rows).
+FEAST_VENV="$VENV" cargo test -p feast-server-e2e served_rows_are_written_in_feasts_schema

@@ -8,29 +8,14 @@
 
 use std::time::{Duration, Instant};
 
+use feast_server::grpc::to_proto_request;
 use feast_server::http::request::parse_request;
-use feast_server::proto::feast::serving::get_online_features_request::Kind;
+use feast_server::proto::feast::serving::GetOnlineFeaturesRequest;
 use feast_server::proto::feast::serving::serving_service_client::ServingServiceClient;
-use feast_server::proto::feast::serving::{FeatureList, GetOnlineFeaturesRequest};
-use feast_server::value::RepeatedValue;
 
 fn request(payload: &std::path::Path) -> GetOnlineFeaturesRequest {
     let body = std::fs::read(payload).expect("payload");
-    let r = parse_request(&body).expect("payload is a Feast request");
-    GetOnlineFeaturesRequest {
-        kind: Some(match r.feature_service {
-            Some(s) => Kind::FeatureService(s),
-            None => Kind::Features(FeatureList { val: r.features }),
-        }),
-        entities: r
-            .entities
-            .into_iter()
-            .map(|(k, v)| (k, RepeatedValue { val: v }))
-            .collect(),
-        full_feature_names: r.full_feature_names,
-        request_context: Default::default(),
-        include_feature_view_version_metadata: false,
-    }
+    to_proto_request(parse_request(&body).expect("payload is a Feast request"))
 }
 
 fn main() {

@@ -171,14 +171,12 @@ pub fn coerce(v: &Value, target: ValueType) -> Result<Value, CoerceError> {
 }
 
 fn as_i64(v: &Val) -> Option<i64> {
-    match v {
-        Val::Int64Val(i) | Val::UnixTimestampVal(i) => Some(*i),
-        Val::Int32Val(i) => Some(i64::from(*i)),
+    crate::value::integer(v).or_else(|| match v {
         Val::DoubleVal(f) => integral_f64(*f),
         Val::FloatVal(f) => integral_f64(f64::from(*f)),
         Val::StringVal(s) => s.trim().parse().ok(),
         _ => None,
-    }
+    })
 }
 
 fn integral_f64(f: f64) -> Option<i64> {
@@ -188,14 +186,10 @@ fn integral_f64(f: f64) -> Option<i64> {
 }
 
 fn as_f64(v: &Val) -> Option<f64> {
-    match v {
-        Val::DoubleVal(f) => Some(*f),
-        Val::FloatVal(f) => Some(f64::from(*f)),
-        Val::Int64Val(i) => Some(*i as f64),
-        Val::Int32Val(i) => Some(f64::from(*i)),
+    crate::value::number(v).or_else(|| match v {
         Val::StringVal(s) => s.trim().parse().ok(),
         _ => None,
-    }
+    })
 }
 
 /// The scalar items of any list-shaped value, each mapped by `f`.

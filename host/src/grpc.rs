@@ -78,6 +78,29 @@ pub fn to_engine_request(r: GetOnlineFeaturesRequest) -> OnlineFeaturesRequest {
     }
 }
 
+/// The gRPC request equivalent to an engine request (what a client sends).
+pub fn to_proto_request(r: OnlineFeaturesRequest) -> GetOnlineFeaturesRequest {
+    use crate::value::RepeatedValue;
+    GetOnlineFeaturesRequest {
+        kind: Some(match r.feature_service {
+            Some(s) => Kind::FeatureService(s),
+            None => Kind::Features(FeatureList { val: r.features }),
+        }),
+        entities: r
+            .entities
+            .into_iter()
+            .map(|(k, v)| (k, RepeatedValue { val: v }))
+            .collect(),
+        full_feature_names: r.full_feature_names,
+        request_context: r
+            .request_context
+            .into_iter()
+            .map(|(k, v)| (k, RepeatedValue { val: v }))
+            .collect(),
+        include_feature_view_version_metadata: r.include_feature_view_version_metadata,
+    }
+}
+
 /// Converts the engine's response into Feast's `GetOnlineFeaturesResponse`.
 pub fn to_proto_response(r: OnlineFeaturesResponse) -> GetOnlineFeaturesResponse {
     GetOnlineFeaturesResponse {

@@ -13,6 +13,8 @@
 //! | `feast_server_registry_reload_failures_total` | counter | |
 //! | `feast_server_plugin_call_duration_seconds` | histogram | `plugin` |
 //! | `feast_server_plugin_errors_total` | counter | `plugin`, `kind` |
+//! | `feast_server_feature_logging_{enqueued,dropped,written,failed}_rows_total` | counter | |
+//! | `feast_server_feature_logging_published_files_total` | counter | |
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -213,6 +215,47 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Feature logging counters, read from the logger at scrape time.
+#[derive(Debug)]
+pub struct LoggingCollector(pub Arc<crate::feature_logging::FeatureLogger>);
+
+impl Collector for LoggingCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.0.stats();
+        for (name, help, value) in [
+            (
+                "feature_logging_enqueued_rows",
+                "Log rows queued for writing",
+                s.enqueued_rows,
+            ),
+            (
+                "feature_logging_dropped_rows",
+                "Log rows dropped because the queue was full (requests were served)",
+                s.dropped_rows,
+            ),
+            (
+                "feature_logging_written_rows",
+                "Log rows written to staged Parquet files",
+                s.written_rows,
+            ),
+            (
+                "feature_logging_failed_rows",
+                "Log rows lost to encoding or write errors",
+                s.failed_rows,
+            ),
+            (
+                "feature_logging_published_files",
+                "Parquet log files published into destinations",
+                s.published_files,
+            ),
+        ] {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
     }
 }
 

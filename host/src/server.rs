@@ -150,7 +150,11 @@ impl App {
         } else {
             None
         };
-        let metrics = Arc::new(Metrics::new(Some(registry.clone())));
+        let mut metrics = Metrics::new(Some(registry.clone()));
+        if let Some(l) = &logger {
+            metrics.register_collector(Box::new(crate::metrics::LoggingCollector(l.clone())));
+        }
+        let metrics = Arc::new(metrics);
         let snapshot = registry.snapshot();
         tracing::info!(
             project = %config.project,

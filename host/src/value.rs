@@ -175,6 +175,26 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// An integer value (INT32, INT64, UNIX_TIMESTAMP) as an i64.
+pub fn integer(v: &Val) -> Option<i64> {
+    match v {
+        Val::Int64Val(i) | Val::UnixTimestampVal(i) => Some(*i),
+        Val::Int32Val(i) => Some(i64::from(*i)),
+        _ => None,
+    }
+}
+
+/// A numeric value (DOUBLE, FLOAT, INT32, INT64) as an f64.
+pub fn number(v: &Val) -> Option<f64> {
+    match v {
+        Val::DoubleVal(f) => Some(*f),
+        Val::FloatVal(f) => Some(f64::from(*f)),
+        Val::Int64Val(i) => Some(*i as f64),
+        Val::Int32Val(i) => Some(f64::from(*i)),
+        _ => None,
+    }
+}
+
 /// Whether a value is missing: no oneof set, or Feast's explicit `null_val`.
 pub fn is_null(v: &Value) -> bool {
     matches!(v.val, None | Some(Val::NullVal(_)))

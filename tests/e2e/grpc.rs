@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use feast_server::engine::{FeatureColumn, OnlineFeaturesResponse};
+use feast_server::grpc::to_proto_request;
 use feast_server::http::request::parse_request;
 use feast_server::http::response::write_response;
-use feast_server::proto::feast::serving::get_online_features_request::Kind;
 use feast_server::proto::feast::serving::serving_service_client::ServingServiceClient;
 use feast_server::proto::feast::serving::{
-    FeatureList, FieldStatus, GetFeastServingInfoRequest, GetOnlineFeaturesRequest,
-    GetOnlineFeaturesResponse,
+    FieldStatus, GetFeastServingInfoRequest, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse,
 };
 use feast_server::value::{EventTime, RepeatedValue};
 use feast_server_e2e::redis_server::{free_port, redis_feature_store_yaml};
@@ -27,25 +26,7 @@ async fn client(port: u16) -> ServingServiceClient<Channel> {
 
 /// The gRPC request equivalent to an HTTP JSON body.
 fn grpc_request(body: &str) -> GetOnlineFeaturesRequest {
-    let r = parse_request(body.as_bytes()).expect("golden body parses");
-    GetOnlineFeaturesRequest {
-        kind: Some(match r.feature_service {
-            Some(s) => Kind::FeatureService(s),
-            None => Kind::Features(FeatureList { val: r.features }),
-        }),
-        entities: r
-            .entities
-            .into_iter()
-            .map(|(k, v)| (k, RepeatedValue { val: v }))
-            .collect(),
-        full_feature_names: r.full_feature_names,
-        request_context: r
-            .request_context
-            .into_iter()
-            .map(|(k, v)| (k, RepeatedValue { val: v }))
-            .collect(),
-        include_feature_view_version_metadata: r.include_feature_view_version_metadata,
-    }
+    to_proto_request(parse_request(body.as_bytes()).expect("golden body parses"))
 }
 
 /// A gRPC answer rendered with the HTTP JSON writer, to compare with the HTTP answer.

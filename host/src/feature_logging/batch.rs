@@ -114,23 +114,7 @@ pub fn build_batch<'a>(
     RecordBatch::try_new(schema.storage.clone(), arrays)
 }
 
-fn as_i64(v: &Val) -> Option<i64> {
-    match v {
-        Val::Int64Val(i) | Val::UnixTimestampVal(i) => Some(*i),
-        Val::Int32Val(i) => Some(i64::from(*i)),
-        _ => None,
-    }
-}
-
-fn as_f64(v: &Val) -> Option<f64> {
-    match v {
-        Val::DoubleVal(f) => Some(*f),
-        Val::FloatVal(f) => Some(f64::from(*f)),
-        Val::Int64Val(i) => Some(*i as f64),
-        Val::Int32Val(i) => Some(f64::from(*i)),
-        _ => None,
-    }
-}
+use crate::value::{integer as as_i64, number as as_f64};
 
 /// A value column; a value of another type than the column's is logged as null.
 fn values_array(data_type: &DataType, vals: &[Option<&Val>]) -> Result<ArrayRef, ArrowError> {

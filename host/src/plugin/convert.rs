@@ -12,7 +12,7 @@ use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, TimeUnit};
 
 use super::ColumnType;
-use crate::value::{Val, Value, ValueType};
+use crate::value::{Val, Value, ValueType, integer, number};
 
 /// The Arrow type of a plugin column.
 pub fn data_type(t: ColumnType) -> DataType {
@@ -74,25 +74,10 @@ pub fn to_array<'a>(
             Val::Int64Val(i) => i32::try_from(*i).ok(),
             _ => None,
         }),
-        ColumnType::Int64 => build!(Int64Builder::with_capacity(n), |v: &Val| match v {
-            Val::Int64Val(i) | Val::UnixTimestampVal(i) => Some(*i),
-            Val::Int32Val(i) => Some(i64::from(*i)),
-            _ => None,
-        }),
-        ColumnType::Float32 => build!(Float32Builder::with_capacity(n), |v: &Val| match v {
-            Val::FloatVal(f) => Some(*f),
-            Val::DoubleVal(f) => Some(*f as f32),
-            Val::Int32Val(i) => Some(*i as f32),
-            Val::Int64Val(i) => Some(*i as f32),
-            _ => None,
-        }),
-        ColumnType::Float64 => build!(Float64Builder::with_capacity(n), |v: &Val| match v {
-            Val::DoubleVal(f) => Some(*f),
-            Val::FloatVal(f) => Some(f64::from(*f)),
-            Val::Int32Val(i) => Some(f64::from(*i)),
-            Val::Int64Val(i) => Some(*i as f64),
-            _ => None,
-        }),
+        ColumnType::Int64 => build!(Int64Builder::with_capacity(n), integer),
+        ColumnType::Float32 => build!(Float32Builder::with_capacity(n), |v: &Val| number(v)
+            .map(|f| f as f32)),
+        ColumnType::Float64 => build!(Float64Builder::with_capacity(n), number),
         ColumnType::Boolean => build!(BooleanBuilder::with_capacity(n), |v: &Val| match v {
             Val::BoolVal(b) => Some(*b),
             _ => None,
