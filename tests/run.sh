@@ -30,4 +30,4 @@ for store in sqlite redis; do
   "$VENV/bin/python" "$ROOT/tests/python/sdk_parity.py" --binary "$TARGET/debug/feast-server" --store "$store" --plugins "$PLUGINS"
 done
 # Feature logs written by the server, read back with pyarrow and Feast (schema and rows).
-FEAST_VENV="$VENV" cargo test -p feast-server-e2e served_rows_are_written_in_feasts_schema
+FEAST_VENV="$VENV" cargo test --workspace served_rows_are_written_in_feasts_schema

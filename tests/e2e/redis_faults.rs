@@ -136,6 +136,21 @@ async fn malformed_stored_bytes_fail_only_the_requests_that_read_them() {
 }
 
 #[tokio::test]
+async fn a_sentinel_names_the_master_to_read_from() {
+    let master = RedisServer::start();
+    load_feast_dump(&mut master.connection());
+    let sentinel = RedisServer::start_sentinel(master.port);
+    let (_repo, server) = serve_redis(
+        &format!("127.0.0.1:{},{TIMEOUTS}", sentinel.port),
+        "redis_sentinel",
+    )
+    .await;
+    eventually_ok(&server, Duration::from_secs(10)).await;
+    assert_eq!(server.send("GET", "/health", None, b"").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_cluster_keeps_serving_across_a_master_failover() {
     let mut cluster = RedisCluster::start(3, 1);
     load_feast_dump(&mut cluster.connection());

@@ -126,6 +126,37 @@ impl RedisServer {
             .expect("connection")
     }
 
+    /// Starts a sentinel on a free port monitoring the master on `master_port` as
+    /// `mymaster`.
+    pub fn start_sentinel(master_port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port(false);
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds mymaster 1000\n",
+                dir.path().display()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        let s = RedisServer {
+            port,
+            child: Some(child),
+            dir,
+            cluster: false,
+        };
+        s.wait_ready();
+        s
+    }
+
     /// Kills the server (its data is gone).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
