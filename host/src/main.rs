@@ -38,8 +38,9 @@ fn main() -> ExitCode {
     match runtime.block_on(serve(&cli, args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            // Our error messages already name their cause: print them once, not the chain.
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

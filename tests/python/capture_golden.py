@@ -41,8 +41,8 @@ def main():
         lower = {k.lower(): v for k, v in headers.items()}
         case["response"] = {
             "status": status,
-            "content_type": lower.get("content-type"),
-            "headers": {k: lower[k] for k in ("server", "content-length", "content-type") if k in lower},
+            "content_type": lower.get("content-type", ""),
+            "headers": {k: lower[k] for k in ("server", "allow", "content-length", "content-type") if k in lower},
             "body_raw": raw,
             "body_json": parse(raw),
         }

@@ -8,6 +8,7 @@ Run with the pinned Feast venv (redis-py and Feast's protos and registry are use
 """
 import argparse
 import json
+import struct
 
 import redis
 from google.protobuf.json_format import MessageToDict
@@ -30,6 +31,31 @@ def field_names(store: FeatureStore) -> dict:
     return names
 
 
+def entity_key(key: bytes) -> dict:
+    """Decodes a v3 serialized entity key (what precedes the project name in a Redis key)."""
+    u32 = lambda at: struct.unpack_from("<I", key, at)[0]  # noqa: E731
+    at, n = 4, u32(0)
+    names, values = [], []
+    for _ in range(n):
+        name_type, length = u32(at), u32(at + 4)
+        names.append({"name_value_type": name_type, "name": key[at + 8:at + 8 + length].decode()})
+        at += 8 + length
+    for _ in range(n):
+        value_type, length = u32(at), u32(at + 4)
+        raw = key[at + 8:at + 8 + length]
+        if value_type == 4:
+            value = struct.unpack("<q", raw)[0]
+        elif value_type == 3:
+            value = struct.unpack("<i", raw)[0]
+        elif value_type == 2:
+            value = raw.decode()
+        else:
+            value = raw.hex()
+        values.append({"value_type": value_type, "len": length, "value": value})
+        at += 8 + length
+    return {"num_keys": n, "keys": names, "values": values, "consumed": at, "suffix": key[at:].decode()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
@@ -47,14 +73,14 @@ def main():
             if what.startswith("_ts:"):
                 ts = Timestamp()
                 ts.ParseFromString(value)
-                decoded = ts.ToJsonString()
+                decoded = {"seconds": ts.seconds, "nanos": ts.nanos, "iso": ts.ToJsonString()}
             else:
                 v = Value()
                 v.ParseFromString(value)
                 decoded = MessageToDict(v)
             fields.append({"field_hex": field.hex(), "value_hex": value.hex(), "field": what, "decoded": decoded})
         keys.append({"key_hex": key.hex(), "key_len": len(key), "type": r.type(key).decode(),
-                     "ttl": r.ttl(key), "fields": fields})
+                     "ttl": r.ttl(key), "entity_key": entity_key(key), "fields": fields})
     with open(args.out, "w") as f:
         json.dump({"dbsize": r.dbsize(), "keys": keys}, f, indent=1)
         f.write("\n")
