@@ -202,6 +202,12 @@ def start_server(kind, repo, args):
                   env={"PYTHONHASHSEED": "0", "GUNICORN_CMD_ARGS": f"--control-socket {repo}/gunicorn.ctl"})
 
 
+def cargo_target_dir():
+    meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
+                                     capture_output=True, check=True).stdout)
+    return Path(meta["target_directory"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--servers", default="ours,python,floor")
@@ -226,14 +232,10 @@ def main():
         profile = "dev" if args.dev else "release"
         subprocess.run(["cargo", "build", "--profile", profile, "-p", "feast-server", "--bins", "--examples"],
                        cwd=ROOT, check=True)
-        meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
-                                         capture_output=True, check=True).stdout)
-        args.server_bin = Path(meta["target_directory"]) / ("debug" if args.dev else "release") / "feast-server"
+        args.server_bin = cargo_target_dir() / ("debug" if args.dev else "release") / "feast-server"
     if args.plugins is None:
         # The demo's on-demand feature views run as this Wasm plugin.
-        meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
-                                         capture_output=True, check=True).stdout)
-        target = Path(meta["target_directory"]) / "plugins"
+        target = cargo_target_dir() / "plugins"
         subprocess.run(["cargo", "build", "--profile", "plugin", "--target", "wasm32-wasip2", "-p",
                         "transformed-conv-rate", "--target-dir", str(target)], cwd=ROOT, check=True)
         args.plugins = Path(tempfile.mkdtemp(prefix="bench-plugins-"))
