@@ -34,6 +34,20 @@ pub struct Cli {
 pub enum Command {
     /// Serve online features (like `feast serve`).
     Serve(ServeArgs),
+    /// Compile a Wasm component read from stdin into the plugin cache file OUTPUT (run
+    /// by the server itself, so the compiler's memory is freed when it exits).
+    #[command(hide = true)]
+    CompilePlugin(CompilePluginArgs),
+}
+
+/// `compile-plugin` options.
+#[derive(Debug, Args)]
+pub struct CompilePluginArgs {
+    /// Where the compiled component is written.
+    pub output: PathBuf,
+    /// The serving engine's linear memory limit (part of what the artifact depends on).
+    #[arg(long)]
+    pub max_memory_bytes: usize,
 }
 
 /// How logs are written.
@@ -166,7 +180,9 @@ mod tests {
             "2",
         ])
         .expect("parses");
-        let Command::Serve(s) = &cli.command;
+        let Command::Serve(s) = &cli.command else {
+            panic!("serve expected")
+        };
         assert_eq!(s.host, "0.0.0.0");
         assert_eq!(s.port, 7000);
         assert_eq!(s.registry_ttl_sec, Some(5));
@@ -190,7 +206,9 @@ mod tests {
             "cert.pem",
         ])
         .expect("parses");
-        let Command::Serve(s) = &cli.command;
+        let Command::Serve(s) = &cli.command else {
+            panic!("serve expected")
+        };
         assert_eq!(s.cert, Some(PathBuf::from("cert.pem")));
         assert_eq!(cli.chdir, Some(PathBuf::from("r")));
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use feast_server::cli::{Cli, Command, LogFormat, ServeArgs, ServerType};
+use feast_server::cli::{Cli, Command, CompilePluginArgs, LogFormat, ServeArgs, ServerType};
 use feast_server::config::RepoConfig;
 use feast_server::frontend::Limits;
 use feast_server::server::{App, ServerOptions};
@@ -19,7 +19,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let Command::Serve(args) = &cli.command;
+    let args = match &cli.command {
+        Command::Serve(args) => args,
+        Command::CompilePlugin(c) => return compile_plugin(c),
+    };
     let workers = match args.workers {
         n if n > 0 => n as usize,
         _ => std::thread::available_parallelism().map_or(2, usize::from),
@@ -40,6 +43,22 @@ fn main() -> ExitCode {
         Err(e) => {
             // Our error messages already name their cause: print them once, not the chain.
             tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `compile-plugin`: the component on stdin, compiled into the cache file.
+fn compile_plugin(args: &CompilePluginArgs) -> ExitCode {
+    let mut bytes = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes) {
+        eprintln!("error: cannot read the component from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    match feast_server::plugin::compile_to_file(args.max_memory_bytes, &bytes, &args.output) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
@@ -82,6 +101,8 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         },
         access_log: args.access_log,
         plugins_dir: args.plugins.clone(),
+        // Compile plugins in a child process of this very binary.
+        plugin_compiler: std::env::current_exe().ok(),
         ..ServerOptions::default()
     };
     let mut app = App::build(config, opts).await?;

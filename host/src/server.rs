@@ -64,6 +64,8 @@ pub struct ServerOptions {
     pub access_log: bool,
     /// Overrides `wasm_plugins.directory` (`--plugins DIR`).
     pub plugins_dir: Option<std::path::PathBuf>,
+    /// Compiles plugins out of process with this executable (the server binary itself).
+    pub plugin_compiler: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -76,6 +78,7 @@ impl Default for ServerOptions {
             sqlite: SqliteOptions::default(),
             access_log: false,
             plugins_dir: None,
+            plugin_compiler: None,
         }
     }
 }
@@ -98,6 +101,7 @@ impl App {
         if let Some(dir) = &opts.plugins_dir {
             config.plugins.directory = Some(dir.clone());
         }
+        config.plugins.compiler.clone_from(&opts.plugin_compiler);
         config.check_files()?;
         let registry = Arc::new(RegistryHandle::load(&config)?);
         let store = match &config.online_store {

@@ -178,3 +178,51 @@ async fn odfvs_without_a_plugin_answer_501_and_plugins_are_listed() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_server_binary_compiles_plugins_in_a_child_process() {
+    let plugins = PluginDir::with(&[(&built_plugins().conv_rate, "conv_rate.wasm")]);
+    plugins.install_bytes(b"\0asm not really", "broken.wasm");
+    let cache = tempfile::tempdir().expect("cache dir");
+    let repo = RepoCopy::demo();
+    repo.append_config(&format!(
+        "wasm_plugins:\n    directory: {}\n    cache_dir: {}\n",
+        plugins.path().display(),
+        cache.path().display()
+    ));
+    let opts = feast_server::server::ServerOptions {
+        plugin_compiler: Some(feast_server_e2e::logging::feast_server_binary()),
+        ..feast_server_e2e::test_options()
+    };
+    let server = TestServer::start(repo.config(), opts).await;
+    let resp = server
+        .get_online_features(&json!({"features": ["transformed_conv_rate:conv_rate_plus_val1"],
+                                     "entities": {"driver_id": [1001], "val_to_add": [1], "val_to_add_2": [2]}}))
+        .await;
+    assert_eq!(resp.status, 200);
+    // The child wrote the cache entry the server then loaded.
+    let cached: Vec<_> = std::fs::read_dir(cache.path())
+        .expect("cache dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(cached.len(), 1, "one compiled component in the cache");
+    let list = server.send("GET", "/plugins", None, b"").await.json();
+    let entry = |file: &str| {
+        list.as_array()
+            .and_then(|l| {
+                l.iter()
+                    .find(|p| p["file"].as_str().is_some_and(|f| f.ends_with(file)))
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("{file} not listed: {list}"))
+    };
+    assert_eq!(entry("conv_rate.wasm")["compiled_by"], "child_process");
+    // A component the compiler refuses is reported with wasmtime's reason.
+    let broken = entry("broken.wasm");
+    assert!(
+        broken["load_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{broken}"
+    );
+    server.stop().await;
+}

@@ -38,6 +38,10 @@ pub struct PluginConfig {
     pub cache_dir: Option<PathBuf>,
     /// How often the directory is checked for new or changed files.
     pub poll_interval: Duration,
+    /// An executable that compiles a component out of process (`feast-server` itself,
+    /// see [`compile_to_file`](super::compile_to_file)), so the compiler's memory is
+    /// returned to the system when it exits. None, or no `cache_dir`: compile in process.
+    pub compiler: Option<PathBuf>,
 }
 
 impl Default for PluginConfig {
@@ -50,6 +54,7 @@ impl Default for PluginConfig {
             max_output_bytes: 16 << 20,
             max_idle_instances: 16,
             cache_dir: default_cache_dir(),
+            compiler: None,
             poll_interval: Duration::from_secs(1),
         }
     }
@@ -94,6 +99,7 @@ impl RawPluginConfig {
             poll_interval: self
                 .poll_interval_ms
                 .map_or(d.poll_interval, Duration::from_millis),
+            compiler: d.compiler,
         }
     }
 }

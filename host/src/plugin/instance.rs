@@ -15,7 +15,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::config::PluginConfig;
-use super::engine::{TICK, WasmEngine};
+use super::engine::{CompiledBy, TICK, WasmEngine};
 use super::error::{LoadError, PluginFailure};
 
 mod bindings {
@@ -167,8 +167,8 @@ pub struct LoadedPlugin {
     pub content_hash: String,
     /// When it was loaded.
     pub loaded_at: SystemTime,
-    /// Whether the compiled component came from the cache.
-    pub from_cache: bool,
+    /// Where the compiled component came from.
+    pub compiled_by: CompiledBy,
     /// How long compiling (or loading from the cache) took.
     pub compile_time: Duration,
     /// Counters.
@@ -202,10 +202,11 @@ impl LoadedPlugin {
         let content_hash = super::engine::content_hash(&bytes);
         // Compiling takes seconds of CPU: keep it off the async workers.
         let compiler = engine.clone();
-        let (component, from_cache) = tokio::task::spawn_blocking(move || compiler.compile(&bytes))
-            .await
-            .map_err(|e| LoadError::Compile(e.to_string()))?
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let (component, compiled_by) =
+            tokio::task::spawn_blocking(move || compiler.compile(&bytes))
+                .await
+                .map_err(|e| LoadError::Compile(e.to_string()))?
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let compile_time = started.elapsed();
         let mut linker: Linker<PluginState> = Linker::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -227,7 +228,7 @@ impl LoadedPlugin {
             file,
             content_hash,
             loaded_at: SystemTime::now(),
-            from_cache,
+            compiled_by,
             compile_time,
             stats: PluginStats::default(),
             engine: engine.clone(),

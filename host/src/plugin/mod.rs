@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 pub use config::{PluginConfig, RawPluginConfig};
 pub use convert::{column_type_for, data_type, from_array, to_array};
-pub use engine::WasmEngine;
+pub use engine::{CompiledBy, WasmEngine, compile_to_file};
 pub use error::{LoadError, PluginFailure};
 pub use instance::{ColumnType, Field, LoadedPlugin, OdfvSpec, PluginInfo};
 
@@ -143,6 +143,9 @@ pub struct PluginStatus {
     /// Whether the compiled component came from the cache.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from_cache: Option<bool>,
+    /// Where the compiled component came from: `cache`, `child_process`, `in_process`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compiled_by: Option<CompiledBy>,
 }
 
 fn file_stamp(path: &Path) -> Stamp {
@@ -156,8 +159,12 @@ impl PluginRuntime {
         config: PluginConfig,
         registry: Arc<RegistryHandle>,
     ) -> Result<Arc<Self>, String> {
-        let engine = WasmEngine::new(config.max_memory_bytes, config.cache_dir.clone())
-            .map_err(|e| format!("cannot start the WebAssembly engine: {e:#}"))?;
+        let engine = WasmEngine::new(
+            config.max_memory_bytes,
+            config.cache_dir.clone(),
+            config.compiler.clone(),
+        )
+        .map_err(|e| format!("cannot start the WebAssembly engine: {e:#}"))?;
         let rt = Arc::new(PluginRuntime {
             engine,
             config,
@@ -219,7 +226,7 @@ impl PluginRuntime {
                         version = %p.info.version,
                         odfvs = ?p.info.odfvs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
                         compile_ms = p.compile_time.as_secs_f64() * 1e3,
-                        from_cache = p.from_cache,
+                        compiled_by = ?p.compiled_by,
                         "plugin loaded"
                     );
                     FileState {
@@ -386,7 +393,8 @@ impl PluginRuntime {
                         .and_then(|p| p.stats.last_error.lock().ok().and_then(|e| e.clone())),
                     load_error: f.error.clone(),
                     compile_ms: p.map(|p| p.compile_time.as_secs_f64() * 1e3),
-                    from_cache: p.map(|p| p.from_cache),
+                    from_cache: p.map(|p| p.compiled_by == CompiledBy::Cache),
+                    compiled_by: p.map(|p| p.compiled_by),
                 }
             })
             .collect()
