@@ -250,8 +250,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="feast-bench-") as tmp:
         sqlite_repo = copy_demo_repo(Path(tmp) / "feature_repo")
         if any(k.startswith("ours") for k in servers):
-            # The first start compiles the plugin into the on-disk cache (Cranelift; about a
-            # second, and the allocator keeps the compiler's memory); measure normal restarts.
+            # The first start compiles the plugin into the on-disk cache (a second or two of
+            # Cranelift); the figures below are for normal restarts.
             warm = start_server("ours", sqlite_repo, args)
             print(f"# ours: first start (plugin compiled) healthy after {warm.startup_s:.2f} s, "
                   f"idle RSS {warm.idle_rss_mb:.0f} MB", file=sys.stderr)
