@@ -173,12 +173,15 @@ impl WasmEngine {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(bytes)?;
-        }
+        // Closing stdin ends the input; the child is always waited for, even when it
+        // stopped reading early.
+        let written = child
+            .stdin
+            .take()
+            .map_or(Ok(()), |mut stdin| stdin.write_all(bytes));
         let out = child.wait_with_output()?;
         if out.status.success() {
-            Ok(())
+            written
         } else {
             Err(std::io::Error::other(format!(
                 "{}: {}",
