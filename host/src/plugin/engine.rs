@@ -139,21 +139,22 @@ impl WasmEngine {
                 }
             }
         }
+        let mut child_failure = None;
         if let Some(exe) = &self.compiler {
             match self.compile_in_child(exe, bytes, &path) {
                 Ok(()) => match load_cached(&self.engine, &path) {
                     Ok(c) => return Ok((c, CompiledBy::ChildProcess)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot load what the compiler process wrote; compiling in process")
-                    }
+                    Err(e) => child_failure = Some(format!("cannot load what it wrote: {e}")),
                 },
-                // An invalid component also ends here: compiling in process reports why.
-                Err(e) => {
-                    tracing::debug!(error = %e, "out-of-process compile failed; compiling in process")
-                }
+                Err(e) => child_failure = Some(e.to_string()),
             }
         }
+        // An invalid component fails here too, and this error says why.
         let component = Component::new(&self.engine, bytes)?;
+        if let Some(reason) = child_failure {
+            // The component is fine, so the child itself failed: worth an operator's look.
+            tracing::warn!(reason = %reason, "compiling plugins out of process failed; compiled in process");
+        }
         if let Err(e) = store_cached(&component, &path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot cache the compiled component");
         }
