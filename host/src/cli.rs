@@ -117,7 +117,7 @@ pub struct ServeArgs {
     /// Directory of Wasm ODFV plugins (overrides wasm_plugins.directory).
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
-    /// Worker threads (-1 or 0 = one per core).
+    /// Serving threads, and async runtime workers (-1 or 0 = one per core).
     #[arg(short = 'w', long, default_value_t = -1, allow_negative_numbers = true)]
     pub workers: i32,
     /// Accepted for old `feast serve --go` scripts; this server is always native.

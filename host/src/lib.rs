@@ -21,6 +21,7 @@
 //! | [`http`] | the HTTP API (axum): Feast's JSON request/response and error shapes, health, metrics |
 //! | [`grpc`] | the gRPC API (tonic): Feast's `ServingService` and the standard health service |
 //! | [`metrics`] | Prometheus metrics owned by each app |
+//! | [`threads`] | serving threads: one single-threaded runtime per core, connections pinned to one |
 //! | [`tls`] | TLS certificate and key for HTTPS and gRPC |
 //! | [`clock`] | the injectable "now" used for TTL checks |
 //! | [`error`] | the engine's typed errors, each with a Feast class and a status kind |
@@ -48,5 +49,6 @@ pub mod plugin;
 pub mod proto;
 pub mod registry;
 pub mod server;
+pub mod threads;
 pub mod tls;
 pub mod value;

@@ -103,6 +103,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         plugins_dir: args.plugins.clone(),
         // Compile plugins in a child process of this very binary.
         plugin_compiler: std::env::current_exe().ok(),
+        threads: usize::try_from(args.workers).unwrap_or(0),
         ..ServerOptions::default()
     };
     let mut app = App::build(config, opts).await?;

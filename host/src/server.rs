@@ -22,6 +22,7 @@ use crate::online_store::{
 };
 use crate::plugin::PluginRuntime;
 use crate::registry::{RegistryError, RegistryHandle};
+use crate::threads::ServingThreads;
 use crate::tls::{TlsError, TlsFiles, install_crypto_provider};
 
 /// Why the server could not start.
@@ -66,6 +67,8 @@ pub struct ServerOptions {
     pub plugins_dir: Option<std::path::PathBuf>,
     /// Compiles plugins out of process with this executable (the server binary itself).
     pub plugin_compiler: Option<std::path::PathBuf>,
+    /// Serving threads for plain HTTP (0: one per core); see [`crate::threads`].
+    pub threads: usize,
 }
 
 impl Default for ServerOptions {
@@ -79,6 +82,7 @@ impl Default for ServerOptions {
             access_log: false,
             plugins_dir: None,
             plugin_compiler: None,
+            threads: 0,
         }
     }
 }
@@ -115,7 +119,12 @@ impl App {
                 if redis.tls {
                     install_crypto_provider();
                 }
-                OnlineStore::Redis(RedisStore::new(redis, &config.project)?)
+                // One connection per serving thread, and one for every other thread.
+                let threads = match opts.threads {
+                    0 => std::thread::available_parallelism().map_or(2, usize::from),
+                    n => n,
+                };
+                OnlineStore::Redis(RedisStore::new(redis, &config.project, threads + 1)?)
             }
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -232,16 +241,7 @@ impl App {
     ) -> Result<(), ServeError> {
         let router = self.router();
         let result = match tls {
-            None => {
-                // Small responses must not wait for delayed ACKs (Nagle).
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                    .map_err(ServeError::Io)
-            }
+            None => serve_on_threads(listener, router, self.opts.threads, shutdown).await,
             Some(files) => {
                 install_crypto_provider();
                 let (cert, key) = files.read()?;
@@ -320,6 +320,52 @@ impl App {
             logger.shutdown().await;
         }
     }
+}
+
+/// Accepts connections until `shutdown` and serves each on a serving thread.
+async fn serve_on_threads(
+    listener: TcpListener,
+    router: axum::Router,
+    threads: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let threads = ServingThreads::start(threads, "feast-http", move |stream, stopping| {
+        http::serve_connection(router.clone(), stream, stopping)
+    })?;
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    if let Err(e) = threads.dispatch(stream) {
+                        tracing::error!(error = %e, "cannot hand a connection to a serving thread");
+                    }
+                }
+                Err(e) if is_connection_error(&e) => {}
+                Err(e) => {
+                    // Out of file descriptors, for instance: wait instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = shutdown => {}
+        () = accept => {}
+    }
+    drop(listener);
+    threads.shutdown().await;
+    Ok(())
+}
+
+/// An accept error that concerns one connection only.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// A server that failed while serving.

@@ -7,6 +7,7 @@
 //! when the client sends one, else a generated one, echoed in the response); the
 //! access log (one line per request) is off unless asked for.
 
+mod connection;
 pub mod error;
 pub mod request;
 pub mod response;
@@ -23,6 +24,7 @@ use axum::routing::{get, post};
 use tracing::Instrument;
 
 use crate::frontend::Frontend;
+pub use connection::serve_connection;
 pub use error::ApiError;
 
 /// Shared state of the HTTP handlers.

@@ -8,7 +8,8 @@
 //! A request is one round trip on a standalone server: one pipeline with one `HMGET`
 //! per distinct entity key, asking for the fields of every view read for that key and
 //! their `_ts` fields together. On a cluster the commands are grouped by hash slot and
-//! the groups sent concurrently.
+//! the groups sent concurrently. Each serving thread (see [`crate::threads`]) has its
+//! own connection, so a request's round trip never leaves its thread.
 
 mod connection;
 mod options;
@@ -33,7 +34,8 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: Connection,
+    /// Slot 0 for threads other than serving threads, then one per serving thread.
+    conns: Vec<Connection>,
     project: Vec<u8>,
     opts: Arc<RedisOptions>,
 }
@@ -71,20 +73,30 @@ struct Lookup {
 }
 
 impl RedisStore {
-    /// Prepares the store for `project` (connections are made on first use).
-    pub fn new(opts: RedisOptions, project: &str) -> Result<Self, StoreError> {
+    /// Prepares the store for `project` with `connections` connections, one per
+    /// [`crate::threads::slot`] (each made on first use).
+    pub fn new(opts: RedisOptions, project: &str, connections: usize) -> Result<Self, StoreError> {
         let opts = Arc::new(opts);
-        let conn = Connection::new(opts.clone()).map_err(|e| StoreError::Failed {
-            store: STORE,
-            reason: format!("invalid connection settings: {e}"),
-        })?;
+        let conns = (0..connections.max(1))
+            .map(|_| Connection::new(opts.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Failed {
+                store: STORE,
+                reason: format!("invalid connection settings: {e}"),
+            })?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                conn,
+                conns,
                 project: project.as_bytes().to_vec(),
                 opts,
             }),
         })
+    }
+
+    /// The connection of the calling thread.
+    fn conn(&self) -> &Connection {
+        let conns = &self.inner.conns;
+        &conns[crate::threads::slot(conns.len())]
     }
 
     /// Reads every batch: one `HMGET` per distinct entity key, pipelined.
@@ -172,12 +184,12 @@ impl RedisStore {
         };
         let deadline = self.inner.opts.response_timeout + self.inner.opts.connect_timeout;
         let work = async {
-            if !self.inner.conn.is_cluster() || lookups.len() == 1 {
+            if !self.conn().is_cluster() || lookups.len() == 1 {
                 let mut pipe = redis::pipe();
                 for l in lookups {
                     pipe.add_command(hmget(l));
                 }
-                return self.inner.conn.query_slot(&pipe).await;
+                return self.conn().query_slot(&pipe).await;
             }
             let mut by_slot: HashMap<redis::cluster_routing::Slot, (redis::Pipeline, Vec<usize>)> =
                 HashMap::new();
@@ -190,9 +202,7 @@ impl RedisStore {
             }
             let groups: Vec<(redis::Pipeline, Vec<usize>)> = by_slot.into_values().collect();
             let results = futures_util::future::join_all(
-                groups
-                    .iter()
-                    .map(|(pipe, _)| self.inner.conn.query_slot(pipe)),
+                groups.iter().map(|(pipe, _)| self.conn().query_slot(pipe)),
             )
             .await;
             let mut out = vec![redis::Value::Nil; lookups.len()];
@@ -218,7 +228,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         pipe.cmd("PING");
         let deadline = self.inner.opts.response_timeout + self.inner.opts.connect_timeout;
-        match tokio::time::timeout(deadline, self.inner.conn.query_slot(&pipe)).await {
+        match tokio::time::timeout(deadline, self.conn().query_slot(&pipe)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(classify(&e)),
             Err(_) => Err(StoreError::Unavailable {

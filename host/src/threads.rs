@@ -1,0 +1,238 @@
+//! Serving threads: one single-threaded tokio runtime per core, each owning the
+//! connections handed to it.
+//!
+//! A small request (one SQLite query or one Redis round trip) costs a few tens of
+//! microseconds; on a work-stealing runtime a comparable share goes to waking and
+//! stealing between worker threads. Here the accept loop hands each new connection to
+//! the serving thread with the fewest open connections, and the connection is served
+//! there until it closes: its requests, store reads and plugin calls never change
+//! thread. Per-thread resources (a Redis connection per serving thread) use
+//! [`slot`] to find their own.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+thread_local! {
+    static INDEX: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The slot, among `count`, of resources kept per serving thread: slot 0 for any
+/// other thread, slot `i + 1` (wrapping) for serving thread `i`.
+pub fn slot(count: usize) -> usize {
+    match INDEX.with(Cell::get) {
+        Some(i) if count > 1 => 1 + i % (count - 1),
+        _ => 0,
+    }
+}
+
+/// Resolves when the server stops: the connection should finish its in-flight
+/// request and close.
+pub struct Stopping(watch::Receiver<()>);
+
+impl Stopping {
+    /// Waits for the stop.
+    pub async fn wait(mut self) {
+        // The sender is never used to send: it is dropped on stop.
+        while self.0.changed().await.is_ok() {}
+    }
+}
+
+struct Thread {
+    queue: mpsc::UnboundedSender<std::net::TcpStream>,
+    open: Arc<AtomicUsize>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+/// The serving threads of one listener.
+pub struct ServingThreads {
+    threads: Vec<Thread>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for ServingThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingThreads")
+            .field("threads", &self.threads.len())
+            .finish()
+    }
+}
+
+impl ServingThreads {
+    /// Starts `count` threads (0: one per core) named `<name>-<i>`. Each runs
+    /// `serve(stream, stopping)` for every connection it is given.
+    pub fn start<F, Fut>(count: usize, name: &str, serve: F) -> std::io::Result<Self>
+    where
+        F: Fn(TcpStream, Stopping) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let count = match count {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
+        };
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (queue, incoming) = mpsc::unbounded_channel();
+            let open = Arc::new(AtomicUsize::new(0));
+            let serve = serve.clone();
+            let counter = open.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || {
+                    INDEX.with(|i| i.set(Some(index)));
+                    runtime.block_on(run(incoming, counter, serve));
+                })?;
+            threads.push(Thread {
+                queue,
+                open,
+                handle,
+            });
+        }
+        Ok(ServingThreads {
+            threads,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Hands a new connection to the thread with the fewest open connections.
+    pub fn dispatch(&self, stream: TcpStream) -> std::io::Result<()> {
+        let n = self.threads.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let (_, thread) = (0..n)
+            .map(|k| &self.threads[(start + k) % n])
+            .map(|t| (t.open.load(Ordering::Relaxed), t))
+            .min_by_key(|(open, _)| *open)
+            .ok_or_else(|| std::io::Error::other("no serving thread"))?;
+        thread.open.fetch_add(1, Ordering::Relaxed);
+        if thread.queue.send(stream.into_std()?).is_err() {
+            thread.open.fetch_sub(1, Ordering::Relaxed);
+            return Err(std::io::Error::other("serving thread stopped"));
+        }
+        Ok(())
+    }
+
+    /// Stops taking connections, lets every open connection finish its in-flight
+    /// request, and waits for the threads to end.
+    pub async fn shutdown(self) {
+        let handles: Vec<_> = self
+            .threads
+            .into_iter()
+            .map(|t| {
+                drop(t.queue);
+                t.handle
+            })
+            .collect();
+        let joined = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                if h.join().is_err() {
+                    tracing::error!("a serving thread panicked");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "waiting for the serving threads failed");
+        }
+    }
+}
+
+/// One thread's loop: serve connections until the queue closes, then stop them
+/// gracefully and wait for them.
+async fn run<F, Fut>(
+    mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    open: Arc<AtomicUsize>,
+    serve: F,
+) where
+    F: Fn(TcpStream, Stopping) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (stop, stopping) = watch::channel(());
+    let (done, all_done) = watch::channel(());
+    while let Some(std_stream) = incoming.recv().await {
+        let stream = match TcpStream::from_std(std_stream) {
+            Ok(s) => s,
+            Err(e) => {
+                open.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "cannot register an accepted connection");
+                continue;
+            }
+        };
+        let conn = serve(stream, Stopping(stopping.clone()));
+        let open = open.clone();
+        let finished = all_done.clone();
+        tokio::spawn(async move {
+            conn.await;
+            open.fetch_sub(1, Ordering::Relaxed);
+            drop(finished);
+        });
+    }
+    drop(stop);
+    drop(all_done);
+    done.closed().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_outside_serving_threads_are_zero() {
+        assert_eq!(slot(1), 0);
+        assert_eq!(slot(3), 0);
+        INDEX.with(|i| i.set(Some(0)));
+        assert_eq!(slot(1), 0);
+        assert_eq!(slot(3), 1);
+        INDEX.with(|i| i.set(Some(3)));
+        assert_eq!(slot(3), 2);
+        INDEX.with(|i| i.set(None));
+    }
+
+    /// Each connection answers with the slot of the thread serving it, then holds
+    /// the connection open until the server stops.
+    #[tokio::test]
+    async fn connections_are_spread_and_drained_on_shutdown() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let threads =
+            ServingThreads::start(2, "test-serving", |mut s: TcpStream, stopping| async move {
+                let slot = u8::try_from(slot(3)).unwrap_or(u8::MAX);
+                let _ = s.write_all(&[slot]).await;
+                stopping.wait().await;
+                let _ = s.write_all(b"bye").await;
+            })
+            .expect("threads start");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut clients = Vec::new();
+        let mut slots = Vec::new();
+        for _ in 0..4 {
+            let mut client = TcpStream::connect(addr).await.expect("connect");
+            let (server_side, _) = listener.accept().await.expect("accept");
+            threads.dispatch(server_side).expect("dispatch");
+            let mut slot = [0u8];
+            client.read_exact(&mut slot).await.expect("slot");
+            slots.push(slot[0]);
+            clients.push(client);
+        }
+        slots.sort_unstable();
+        assert_eq!(slots, [1, 1, 2, 2], "two connections per thread");
+        threads.shutdown().await;
+        for mut c in clients {
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).await.expect("read");
+            assert_eq!(
+                rest, b"bye",
+                "each connection finished before shutdown returned"
+            );
+        }
+    }
+}
