@@ -154,8 +154,15 @@ impl ServingService for Serving {
         let req = to_engine_request(request.into_inner());
         match self.frontend.get_online_features(&req).await {
             Ok(resp) => {
+                let engine = &self.frontend.store;
+                // The proto conversion consumes the response: logging needs a copy.
+                let logged = engine.may_log(&req).then(|| resp.clone());
+                let out = to_proto_response(resp);
+                if let Some(resp) = logged {
+                    engine.log_served(&req, resp).await;
+                }
                 timer.finish("OK");
-                Ok(Response::new(to_proto_response(resp)))
+                Ok(Response::new(out))
             }
             Err(e) => {
                 let status = status_for(&e);

@@ -470,3 +470,39 @@ async fn kill_9_leaves_only_whole_files_and_loses_at_most_the_last_write_interva
         "nothing left staged"
     );
 }
+
+/// Requests served over gRPC are logged like HTTP ones, with the same values.
+#[tokio::test]
+async fn grpc_requests_are_logged_too() {
+    use feast_server::grpc::to_proto_request;
+    use feast_server::http::request::parse_request;
+    use feast_server::proto::feast::serving::serving_service_client::ServingServiceClient;
+    use feast_server_e2e::Api;
+
+    let repo = RepoCopy::demo();
+    let dest = tempfile::tempdir().expect("dir");
+    add_service(&repo, &stats_service("driver_stats_logged", dest.path()));
+    enable_logging(&repo, 600, 600, 10_000, 1_000_000);
+    let server = TestServer::start_with(repo.config(), test_options(), Api::Grpc, None).await;
+    let mut client = ServingServiceClient::connect(format!("http://127.0.0.1:{}", server.port))
+        .await
+        .expect("gRPC connect");
+    let body = br#"{"feature_service": "driver_stats_logged", "entities": {"driver_id": [1001, 1002, 1003]}}"#;
+    for _ in 0..4 {
+        let req = to_proto_request(parse_request(body).expect("parses"));
+        let resp = client.get_online_features(req).await.expect("served");
+        assert_eq!(resp.into_inner().results.len(), 1 + STATS_FEATURES.len());
+    }
+    let logger = server.feature_logger.clone().expect("logging is on");
+    server.stop().await;
+    let stats = logger.stats();
+    assert_eq!(stats.enqueued_rows, 4 * 3, "{stats:?}");
+    assert_eq!(stats.published_rows, 4 * 3, "{stats:?}");
+    let batches = all_rows(&parquet_files(dest.path(), false));
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(rows, 4 * 3);
+    let conv = batches[0]
+        .column_by_name("driver_hourly_stats__conv_rate")
+        .expect("conv_rate column");
+    assert_eq!(conv.null_count(), 0, "values were logged, not nulls");
+}

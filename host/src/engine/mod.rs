@@ -216,10 +216,20 @@ impl FeatureStore {
                 .include_feature_view_version_metadata
                 .then(|| plan.view_metadata.clone()),
         };
-        if let Some(logger) = &self.logger {
-            logger.log(&snapshot, req, &response).await;
-        }
         Ok(response)
+    }
+
+    /// Whether a response to `req` may have to be logged (see [`Self::log_served`]).
+    pub fn may_log(&self, req: &OnlineFeaturesRequest) -> bool {
+        self.logger.is_some() && FeatureLogger::may_log(req)
+    }
+
+    /// Logs a served response when its feature service is logged. Transports call it
+    /// once the response is encoded, so its columns move into the log uncopied.
+    pub async fn log_served(&self, req: &OnlineFeaturesRequest, response: OnlineFeaturesResponse) {
+        if let Some(logger) = &self.logger {
+            logger.log(&self.registry.snapshot(), req, response).await;
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! One logged request: the columns its log rows need, copied out of the engine's
-//! response (any column the service produces, found by name) and the request.
+//! One logged request: the columns its log rows need, taken out of the engine's
+//! response once it has been sent (any column the service produces, found by name)
+//! and copied from the request.
 
 use std::sync::Arc;
 
@@ -24,31 +25,46 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
-    /// Copies what `log` needs from a served request.
+    /// Takes what `log` needs from a served request (a response column is moved, and
+    /// copied only when two inputs use it).
     pub fn capture(
         log: &ServiceLog,
         req: &OnlineFeaturesRequest,
-        resp: &OnlineFeaturesResponse,
+        resp: OnlineFeaturesResponse,
         rows: usize,
         log_time_us: i64,
     ) -> Self {
         let target = &log.target;
         let binding = log.binding(&resp.feature_names);
+        let mut uses = vec![0usize; resp.columns.len()];
+        for i in binding.columns.iter().flatten() {
+            if let Some(n) = uses.get_mut(*i) {
+                *n += 1;
+            }
+        }
+        let mut served = resp.columns;
+        let mut take = |i: usize| -> FeatureColumn {
+            match (uses.get_mut(i), served.get_mut(i)) {
+                (Some(n), Some(col)) => {
+                    *n -= 1;
+                    if *n == 0 {
+                        std::mem::take(col)
+                    } else {
+                        col.clone()
+                    }
+                }
+                _ => FeatureColumn::default(),
+            }
+        };
         let columns = target
             .schema
             .inputs
             .iter()
             .zip(&binding.columns)
             .map(|(input, col)| match (input, col) {
-                (Input::Feature { .. }, Some(i)) => {
-                    resp.columns.get(*i).cloned().unwrap_or_default()
-                }
+                (Input::Feature { .. }, Some(i)) => take(*i),
                 (Input::JoinKey(_), Some(i)) => FeatureColumn {
-                    values: resp
-                        .columns
-                        .get(*i)
-                        .map(|c| c.values.clone())
-                        .unwrap_or_default(),
+                    values: take(*i).values,
                     ..FeatureColumn::default()
                 },
                 (Input::RequestData(name), _) => FeatureColumn {

@@ -7,8 +7,8 @@
 //! `logging_config` with a file destination (other destinations are warned about
 //! once per registry load and not logged); `sample_rate` is applied per request.
 //!
-//! Path of a row: the engine calls [`FeatureLogger::log`] after answering; it copies
-//! the response columns and enqueues them ([`queue`]: at most `queue_capacity` rows,
+//! Path of a row: the transport calls [`FeatureLogger::log`] once the response is
+//! encoded; it moves the response columns into a log entry and enqueues it ([`queue`]: at most `queue_capacity` rows,
 //! waiting at most `emit_timeout_micro_secs` for room, else the rows are dropped and
 //! counted). One writer thread ([`writer`]) buffers rows in memory as Arrow batches,
 //! **writes** them every `write_to_disk_interval_secs` to staged Parquet files inside
@@ -160,13 +160,19 @@ impl FeatureLogger {
         })
     }
 
+    /// Whether `req` may need logging (it names a feature service); a cheap test
+    /// for transports that must copy the response to log it.
+    pub fn may_log(req: &OnlineFeaturesRequest) -> bool {
+        req.feature_service.is_some()
+    }
+
     /// Logs a served request if its feature service is logged and sampled in.
     /// Never fails the request: rows that find no room are dropped and counted.
     pub async fn log(
         &self,
         snapshot: &Arc<RegistrySnapshot>,
         req: &OnlineFeaturesRequest,
-        resp: &OnlineFeaturesResponse,
+        resp: OnlineFeaturesResponse,
     ) {
         let Some(service) = req.feature_service.as_deref() else {
             return;

@@ -138,15 +138,16 @@ async fn get_online_features(
             return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         }
     };
-    let result = match request::parse_request(&body) {
-        Ok(req) => state.frontend.get_online_features(&req).await,
-        Err(e) => Err(e),
+    let req = match request::parse_request(&body) {
+        Ok(req) => req,
+        Err(e) => return ApiError::from(e).into_response(),
     };
-    match result {
+    match state.frontend.get_online_features(&req).await {
         Ok(resp) => {
             let rows = resp.columns.first().map_or(0, |c| c.values.len());
             let mut out = Vec::with_capacity(256 + resp.columns.len() * (96 + rows * 48));
             response::write_response(&resp, &mut out);
+            state.frontend.store.log_served(&req, resp).await;
             ([(header::CONTENT_TYPE, "application/json")], out).into_response()
         }
         Err(e) => ApiError::from(e).into_response(),
