@@ -25,6 +25,9 @@ use crate::registry::{RegistryError, RegistryHandle};
 use crate::threads::ServingThreads;
 use crate::tls::{TlsError, TlsFiles, install_crypto_provider};
 
+/// How long a stopping server waits for busy connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -120,11 +123,8 @@ impl App {
                     install_crypto_provider();
                 }
                 // One connection per serving thread, and one for every other thread.
-                let threads = match opts.threads {
-                    0 => std::thread::available_parallelism().map_or(2, usize::from),
-                    n => n,
-                };
-                OnlineStore::Redis(RedisStore::new(redis, &config.project, threads + 1)?)
+                let connections = crate::threads::resolve_count(opts.threads) + 1;
+                OnlineStore::Redis(RedisStore::new(redis, &config.project, connections)?)
             }
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -252,7 +252,7 @@ impl App {
                 let h = handle.clone();
                 tokio::spawn(async move {
                     shutdown.await;
-                    h.graceful_shutdown(Some(Duration::from_secs(30)));
+                    h.graceful_shutdown(Some(SHUTDOWN_GRACE));
                 });
                 let std_listener = listener.into_std().map_err(ServeError::Io)?;
                 let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
@@ -354,7 +354,14 @@ async fn serve_on_threads(
         () = accept => {}
     }
     drop(listener);
-    threads.shutdown().await;
+    // As with HTTPS: a connection that is still busy after the grace period is left
+    // to end with the process.
+    if tokio::time::timeout(SHUTDOWN_GRACE, threads.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace period");
+    }
     Ok(())
 }
 

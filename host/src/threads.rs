@@ -30,6 +30,15 @@ pub fn slot(count: usize) -> usize {
     }
 }
 
+/// The number of serving threads for a `--workers` value: `count`, or one per core
+/// for 0.
+pub fn resolve_count(count: usize) -> usize {
+    match count {
+        0 => std::thread::available_parallelism().map_or(2, usize::from),
+        n => n,
+    }
+}
+
 /// Resolves when the server stops: the connection should finish its in-flight
 /// request and close.
 pub struct Stopping(watch::Receiver<()>);
@@ -70,10 +79,7 @@ impl ServingThreads {
         F: Fn(TcpStream, Stopping) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let count = match count {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
-            n => n,
-        };
+        let count = resolve_count(count);
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread()
