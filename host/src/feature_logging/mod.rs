@@ -7,12 +7,13 @@
 //! `logging_config` with a file destination (other destinations are warned about
 //! once per registry load and not logged); `sample_rate` is applied per request.
 //!
-//! Path of a row: the transport calls [`FeatureLogger::log`] once the response is
-//! encoded; it moves the response columns into a log entry and enqueues it ([`queue`]: at most `queue_capacity` rows,
-//! waiting at most `emit_timeout_micro_secs` for room, else the rows are dropped and
-//! counted). One writer thread ([`writer`]) buffers rows in memory as Arrow batches,
-//! **writes** them every `write_to_disk_interval_secs` to staged Parquet files inside
-//! the destination (`.feast-server-logging/`, invisible to readers), and **flushes**
+//! Path of a row: once the response is encoded, the transport hands it to
+//! [`FeatureLogger::log`] (through `FeatureStore::log_served`), which moves its columns
+//! into a log entry and enqueues it ([`queue`]: at most `queue_capacity` rows, waiting
+//! at most `emit_timeout_micro_secs` for room, else the rows are dropped and counted).
+//! One writer thread ([`writer`]) buffers rows in memory as Arrow batches, **writes**
+//! them every `write_to_disk_interval_secs` to staged Parquet files inside the
+//! destination (`.feast-server-logging/`, invisible to readers), and **flushes**
 //! every `flush_interval_secs`: the staged files of each partition are merged into one
 //! Parquet file in the destination, where Feast reads them ([`files`]). Shutdown
 //! writes and flushes everything. After a crash, staged files are kept and published

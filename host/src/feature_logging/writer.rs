@@ -117,7 +117,7 @@ impl Writer {
     }
 
     /// Runs until `Shutdown` (or until every sender is gone). The queue is polled
-    /// every [`POLL`] rather than waited on, so enqueuing a row never has to wake
+    /// every `POLL` rather than waited on, so enqueuing a row never has to wake
     /// this thread (a system call on the request path).
     pub fn run(mut self) {
         self.flush();
