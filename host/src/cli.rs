@@ -140,6 +140,14 @@ pub struct ServeArgs {
     pub help: Option<bool>,
 }
 
+impl ServeArgs {
+    /// `--workers` as a thread count for the runtime workers and the serving threads
+    /// alike: 0 (from -1 or 0) means one per core.
+    pub fn threads(&self) -> usize {
+        usize::try_from(self.workers).unwrap_or(0)
+    }
+}
+
 impl Cli {
     /// The repository directory and the YAML file to load.
     pub fn repo_paths(&self) -> (PathBuf, PathBuf) {

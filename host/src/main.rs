@@ -23,10 +23,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => args,
         Command::CompilePlugin(c) => return compile_plugin(c),
     };
-    let workers = match args.workers {
-        n if n > 0 => n as usize,
-        _ => std::thread::available_parallelism().map_or(2, usize::from),
-    };
+    let workers = feast_server::threads::resolve_count(args.threads());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -103,7 +100,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         plugins_dir: args.plugins.clone(),
         // Compile plugins in a child process of this very binary.
         plugin_compiler: std::env::current_exe().ok(),
-        threads: usize::try_from(args.workers).unwrap_or(0),
+        threads: args.threads(),
         ..ServerOptions::default()
     };
     let mut app = App::build(config, opts).await?;
