@@ -145,11 +145,15 @@ async fn every_bad_request_gets_a_clear_error_and_the_server_keeps_serving() {
 async fn oversized_bodies_are_refused_with_413() {
     let repo = RepoCopy::demo();
     let server = TestServer::demo(&repo).await;
-    let ids: Vec<u64> = (0..400_000).collect();
+    // Several times the 2 MiB limit, so the server answers long before the
+    // client has sent the body: the client must still read the 413.
+    let ids: Vec<u64> = (0..2_000_000).collect();
     let body =
         json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": ids}});
-    let resp = server.get_online_features(&body).await;
-    assert_eq!(resp.status, 413);
+    for _ in 0..3 {
+        let resp = server.get_online_features(&body).await;
+        assert_eq!(resp.status, 413);
+    }
     let good =
         json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1001]}});
     assert_eq!(server.get_online_features(&good).await.status, 200);

@@ -1,18 +1,33 @@
 //! One HTTP/1.1 connection served by hyper on a serving thread (see
 //! [`crate::threads`]), with graceful shutdown: when the server stops, an idle
 //! keep-alive connection closes at once and a busy one after its response.
+//!
+//! The close is a *lingering* close: the server sends its FIN, then reads and
+//! discards what the client is still sending for a short while. Without it a
+//! response sent before the request body was fully read (a 413 for an
+//! oversized body) can be destroyed by the TCP reset the kernel sends when a
+//! socket closes with unread data, and the client sees a broken pipe instead
+//! of the error.
 
-use std::pin::pin;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::ServiceExt;
 
 use crate::threads::Stopping;
+
+/// How long a closing connection keeps draining what the client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// How much a closing connection reads and discards at most.
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Serves `router` on `stream` until the client closes or the server stops.
 pub async fn serve_connection(router: Router, stream: TcpStream, stopping: Stopping) {
@@ -21,21 +36,44 @@ pub async fn serve_connection(router: Router, stream: TcpStream, stopping: Stopp
     let service = TowerToHyperService::new(
         router.map_request(|req: axum::http::Request<Incoming>| req.map(Body::new)),
     );
-    let mut conn = pin!(
-        hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades()
-    );
+    let mut conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     let mut stopping = pin!(stopping.wait());
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::trace!(error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            () = &mut stopping => conn.as_mut().graceful_shutdown(),
+    let mut shutting_down = false;
+    let result = poll_fn(|cx| {
+        if !shutting_down && stopping.as_mut().poll(cx).is_ready() {
+            shutting_down = true;
+            Pin::new(&mut conn).graceful_shutdown();
         }
+        conn.poll_without_shutdown(cx)
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::trace!(error = %e, "connection ended with an error");
     }
+    let stream = conn.into_parts().io.into_inner();
+    if !shutting_down {
+        // On server stop the drain must not wait for clients that keep
+        // their idle connections open.
+        linger_close(stream).await;
+    }
+}
+
+/// Sends FIN, then discards incoming bytes until the client closes, the
+/// linger time passes or the byte cap is reached.
+async fn linger_close(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
