@@ -97,6 +97,15 @@ def start(binary: Path, repo: Path, log: Path):
     sys.exit(f"server did not start, see {log}")
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads, the writer included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def wrk(url: str, conns: int, duration: int) -> dict:
     env = dict(os.environ, BODY_FILE=str(BENCH / "payloads" / "logged_10x5.json"))
     out = subprocess.run(
@@ -107,7 +116,7 @@ def wrk(url: str, conns: int, duration: int) -> dict:
     errors = sum(int(s[k]) for k in s if k.startswith("errors"))
     if errors:
         sys.exit(f"wrk saw {errors} errors:\n{out}")
-    return {"rps": int(s["requests"]) / (int(s["duration_us"]) / 1e6),
+    return {"requests": int(s["requests"]), "rps": int(s["requests"]) / (int(s["duration_us"]) / 1e6),
             "p50": float(s["p50"]) / 1000, "p99": float(s["p99"]) / 1000}
 
 
@@ -137,25 +146,30 @@ def main() -> None:
                 wrk(servers[mode][1], conns, args.warmup)
             for r in range(args.rounds):
                 for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
+                    cpu0 = cpu_seconds(servers[mode][0].pid)
                     res = wrk(servers[mode][1], conns, args.duration)
+                    res["cpu_us"] = (cpu_seconds(servers[mode][0].pid) - cpu0) * 1e6 / res["requests"]
                     results.setdefault((conns, mode), []).append(res)
                     print(f"conns={conns} round={r} logging={mode}: {res['rps']:,.0f} req/s "
-                          f"p50 {res['p50']:.2f} ms p99 {res['p99']:.2f} ms", flush=True)
+                          f"p50 {res['p50']:.2f} ms p99 {res['p99']:.2f} ms, server CPU {res['cpu_us']:.1f} us/req", flush=True)
     finally:
         for proc, _, _ in servers.values():
             proc.send_signal(signal.SIGTERM)
         for proc, _, _ in servers.values():
             proc.wait(timeout=120)
 
-    print("\n| conns | logging | req/s (mean of rounds) | p50 ms | p99 ms |")
-    print("|---:|---|---:|---:|---:|")
+    print("\n| conns | logging | req/s (mean of rounds) | p50 ms | p99 ms | server CPU us/req |")
+    print("|---:|---|---:|---:|---:|---:|")
     for (conns, mode), rs in results.items():
         mean = lambda k: sum(x[k] for x in rs) / len(rs)
-        print(f"| {conns} | {mode} | {mean('rps'):,.0f} | {mean('p50'):.2f} | {mean('p99'):.2f} |")
+        print(f"| {conns} | {mode} | {mean('rps'):,.0f} | {mean('p50'):.2f} | {mean('p99'):.2f} | {mean('cpu_us'):.1f} |")
     for conns in sorted({c for c, _ in results}):
         off = sum(x["rps"] for x in results[(conns, "off")]) / args.rounds
         on = sum(x["rps"] for x in results[(conns, "on")]) / args.rounds
-        print(f"conns={conns}: logging costs {100 * (1 - on / off):.1f} % of throughput")
+        cpu_off = sum(x["cpu_us"] for x in results[(conns, "off")]) / args.rounds
+        cpu_on = sum(x["cpu_us"] for x in results[(conns, "on")]) / args.rounds
+        print(f"conns={conns}: logging costs {100 * (1 - on / off):.1f} % of throughput, "
+              f"{cpu_on - cpu_off:.1f} us of server CPU per request (+{100 * (cpu_on / cpu_off - 1):.1f} %)")
     log = (base / "on.log").read_text()
     stopped = re.findall(r"feature logging stopped.*", log)
     print("logging server at shutdown:", stopped[-1] if stopped else "(no summary in log)")
