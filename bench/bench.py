@@ -3,12 +3,15 @@
 
 Every server runs on this machine, in this run, over a private copy of the demo feature
 repository (event times moved to now), and is loaded with wrk (a real HTTP load
-generator) on the same payloads. Results: a table on stdout, plus results.csv and
-table.md in the output directory.
+generator) on the same payloads. All servers of a store run at once and each case loads
+them one after the other (in rotating order over `--rounds`), so a ratio compares loads
+taken seconds apart: this machine's speed drifts by tens of percent over minutes.
+Results: a table on stdout, plus results.csv and table.md in the output directory.
 
     bench/bench.py                          # ours vs tuned Python (1 worker), SQLite
     bench/bench.py --servers ours,python,python-w2 --conns 8,32 --duration 15
     bench/bench.py --quick                  # a few seconds per case, dev build allowed
+    bench/bench.py --rounds 3               # each case 3 times per server, interleaved; medians
 
 Servers: ours (target/release/feast-server, built if missing), python (feast serve
 --no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2),
@@ -216,6 +219,8 @@ def main():
     ap.add_argument("--conns", default="8,32")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="loads per server and case, interleaved across servers (medians are reported)")
     ap.add_argument("--quick", action="store_true", help="2 s per case, 1 s warm-up, 8 connections only")
     ap.add_argument("--server-bin", type=Path, default=None,
                     help="feast-server binary (its directory must hold examples/store_floor and grpc_load)")
@@ -259,18 +264,8 @@ def main():
         for store in stores:
             redis = RedisProcess(Path(tmp)) if store == "redis" else None
             repo = redis_repo(Path(tmp), sqlite_repo, redis.port) if redis else sqlite_repo
-            reference = {}
             try:
-                for kind in servers:
-                    if kind == "floor":
-                        for payload in payloads:
-                            if payload.startswith("odfv"):
-                                continue
-                            for c in conns:
-                                r = run_floor(args, store, repo, redis.port if redis else 0, payload, c, args.duration)
-                                rows.append(row_of("floor", store, payload, c, r, None, None))
-                        continue
-                    rows += bench_server(kind, store, repo, args, payloads, conns, reference)
+                rows += bench_store(store, repo, redis.port if redis else 0, args, servers, payloads, conns)
             finally:
                 if redis:
                     redis.stop()
@@ -289,55 +284,98 @@ def row_of(kind, store, payload, conns, r, cpu, srv):
     }
 
 
-def bench_server(kind, store, repo, args, payloads, conns, reference):
+def median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def measure(kind, srv, store, repo, redis_port, args, payload, c):
+    """One timed load of one server (or of the store floor) on one case."""
+    if kind == "floor":
+        return row_of(kind, store, payload, c, run_floor(args, store, repo, redis_port, payload, c, args.duration),
+                      None, None)
+    t0, c0 = time.monotonic(), cpu_ticks(srv.proc.pid)
+    if kind == "ours-grpc":
+        r = run_grpc_load(args, srv.port, payload, c, args.duration)
+    else:
+        r = run_wrk(srv.url, payload, c, args.duration)
+    cpu = (cpu_ticks(srv.proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
+    return row_of(kind, store, payload, c, r, cpu, srv)
+
+
+def bench_store(store, repo, redis_port, args, servers, payloads, conns):
+    """Every server of one store runs at once; each case loads them one after the other,
+    `--rounds` times in rotating order, so servers compared in a case were measured
+    minutes apart at most. A case's row is its median round; its ratios are the medians
+    of the ratios within each round."""
+    running = {}
     rows = []
-    srv = start_server(kind, repo, args)
     try:
-        print(f"# {kind}/{store}: healthy after {srv.startup_s:.2f} s, idle RSS {srv.idle_rss_mb:.0f} MB",
-              file=sys.stderr)
+        for kind in servers:
+            if kind != "floor":
+                running[kind] = start_server(kind, repo, args)
+                print(f"# {kind}/{store}: healthy after {running[kind].startup_s:.2f} s, "
+                      f"idle RSS {running[kind].idle_rss_mb:.0f} MB", file=sys.stderr)
         for payload in payloads:
-            if kind == "ours-grpc":
-                run_grpc_load(args, srv.port, payload, conns[0], args.warmup)
-                for c in conns:
-                    t0, c0 = time.monotonic(), cpu_ticks(srv.proc.pid)
-                    r = run_grpc_load(args, srv.port, payload, c, args.duration)
-                    cpu = (cpu_ticks(srv.proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
-                    rows.append(row_of(kind, store, payload, c, r, cpu, srv))
-                    print("  ".join(f"{k}={v}" for k, v in rows[-1].items()), file=sys.stderr)
-                continue
-            body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
-            status, resp_body = http("POST", srv.url + "/get-online-features", body, timeout=30)
-            if status != 200:
-                print(f"# {kind} {payload}: HTTP {status}: {resp_body[:300]!r}; skipped", file=sys.stderr)
-                continue
-            cols = columns(resp_body)
-            if payload in reference and reference[payload] != cols:
-                print(f"# WARNING {kind}/{store} {payload}: answer differs from the first server", file=sys.stderr)
-            reference.setdefault(payload, cols)
-            run_wrk(srv.url, payload, conns[0], args.warmup)
+            kinds = [k for k in servers if not (k == "floor" and payload.startswith("odfv"))]
+            reference = None
+            for kind in list(kinds):
+                srv = running.get(kind)
+                if srv is None:
+                    continue
+                if kind == "ours-grpc":
+                    run_grpc_load(args, srv.port, payload, conns[0], args.warmup)
+                    continue
+                body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
+                status, resp_body = http("POST", srv.url + "/get-online-features", body, timeout=30)
+                if status != 200:
+                    print(f"# {kind} {payload}: HTTP {status}: {resp_body[:300]!r}; skipped", file=sys.stderr)
+                    kinds.remove(kind)
+                    continue
+                cols = columns(resp_body)
+                if reference is not None and reference != cols:
+                    print(f"# WARNING {kind}/{store} {payload}: answer differs from the first server", file=sys.stderr)
+                reference = reference or cols
+                run_wrk(srv.url, payload, conns[0], args.warmup)
             for c in conns:
-                t0, c0 = time.monotonic(), cpu_ticks(srv.proc.pid)
-                r = run_wrk(srv.url, payload, c, args.duration)
-                cpu = (cpu_ticks(srv.proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
-                row = row_of(kind, store, payload, c, r, cpu, srv)
-                rows.append(row)
-                print("  ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr)
+                samples = {k: [] for k in kinds}
+                for rnd in range(args.rounds):
+                    order = kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]
+                    for kind in order:
+                        row = measure(kind, running.get(kind), store, repo, redis_port, args, payload, c)
+                        samples[kind].append(row)
+                        print(f"round={rnd} " + "  ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr)
+                for kind, rs in samples.items():
+                    mid = sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
+                    row = dict(mid, rounds=len(rs))
+                    if kind == "ours":
+                        for other in ("python", "floor"):
+                            if samples.get(other):
+                                row[f"ours/{other}"] = round(median(
+                                    [o["rps"] / p["rps"] for o, p in zip(rs, samples[other]) if p["rps"]]), 2)
+                    rows.append(row)
     finally:
-        srv.stop()
+        for srv in running.values():
+            srv.stop()
     return rows
 
 
 def write_results(rows, servers, out: Path):
     """results.csv, table.md (one table) and chart.svg."""
     with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["server"])
+        fields = list(dict.fromkeys(k for r in rows for k in r)) or ["server"]
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
         w.writeheader()
         w.writerows(rows)
     by_key = {(r["server"], r["store"], r["payload"], r["conns"]): r for r in rows}
 
     def ratio(r, other):
+        if r["server"] != "ours":
+            return ""
+        if r.get(f"ours/{other}"):
+            return f"{r[f'ours/{other}']:.1f}x"
         o = by_key.get((other, r["store"], r["payload"], r["conns"]))
-        return f"{r['rps'] / o['rps']:.1f}x" if o and o["rps"] and r["server"] == "ours" else ""
+        return f"{r['rps'] / o['rps']:.1f}x" if o and o["rps"] else ""
 
     head = ["store", "payload", "conns", "server", "req/s", "p50 ms", "p99 ms", "CPU %", "RSS MB",
             "ours/python", "ours/floor"]
