@@ -53,7 +53,7 @@
 //! assert_eq!(out.num_rows(), 2);
 //! ```
 
-mod ipc;
+pub mod ipc;
 
 use std::sync::Arc;
 

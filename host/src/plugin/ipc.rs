@@ -1,11 +1,13 @@
-//! Arrow IPC stream bytes to and from plugins. Plugin output is untrusted: it is
-//! size-capped, must be one uncompressed batch (compressed buffers cannot even be
-//! read: the decoder is built without codecs), without trailing messages, and is
-//! fully validated by the Arrow reader.
+//! Arrow IPC stream bytes to and from plugins, with the codec the guest SDK uses
+//! (`feast_plugin_sdk::ipc`: schema messages of repeated calls are neither rebuilt
+//! nor re-parsed). Plugin output is untrusted: it is size-capped, must be one
+//! uncompressed batch (compressed buffers cannot even be read: the decoder is built
+//! without codecs), without trailing messages, and is fully validated by the Arrow
+//! reader.
 
 use arrow_array::RecordBatch;
-use arrow_ipc::reader::StreamReader;
-use arrow_ipc::writer::StreamWriter;
+use arrow_buffer::Buffer;
+use feast_plugin_sdk::ipc::{read_stream, write_stream};
 
 /// Why IPC bytes were refused.
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +32,7 @@ pub(crate) enum IpcError {
 
 /// Encodes one batch as an IPC stream, refusing more than `limit` bytes.
 pub(crate) fn encode(batch: &RecordBatch, limit: usize) -> Result<Vec<u8>, IpcError> {
-    let mut out = Vec::with_capacity(512 + batch.get_array_memory_size());
-    let mut w = StreamWriter::try_new(&mut out, &batch.schema())
-        .map_err(|e| IpcError::Encode(e.to_string()))?;
-    w.write(batch)
-        .map_err(|e| IpcError::Encode(e.to_string()))?;
-    w.finish().map_err(|e| IpcError::Encode(e.to_string()))?;
-    drop(w);
+    let out = write_stream(batch).map_err(|e| IpcError::Encode(e.to_string()))?;
     if out.len() > limit {
         return Err(IpcError::TooLarge {
             what: "the plugin input",
@@ -48,7 +44,7 @@ pub(crate) fn encode(batch: &RecordBatch, limit: usize) -> Result<Vec<u8>, IpcEr
 }
 
 /// Decodes untrusted plugin output: at most `limit` bytes, exactly one batch.
-pub(crate) fn decode(bytes: &[u8], limit: usize) -> Result<RecordBatch, IpcError> {
+pub(crate) fn decode(bytes: Vec<u8>, limit: usize) -> Result<RecordBatch, IpcError> {
     if bytes.len() > limit {
         return Err(IpcError::TooLarge {
             what: "the plugin output",
@@ -56,25 +52,15 @@ pub(crate) fn decode(bytes: &[u8], limit: usize) -> Result<RecordBatch, IpcError
             limit,
         });
     }
-    let mut reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| IpcError::Invalid(e.to_string()))?;
-    let batch = reader
-        .next()
-        .ok_or_else(|| IpcError::Invalid("no record batch".into()))?
-        .map_err(|e| IpcError::Invalid(e.to_string()))?;
-    if let Some(next) = reader.next() {
-        return Err(IpcError::Invalid(match next {
-            Ok(_) => "more than one record batch".into(),
-            Err(e) => format!("trailing bytes: {e}"),
-        }));
-    }
-    Ok(batch)
+    read_stream(Buffer::from_vec(bytes)).map_err(|e| IpcError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    use arrow_ipc::writer::StreamWriter;
 
     use arrow_array::{ArrayRef, Float64Array, Int64Array};
 
@@ -89,24 +75,27 @@ mod tests {
     #[test]
     fn round_trips_one_batch() {
         let bytes = encode(&batch(), usize::MAX).expect("encode");
-        assert_eq!(decode(&bytes, usize::MAX).expect("decode"), batch());
+        assert_eq!(decode(bytes.clone(), usize::MAX).expect("decode"), batch());
     }
 
     #[test]
     fn refuses_untrusted_bytes() {
-        assert!(matches!(decode(b"", 100), Err(IpcError::Invalid(_))));
+        assert!(matches!(decode(Vec::new(), 100), Err(IpcError::Invalid(_))));
         assert!(matches!(
-            decode(b"\xde\xad\xbe\xef garbage", 100),
+            decode(b"\xde\xad\xbe\xef garbage".to_vec(), 100),
             Err(IpcError::Invalid(_))
         ));
         let bytes = encode(&batch(), usize::MAX).expect("encode");
-        assert!(matches!(decode(&bytes, 10), Err(IpcError::TooLarge { .. })));
+        assert!(matches!(
+            decode(bytes.clone(), 10),
+            Err(IpcError::TooLarge { .. })
+        ));
         assert!(matches!(
             encode(&batch(), 10),
             Err(IpcError::TooLarge { .. })
         ));
         // Truncated stream.
-        assert!(decode(&bytes[..bytes.len() / 2], usize::MAX).is_err());
+        assert!(decode(bytes[..bytes.len() / 2].to_vec(), usize::MAX).is_err());
         // Two batches in one stream.
         let mut two = Vec::new();
         let mut w = StreamWriter::try_new(&mut two, &batch().schema()).expect("writer");
@@ -115,13 +104,13 @@ mod tests {
         w.finish().expect("finish");
         drop(w);
         assert!(
-            matches!(decode(&two, usize::MAX), Err(IpcError::Invalid(m)) if m.contains("more than one"))
+            matches!(decode(two, usize::MAX), Err(IpcError::Invalid(m)) if m.contains("more than one"))
         );
         // A stream whose schema says Int64 but holds a valid batch is fine; types are
         // checked against the registry by the caller.
         let ints =
             RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1])) as ArrayRef)])
                 .expect("batch");
-        assert!(decode(&encode(&ints, usize::MAX).expect("encode"), usize::MAX).is_ok());
+        assert!(decode(encode(&ints, usize::MAX).expect("encode"), usize::MAX).is_ok());
     }
 }

@@ -532,7 +532,7 @@ pub async fn call_odfv(
     let bytes = ipc::encode(input, config.max_input_bytes)
         .map_err(|e| PluginFailure::Input(e.to_string()))?;
     let raw = plugin.transform(&spec.name, &bytes).await?;
-    let result = check_output(&raw, odfv, input.num_rows(), config);
+    let result = check_output(raw, odfv, input.num_rows(), config);
     if let Err(e) = &result {
         plugin.record_error(e);
     }
@@ -540,7 +540,7 @@ pub async fn call_odfv(
 }
 
 fn check_output(
-    raw: &[u8],
+    raw: Vec<u8>,
     odfv: &OnDemandFeatureView,
     rows: usize,
     config: &PluginConfig,
