@@ -54,16 +54,13 @@ pub fn build_batch<'a>(
             ColumnKind::Input { input, part } => {
                 let col = |&(e, r): &Row<'a>| (&e.columns[input], r);
                 match part {
-                    Part::Value => {
-                        let vals: Vec<Option<&Val>> = rows
-                            .iter()
-                            .map(|row| {
-                                let (c, r) = col(row);
-                                value(c, r)
-                            })
-                            .collect();
-                        values_array(field.data_type(), &vals)?
-                    }
+                    Part::Value => values_array(
+                        field.data_type(),
+                        rows.iter().map(|row| {
+                            let (c, r) = col(row);
+                            value(c, r)
+                        }),
+                    )?,
                     Part::Timestamp => Arc::new(
                         rows.iter()
                             .map(|row| {
@@ -117,59 +114,48 @@ pub fn build_batch<'a>(
 use crate::value::{integer as as_i64, number as as_f64};
 
 /// A value column; a value of another type than the column's is logged as null.
-fn values_array(data_type: &DataType, vals: &[Option<&Val>]) -> Result<ArrayRef, ArrowError> {
+fn values_array<'v>(
+    data_type: &DataType,
+    vals: impl Iterator<Item = Option<&'v Val>>,
+) -> Result<ArrayRef, ArrowError> {
     let array: ArrayRef = match data_type {
         DataType::Int32 => Arc::new(
-            vals.iter()
-                .map(|v| v.and_then(as_i64).and_then(|i| i32::try_from(i).ok()))
+            vals.map(|v| v.and_then(as_i64).and_then(|i| i32::try_from(i).ok()))
                 .collect::<Int32Array>(),
         ),
-        DataType::Int64 => Arc::new(
-            vals.iter()
-                .map(|v| v.and_then(as_i64))
-                .collect::<Int64Array>(),
-        ),
+        DataType::Int64 => Arc::new(vals.map(|v| v.and_then(as_i64)).collect::<Int64Array>()),
         DataType::Float32 => Arc::new(
-            vals.iter()
-                .map(|v| match v {
-                    Some(Val::FloatVal(f)) => Some(*f),
-                    Some(other) => as_f64(other).map(|f| f as f32),
-                    None => None,
-                })
-                .collect::<Float32Array>(),
+            vals.map(|v| match v {
+                Some(Val::FloatVal(f)) => Some(*f),
+                Some(other) => as_f64(other).map(|f| f as f32),
+                None => None,
+            })
+            .collect::<Float32Array>(),
         ),
-        DataType::Float64 => Arc::new(
-            vals.iter()
-                .map(|v| v.and_then(as_f64))
-                .collect::<Float64Array>(),
-        ),
+        DataType::Float64 => Arc::new(vals.map(|v| v.and_then(as_f64)).collect::<Float64Array>()),
         DataType::Boolean => Arc::new(
-            vals.iter()
-                .map(|v| match v {
-                    Some(Val::BoolVal(b)) => Some(*b),
-                    _ => None,
-                })
-                .collect::<BooleanArray>(),
+            vals.map(|v| match v {
+                Some(Val::BoolVal(b)) => Some(*b),
+                _ => None,
+            })
+            .collect::<BooleanArray>(),
         ),
         DataType::Utf8 => Arc::new(
-            vals.iter()
-                .map(|v| match v {
-                    Some(Val::StringVal(s)) => Some(s.as_str()),
-                    _ => None,
-                })
-                .collect::<StringArray>(),
+            vals.map(|v| match v {
+                Some(Val::StringVal(s)) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect::<StringArray>(),
         ),
         DataType::Binary => Arc::new(
-            vals.iter()
-                .map(|v| match v {
-                    Some(Val::BytesVal(b)) => Some(b.as_slice()),
-                    _ => None,
-                })
-                .collect::<BinaryArray>(),
+            vals.map(|v| match v {
+                Some(Val::BytesVal(b)) => Some(b.as_slice()),
+                _ => None,
+            })
+            .collect::<BinaryArray>(),
         ),
         DataType::Timestamp(TimeUnit::Millisecond, tz) => Arc::new(
-            vals.iter()
-                .map(|v| v.and_then(as_i64).map(|s| s.saturating_mul(MS)))
+            vals.map(|v| v.and_then(as_i64).map(|s| s.saturating_mul(MS)))
                 .collect::<TimestampMillisecondArray>()
                 .with_timezone_opt(tz.clone()),
         ),
@@ -185,9 +171,9 @@ fn values_array(data_type: &DataType, vals: &[Option<&Val>]) -> Result<ArrayRef,
 
 /// Appends each value's list (or a null list) with `push`, which returns false when
 /// the value is not a list of this kind.
-fn list_of<B: ArrayBuilder>(
+fn list_of<'v, B: ArrayBuilder>(
     values: B,
-    vals: &[Option<&Val>],
+    vals: impl Iterator<Item = Option<&'v Val>>,
     mut push: impl FnMut(&mut B, &Val) -> bool,
 ) -> ArrayRef {
     let mut b = ListBuilder::new(values);
@@ -201,7 +187,10 @@ fn list_of<B: ArrayBuilder>(
     Arc::new(b.finish())
 }
 
-fn list_array(item: &DataType, vals: &[Option<&Val>]) -> Result<ArrayRef, ArrowError> {
+fn list_array<'v>(
+    item: &DataType,
+    vals: impl Iterator<Item = Option<&'v Val>>,
+) -> Result<ArrayRef, ArrowError> {
     let array = match item {
         DataType::Int32 => list_of(Int32Builder::new(), vals, |b, v| match v {
             Val::Int32ListVal(l) => {

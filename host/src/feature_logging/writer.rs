@@ -49,10 +49,18 @@ impl TargetBuffer {
             return;
         }
         let mut parts: BTreeMap<String, Vec<Row<'_>>> = BTreeMap::new();
-        for e in &self.entries {
-            for r in 0..e.rows {
-                let p = partition_of(&self.target, (e, r));
-                parts.entry(p).or_default().push((e, r));
+        let rows = self
+            .entries
+            .iter()
+            .flat_map(|e| (0..e.rows).map(move |r| (e, r)));
+        if self.target.partition_by.is_empty() {
+            parts.insert(String::new(), rows.collect());
+        } else {
+            for row in rows {
+                parts
+                    .entry(partition_of(&self.target, row))
+                    .or_default()
+                    .push(row);
             }
         }
         let keep: Vec<usize> = (0..self.target.schema.arrow.fields().len())
