@@ -22,8 +22,8 @@ use arrow_schema::{DataType, TimeUnit};
 use feast_server::server::App;
 use feast_server::value::EventTime;
 use feast_server_e2e::logging::{
-    LoggedService, add_service, count_rows, enable_logging, feast_server_binary, parquet_files,
-    read_parquet, vt,
+    LoggedService, add_service, count_rows, enable_logging, feast_server_binary, log_files,
+    read_log_file, vt,
 };
 use feast_server_e2e::{PINNED_NOW, RepoCopy, TestServer, column, test_options, workspace_root};
 use serde_json::{Value as Json, json};
@@ -47,7 +47,7 @@ fn stats_service<'a>(name: &'a str, dest: &'a Path) -> LoggedService<'a> {
 fn all_rows(files: &[std::path::PathBuf]) -> Vec<RecordBatch> {
     files
         .iter()
-        .flat_map(|f| read_parquet(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())))
+        .flat_map(|f| read_log_file(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())))
         .collect()
 }
 
@@ -159,9 +159,9 @@ async fn served_rows_are_written_in_feasts_schema() {
     assert_eq!(stats.errors, 0, "{stats:?}");
 
     // Flat destination: Feast's `<uuid hex>-<i>.parquet` files, nothing left staged.
-    let files = parquet_files(flat.path(), false);
+    let files = log_files(flat.path(), false);
     assert!(!files.is_empty());
-    assert_eq!(files, parquet_files(flat.path(), true), "staged files left");
+    assert_eq!(files, log_files(flat.path(), true), "staged files left");
     for f in &files {
         assert_eq!(f.parent(), Some(flat.path()));
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -200,7 +200,7 @@ async fn served_rows_are_written_in_feasts_schema() {
 
     // Partitioned by __log_date: `<dest>/2026-11-23/<uuid>-0.parquet`, the partition
     // column kept in the directory name only (as pyarrow writes it).
-    let files = parquet_files(dated.path(), false);
+    let files = log_files(dated.path(), false);
     assert!(!files.is_empty());
     for f in &files {
         assert_eq!(
@@ -229,7 +229,7 @@ async fn served_rows_are_written_in_feasts_schema() {
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 10);
     python_check(repo.path(), "driver_stats_by_date", dated.path(), 10);
 
-    assert!(parquet_files(unsampled.path(), true).is_empty());
+    assert!(log_files(unsampled.path(), true).is_empty());
 }
 
 /// Every logged row against the HTTP response it was served in.
@@ -438,8 +438,8 @@ async fn kill_9_leaves_only_whole_files_and_loses_at_most_the_last_write_interva
     let killed = Instant::now();
     let _ = child.wait();
 
-    // Every Parquet file on disk, staged or not, is whole.
-    let files = parquet_files(dest.path(), true);
+    // Every file on disk, published Parquet or staged Arrow IPC, is whole.
+    let files = log_files(dest.path(), true);
     assert!(
         !files.is_empty(),
         "rows older than the write interval are on disk"
@@ -465,8 +465,8 @@ async fn kill_9_leaves_only_whole_files_and_loses_at_most_the_last_write_interva
     app.stop().await;
     assert_eq!(count_rows(dest.path(), false), on_disk);
     assert_eq!(
-        parquet_files(dest.path(), true),
-        parquet_files(dest.path(), false),
+        log_files(dest.path(), true),
+        log_files(dest.path(), false),
         "nothing left staged"
     );
 }
@@ -498,7 +498,7 @@ async fn grpc_requests_are_logged_too() {
     let stats = logger.stats();
     assert_eq!(stats.enqueued_rows, 4 * 3, "{stats:?}");
     assert_eq!(stats.published_rows, 4 * 3, "{stats:?}");
-    let batches = all_rows(&parquet_files(dest.path(), false));
+    let batches = all_rows(&log_files(dest.path(), false));
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     assert_eq!(rows, 4 * 3);
     let conv = batches[0]

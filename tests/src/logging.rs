@@ -1,11 +1,12 @@
 //! Helpers for the feature logging tests: add a logged feature service to a repo
-//! copy's registry, turn logging on in `feature_store.yaml`, read the Parquet files
-//! back, and find the `feast-server` binary.
+//! copy's registry, turn logging on in `feature_store.yaml`, read the log files
+//! back (published Parquet, staged Arrow IPC), and find the `feast-server` binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use arrow_array::RecordBatch;
+use arrow_ipc::reader::FileReader;
 use feast_server::proto::feast::core::logging_config::{Destination, FileDestination};
 use feast_server::proto::feast::core::{
     FeatureService, FeatureServiceSpec, FeatureSpecV2, FeatureViewProjection, LoggingConfig,
@@ -101,9 +102,9 @@ pub fn enable_logging(
     ));
 }
 
-/// Every `*.parquet` file under `dir`; with `hidden`, also those under dot
-/// directories (staged files).
-pub fn parquet_files(dir: &Path, hidden: bool) -> Vec<PathBuf> {
+/// Every log file under `dir`: the published `*.parquet` files and, with `hidden`,
+/// also the files under dot directories (staged `*.arrow` files).
+pub fn log_files(dir: &Path, hidden: bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
@@ -117,7 +118,7 @@ pub fn parquet_files(dir: &Path, hidden: bool) -> Vec<PathBuf> {
                 if hidden || !name.starts_with('.') {
                     todo.push(p);
                 }
-            } else if name.ends_with(".parquet") {
+            } else if name.ends_with(".parquet") || (hidden && name.ends_with(".arrow")) {
                 out.push(p);
             }
         }
@@ -126,9 +127,16 @@ pub fn parquet_files(dir: &Path, hidden: bool) -> Vec<PathBuf> {
     out
 }
 
-/// Reads a whole Parquet file with the Rust reader.
-pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, String> {
+/// Reads a whole log file with the Rust readers: Parquet, or Arrow IPC for
+/// `*.arrow`.
+pub fn read_log_file(path: &Path) -> Result<Vec<RecordBatch>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    if path.extension().is_some_and(|e| e == "arrow") {
+        let reader = FileReader::try_new_buffered(file, None).map_err(|e| e.to_string())?;
+        return reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string());
+    }
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| e.to_string())?
         .build()
@@ -138,13 +146,13 @@ pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Rows in every Parquet file under `dir` (panics on an unreadable file).
+/// Rows in every log file under `dir` (panics on an unreadable file).
 pub fn count_rows(dir: &Path, hidden: bool) -> usize {
-    parquet_files(dir, hidden)
+    log_files(dir, hidden)
         .iter()
         .map(|f| {
-            read_parquet(f)
-                .unwrap_or_else(|e| panic!("{} is not a whole Parquet file: {e}", f.display()))
+            read_log_file(f)
+                .unwrap_or_else(|e| panic!("{} is not a whole log file: {e}", f.display()))
                 .iter()
                 .map(RecordBatch::num_rows)
                 .sum::<usize>()

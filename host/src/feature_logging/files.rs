@@ -7,9 +7,13 @@
 //! <dest>/<uuid>-<i>.parquet                     flushed logs (what Feast reads)
 //! <dest>/<p1>/<p2>/<uuid>-<i>.parquet           the same with partition_by [p1, p2]
 //! <dest>/.feast-server-logging/<service>/
-//!     staged/[<p1>/...]/<time>-<uuid>.parquet   written, waiting for the next flush
+//!     staged/[<p1>/...]/<time>-<uuid>.arrow     written, waiting for the next flush
 //!     flushing-<uuid>/...                       being flushed (a renamed `staged/`)
 //! ```
+//!
+//! Staged files are Arrow IPC files (the batches as they are in memory, no
+//! encoding); a flush encodes them once, as Parquet. Staged Parquet files (written
+//! by earlier versions) are published the same way.
 //!
 //! Every file is written under a dot-prefixed temporary name in its final
 //! directory, synced, then renamed, so a reader sees whole files or nothing.
@@ -25,16 +29,20 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_array::{RecordBatch, RecordBatchReader};
+use arrow_ipc::reader::FileReader;
+use arrow_ipc::writer::FileWriter;
+use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
-/// Rows per row group of written files.
+/// Rows per row group of published files.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Extension of staged files (Arrow IPC file format).
+const STAGED_EXT: &str = "arrow";
 /// Rows per batch read back while merging.
 const READ_BATCH_ROWS: usize = 8 * 1024;
 
@@ -57,6 +65,14 @@ pub enum FileError {
         /// Why.
         source: ParquetError,
     },
+    /// Arrow data (an IPC file, batches read back) did not write or read.
+    #[error("{path}: {source}")]
+    Arrow {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: ArrowError,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FileError + '_ {
@@ -73,19 +89,17 @@ fn pq_err(path: &Path) -> impl FnOnce(ParquetError) -> FileError + '_ {
     }
 }
 
+fn arrow_err(path: &Path) -> impl FnOnce(ArrowError) -> FileError + '_ {
+    move |source| FileError::Arrow {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// Published files: Snappy and dictionaries, as pyarrow writes by default.
 fn published_props() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build()
-}
-
-/// Staged files live until the next flush re-encodes them: cheapest encoding.
-fn staged_props() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::UNCOMPRESSED)
-        .set_dictionary_enabled(false)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
 }
@@ -98,13 +112,12 @@ pub fn new_id() -> String {
     uuid::Uuid::from_bytes(b).simple().to_string()
 }
 
-/// Writes a Parquet file at `path` through a temporary name in the same directory;
-/// `fill` writes the batches. Returns the rows written.
+/// Writes a file at `path` through a temporary name in the same directory: `fill`
+/// writes the temporary file (given with its path) and returns it with the rows it
+/// holds; it is synced, then renamed. Returns the rows.
 fn write_atomically(
     path: &Path,
-    schema: SchemaRef,
-    props: WriterProperties,
-    fill: impl FnOnce(&mut ArrowWriter<File>) -> Result<(), FileError>,
+    fill: impl FnOnce(File, &Path) -> Result<(File, usize), FileError>,
 ) -> Result<usize, FileError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -113,28 +126,50 @@ fn write_atomically(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err(&tmp))?;
-        fill(&mut writer)?;
-        let file = writer.into_inner().map_err(pq_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    let rows = parquet_rows(&tmp)?;
+    let result = File::create(&tmp)
+        .map_err(io_err(&tmp))
+        .and_then(|file| fill(file, &tmp))
+        .and_then(|(file, rows)| file.sync_all().map_err(io_err(&tmp)).map(|()| rows));
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     std::fs::rename(&tmp, path).map_err(io_err(path))?;
     sync_dir(dir);
     Ok(rows)
 }
 
-fn parquet_rows(path: &Path) -> Result<usize, FileError> {
+/// [`write_atomically`] for a Parquet file; `fill` writes the batches and returns
+/// their rows.
+fn write_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    props: WriterProperties,
+    fill: impl FnOnce(&mut ArrowWriter<File>) -> Result<usize, FileError>,
+) -> Result<usize, FileError> {
+    write_atomically(path, |file, tmp| {
+        let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err(tmp))?;
+        let rows = fill(&mut writer)?;
+        let file = writer.into_inner().map_err(pq_err(tmp))?;
+        Ok((file, rows))
+    })
+}
+
+/// A staged file, Arrow IPC or (from earlier versions) Parquet, as a batch reader.
+fn open_staged(path: &Path) -> Result<Box<dyn RecordBatchReader>, FileError> {
     let file = File::open(path).map_err(io_err(path))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq_err(path))?;
-    Ok(usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0))
+    if path.extension().is_some_and(|e| e == STAGED_EXT) {
+        let reader = FileReader::try_new_buffered(file, None).map_err(arrow_err(path))?;
+        Ok(Box::new(reader))
+    } else {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_batch_size(READ_BATCH_ROWS).build())
+            .map_err(pq_err(path))?;
+        Ok(Box::new(reader))
+    }
 }
 
 /// Makes a rename durable (best effort: not every filesystem supports it).
@@ -159,12 +194,19 @@ pub fn write_staged(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let path = dir.join(format!("{nanos:020}-{}.parquet", new_id()));
-    write_atomically(&path, schema, staged_props(), |w| {
+    let path = dir.join(format!("{nanos:020}-{}.{STAGED_EXT}", new_id()));
+    write_atomically(&path, |file, tmp| {
+        let mut writer = FileWriter::try_new_buffered(file, &schema).map_err(arrow_err(tmp))?;
         for b in batches {
-            w.write(b).map_err(pq_err(&path))?;
+            writer.write(b).map_err(arrow_err(tmp))?;
         }
-        Ok(())
+        writer.finish().map_err(arrow_err(tmp))?;
+        let file = writer
+            .into_inner()
+            .map_err(arrow_err(tmp))?
+            .into_inner()
+            .map_err(|e| io_err(tmp)(e.into_error()))?;
+        Ok((file, batches.iter().map(RecordBatch::num_rows).sum()))
     })?;
     Ok(path)
 }
@@ -216,7 +258,7 @@ pub fn flush(staging: &Path, destination: &Path) -> Result<Published, FileError>
     Ok(total)
 }
 
-/// Staged Parquet files under `root`, by partition directory (relative), sorted.
+/// Staged files under `root`, by partition directory (relative), sorted.
 fn staged_files(root: &Path) -> Result<BTreeMap<PathBuf, Vec<PathBuf>>, FileError> {
     let mut out: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
     let mut todo = vec![root.to_path_buf()];
@@ -229,7 +271,9 @@ fn staged_files(root: &Path) -> Result<BTreeMap<PathBuf, Vec<PathBuf>>, FileErro
                 .unwrap_or_default();
             if path.is_dir() {
                 todo.push(path);
-            } else if !name.starts_with('.') && name.ends_with(".parquet") {
+            } else if !name.starts_with('.')
+                && (name.ends_with(".parquet") || name.ends_with(&format!(".{STAGED_EXT}")))
+            {
                 let rel = dir
                     .strip_prefix(root)
                     .unwrap_or(Path::new(""))
@@ -252,9 +296,8 @@ fn publish(dir: &Path, destination: &Path, id: &str) -> Result<Published, FileEr
         // Group by schema, in order of each group's first file.
         let mut groups: Vec<(SchemaRef, Vec<PathBuf>)> = Vec::new();
         for f in files {
-            let file = File::open(&f).map_err(io_err(&f))?;
-            let schema = match ParquetRecordBatchReaderBuilder::try_new(file) {
-                Ok(b) => b.schema().clone(),
+            let schema = match open_staged(&f) {
+                Ok(r) => r.schema(),
                 Err(e) => {
                     // Only whole files are ever staged; one that does not read is
                     // reported and left out rather than blocking every later flush.
@@ -273,24 +316,142 @@ fn publish(dir: &Path, destination: &Path, id: &str) -> Result<Published, FileEr
             if out.exists() {
                 continue;
             }
-            let rows = write_atomically(&out, schema, published_props(), |w| {
+            let rows = write_parquet(&out, schema, published_props(), |w| {
+                let mut rows = 0;
                 for f in &group {
-                    let file = File::open(f).map_err(io_err(f))?;
-                    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                        .map_err(pq_err(f))?
-                        .with_batch_size(READ_BATCH_ROWS)
-                        .build()
-                        .map_err(pq_err(f))?;
-                    for batch in reader {
-                        let batch = batch.map_err(|e| pq_err(f)(ParquetError::from(e)))?;
+                    for batch in open_staged(f)? {
+                        let batch = batch.map_err(arrow_err(f))?;
                         w.write(&batch).map_err(pq_err(f))?;
+                        rows += batch.num_rows();
                     }
                 }
-                Ok(())
+                Ok(rows)
             })?;
             published.files += 1;
             published.rows += rows;
         }
     }
     Ok(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("driver_id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    /// Rows `from..from + n`: ids, and a name on even ids only.
+    fn batch(from: i64, n: i64) -> RecordBatch {
+        let ids = from..from + n;
+        let names = ids.clone().map(|i| (i % 2 == 0).then(|| format!("v{i}")));
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(ids)),
+                Arc::new(StringArray::from_iter(names)),
+            ],
+        )
+        .expect("batch")
+    }
+
+    /// The rows of batches as (id, name) pairs.
+    fn rows(batches: &[RecordBatch]) -> Vec<(i64, Option<String>)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let ids = b.column(0).as_any().downcast_ref::<Int64Array>();
+            let names = b.column(1).as_any().downcast_ref::<StringArray>();
+            let (ids, names) = (ids.expect("ids"), names.expect("names"));
+            for i in 0..b.num_rows() {
+                let name = names.is_valid(i).then(|| names.value(i).to_string());
+                out.push((ids.value(i), name));
+            }
+        }
+        out
+    }
+
+    /// The rows of each published Parquet file directly in `dir`.
+    fn published(dir: &Path) -> Vec<Vec<(i64, Option<String>)>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| {
+                let batches: Vec<RecordBatch> = open_staged(f)
+                    .expect("parquet")
+                    .collect::<Result<_, _>>()
+                    .expect("batches");
+                rows(&batches)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn staged_arrow_files_are_published_as_one_parquet_file_per_partition() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let staging = dir.path().join(".feast-server-logging").join("svc");
+        let first = write_staged(&staging, "", schema(), &[batch(0, 100)]).expect("write");
+        write_staged(&staging, "", schema(), &[batch(100, 50), batch(150, 25)]).expect("write");
+        write_staged(&staging, "day=1", schema(), &[batch(1000, 10)]).expect("write");
+
+        // Staged files are whole Arrow IPC files, under their final names only.
+        assert_eq!(first.extension().and_then(|e| e.to_str()), Some("arrow"));
+        let staged: Vec<RecordBatch> = open_staged(&first)
+            .expect("ipc")
+            .collect::<Result<_, _>>()
+            .expect("batches");
+        assert_eq!(staged, vec![batch(0, 100)]);
+
+        let p = flush(&staging, dir.path()).expect("flush");
+        assert_eq!(
+            p,
+            Published {
+                files: 2,
+                rows: 185
+            }
+        );
+        assert_eq!(published(dir.path()), vec![rows(&[batch(0, 175)])]);
+        assert_eq!(
+            published(&dir.path().join("day=1")),
+            vec![rows(&[batch(1000, 10)])]
+        );
+        assert!(staged_files(&staging).expect("list").is_empty());
+        assert_eq!(
+            flush(&staging, dir.path()).expect("flush"),
+            Published::default()
+        );
+    }
+
+    #[test]
+    fn parquet_files_staged_by_earlier_versions_are_published_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let staging = dir.path().join(".feast-server-logging").join("svc");
+        let old = staging
+            .join("staged")
+            .join("00000000000000000001-old.parquet");
+        let props = WriterProperties::builder().build();
+        write_parquet(&old, schema(), props, |w| {
+            w.write(&batch(0, 20)).map_err(pq_err(Path::new("old")))?;
+            Ok(20)
+        })
+        .expect("old staged file");
+        write_staged(&staging, "", schema(), &[batch(20, 5)]).expect("write");
+
+        let p = flush(&staging, dir.path()).expect("flush");
+        assert_eq!(p, Published { files: 1, rows: 25 });
+        assert_eq!(published(dir.path()), vec![rows(&[batch(0, 25)])]);
+    }
 }
