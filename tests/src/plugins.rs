@@ -1,6 +1,10 @@
 //! The Wasm plugins of `plugins/`, built for wasm32-wasip2 once per test run (in
 //! their own target directory, so a build started from a running test never waits
 //! on the test build's lock), and plugin directories for test servers.
+//!
+//! Both versions of `transformed-conv-rate` build in the same target directory (the
+//! dependencies are shared; only the plugin crate differs), each copied out under
+//! its own name before the other overwrites it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,19 +59,28 @@ fn build(target: &Path, packages: &[&str], features: &[&str]) {
 pub fn built_plugins() -> &'static BuiltPlugins {
     static BUILT: OnceLock<BuiltPlugins> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let v1 = target_dir().join("plugins");
-        let v2 = target_dir().join("plugins-v2");
-        build(&v1, &["transformed-conv-rate", "evil-plugin"], &[]);
+        let target = target_dir().join("plugins");
+        let built = target.join("wasm32-wasip2/plugin");
+        let out = target.join("for-tests");
+        std::fs::create_dir_all(&out).expect("plugin output dir");
+        let keep = |name: &str, as_name: &str| {
+            let dest = out.join(as_name);
+            std::fs::copy(built.join(name), &dest).expect("copy built plugin");
+            dest
+        };
+        build(&target, &["transformed-conv-rate", "evil-plugin"], &[]);
+        let conv_rate = keep("transformed_conv_rate.wasm", "transformed_conv_rate.wasm");
+        let evil = keep("evil_plugin.wasm", "evil_plugin.wasm");
         build(
-            &v2,
+            &target,
             &["transformed-conv-rate"],
             &["transformed-conv-rate/v2"],
         );
-        let artifact = |t: &Path, name: &str| t.join("wasm32-wasip2/plugin").join(name);
+        let conv_rate_v2 = keep("transformed_conv_rate.wasm", "transformed_conv_rate_v2.wasm");
         BuiltPlugins {
-            conv_rate: artifact(&v1, "transformed_conv_rate.wasm"),
-            conv_rate_v2: artifact(&v2, "transformed_conv_rate.wasm"),
-            evil: artifact(&v1, "evil_plugin.wasm"),
+            conv_rate,
+            conv_rate_v2,
+            evil,
         }
     })
 }
