@@ -238,7 +238,7 @@ impl Collector for LoggingCollector {
             ),
             (
                 "feature_logging_written_rows",
-                "Log rows written to staged Parquet files",
+                "Log rows written to staged files",
                 s.written_rows,
             ),
             (

@@ -12,7 +12,7 @@
 //! into a log entry and enqueues it ([`queue`]: at most `queue_capacity` rows, waiting
 //! at most `emit_timeout_micro_secs` for room, else the rows are dropped and counted).
 //! One writer thread ([`writer`]) buffers rows in memory as Arrow batches, **writes**
-//! them every `write_to_disk_interval_secs` to staged Parquet files inside the
+//! them every `write_to_disk_interval_secs` to staged Arrow IPC files inside the
 //! destination (`.feast-server-logging/`, invisible to readers), and **flushes**
 //! every `flush_interval_secs`: the staged files of each partition are merged into one
 //! Parquet file in the destination, where Feast reads them ([`files`]). Shutdown
@@ -61,7 +61,7 @@ pub struct LoggingStats {
     pub enqueued_rows: u64,
     /// Rows dropped because the queue was full (the requests were served).
     pub dropped_rows: u64,
-    /// Rows written to staged Parquet files.
+    /// Rows written to staged files.
     pub written_rows: u64,
     /// Rows lost because they could not be encoded or written.
     pub failed_rows: u64,

@@ -1,5 +1,5 @@
 //! The background writer: one thread that takes rows off the queue, keeps them in
-//! memory (compacted into Arrow batches), writes them to staged Parquet files on
+//! memory (compacted into Arrow batches), writes them to staged Arrow IPC files on
 //! `Write` and publishes staged files on `Flush`.
 
 use std::collections::{BTreeMap, HashMap};
