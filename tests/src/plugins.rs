@@ -76,7 +76,10 @@ pub fn built_plugins() -> &'static BuiltPlugins {
             &["transformed-conv-rate"],
             &["transformed-conv-rate/v2"],
         );
-        let conv_rate_v2 = keep("transformed_conv_rate.wasm", "transformed_conv_rate_v2.wasm");
+        let conv_rate_v2 = keep(
+            "transformed_conv_rate.wasm",
+            "transformed_conv_rate_v2.wasm",
+        );
         BuiltPlugins {
             conv_rate,
             conv_rate_v2,
