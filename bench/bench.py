@@ -16,7 +16,9 @@ Results: a table on stdout, plus results.csv and table.md in the output director
 Servers: ours (target/release/feast-server, built if missing), python (feast serve
 --no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2),
 floor (no server: the same store reads issued directly by the store's client library,
-target/release/examples/store_floor), ours-grpc (our server with -t grpc, loaded by
+target/release/examples/store_floor), http-floor (our server answering GET /health/live:
+the same HTTP stack and load generator with no store read and no JSON, measured in
+each case's rounds), ours-grpc (our server with -t grpc, loaded by
 target/release/examples/grpc_load, a tonic client with one HTTP/2 connection per
 concurrent client; HTTP servers are loaded by wrk). The Python servers use the pinned Feast from
 demo/feast_venv.sh. Stores: sqlite (the demo's online_store.db) and redis (a private
@@ -131,12 +133,16 @@ class Server:
                 self.proc.wait()
 
 
-def run_wrk(url, payload, conns, duration):
+def run_wrk(url, payload, conns, duration, path="/get-online-features"):
+    """wrk POSTing a payload to `path`, or GETting `path` when `payload` is None."""
     threads = 1 if conns < 2 else 2
-    env = {**os.environ, "BODY_FILE": str(BENCH / "payloads" / f"{payload}.json")}
+    env = dict(os.environ)
+    env.pop("BODY_FILE", None)
+    if payload is not None:
+        env["BODY_FILE"] = str(BENCH / "payloads" / f"{payload}.json")
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
-         "-s", str(BENCH / "post.lua"), url + "/get-online-features"],
+         "-s", str(BENCH / "post.lua"), url + path],
         env=env, capture_output=True, text=True, check=False,
     ).stdout
     res = {}
@@ -186,8 +192,8 @@ def run_floor(args, store, repo, redis_port, payload, conns, duration):
 
 def start_server(kind, repo, args):
     port = free_port()
-    if kind == "ours":
-        return Server("ours", [str(args.server_bin), "-c", str(repo), "serve", "-p", str(port),
+    if kind in ("ours", "http-floor"):
+        return Server(kind, [str(args.server_bin), "-c", str(repo), "serve", "-p", str(port),
                                "--plugins", str(args.plugins)],
                       cwd=repo, port=port, env={"RUST_LOG": "warn"})
     if kind == "ours-grpc":
@@ -297,6 +303,8 @@ def measure(kind, srv, store, repo, redis_port, args, payload, c):
     t0, c0 = time.monotonic(), cpu_ticks(srv.proc.pid)
     if kind == "ours-grpc":
         r = run_grpc_load(args, srv.port, payload, c, args.duration)
+    elif kind == "http-floor":
+        r = run_wrk(srv.url, None, c, args.duration, "/health/live")
     else:
         r = run_wrk(srv.url, payload, c, args.duration)
     cpu = (cpu_ticks(srv.proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
@@ -326,6 +334,9 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                 if kind == "ours-grpc":
                     run_grpc_load(args, srv.port, payload, conns[0], args.warmup)
                     continue
+                if kind == "http-floor":
+                    run_wrk(srv.url, None, conns[0], args.warmup, "/health/live")
+                    continue
                 body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
                 status, resp_body = http("POST", srv.url + "/get-online-features", body, timeout=30)
                 if status != 200:
@@ -349,7 +360,7 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                     mid = sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
                     row = dict(mid, rounds=len(rs))
                     if kind == "ours":
-                        for other in ("python", "floor"):
+                        for other in ("python", "floor", "http-floor"):
                             if samples.get(other):
                                 row[f"ours/{other}"] = round(median(
                                     [o["rps"] / p["rps"] for o, p in zip(rs, samples[other]) if p["rps"]]), 2)
@@ -378,14 +389,14 @@ def write_results(rows, servers, out: Path):
         return f"{r['rps'] / o['rps']:.1f}x" if o and o["rps"] else ""
 
     head = ["store", "payload", "conns", "server", "req/s", "p50 ms", "p99 ms", "CPU %", "RSS MB",
-            "ours/python", "ours/floor"]
+            "ours/python", "ours/floor", "ours/http-floor"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {s: i for i, s in enumerate(servers)}
     for r in sorted(rows, key=lambda r: (r["store"], r["payload"], r["conns"], order.get(r["server"], 99))):
         lines.append("| " + " | ".join([
             r["store"], r["payload"], str(r["conns"]), r["server"], f"{r['rps']:.0f}",
             f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["cpu_pct"]), str(r["rss_mb"]),
-            ratio(r, "python"), ratio(r, "floor")]) + " |")
+            ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor")]) + " |")
     lines += ["", "| server | start-up to first 200 | idle RSS MB | max RSS under load MB |", "|---|---|---|---|"]
     for s in servers:
         rs = [r for r in rows if r["server"] == s and r["startup_s"] != ""]
@@ -400,7 +411,7 @@ def write_results(rows, servers, out: Path):
 
 
 COLORS = {"ours": "#1b7837", "ours-grpc": "#5aae61", "python": "#c51b7d", "python-w2": "#e9a3c9",
-          "floor": "#4393c3"}
+          "floor": "#4393c3", "http-floor": "#92c5de"}
 
 
 def svg_chart(rows, servers):

@@ -1,9 +1,13 @@
--- wrk script: POST the JSON file named by $BODY_FILE; print a machine-readable summary.
-local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
+-- wrk script: POST the JSON file named by $BODY_FILE (GET when it is unset); print a
+-- machine-readable summary.
+local body_file = os.getenv("BODY_FILE")
+if body_file then
+  local f = assert(io.open(body_file, "rb"))
+  wrk.method = "POST"
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.headers["Content-Type"] = "application/json"
+end
 
 done = function(summary, latency, requests)
   io.write(string.format(
