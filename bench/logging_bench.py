@@ -100,25 +100,29 @@ def start(binary: Path, repo: Path, log: Path):
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def stat_cpu(stat: str) -> tuple[str, float]:
+    """Name and user + system CPU seconds of a /proc `stat` line (process or thread)."""
+    name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+    fields = rest.split()
+    return name, (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (all its threads, the writer included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """CPU time of a process so far (all its threads, the writer included)."""
+    return stat_cpu(Path(f"/proc/{pid}/stat").read_text())[1]
 
 
 def thread_cpu_seconds(pid: int, name: str) -> float:
-    """User + system CPU time so far of the process's threads called `name`."""
-    total = 0
+    """CPU time so far of the process's threads called `name`."""
+    total = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            stat = (task / "stat").read_text()
+            comm, seconds = stat_cpu((task / "stat").read_text())
         except OSError:
             continue
-        comm, rest = stat.split("(", 1)[1].rsplit(")", 1)
         if comm == name:
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+            total += seconds
+    return total
 
 
 def wrk(url: str, conns: int, duration: int) -> dict:

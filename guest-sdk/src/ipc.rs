@@ -92,6 +92,15 @@ pub fn write_stream(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
     Ok(out)
 }
 
+/// Bytes before a message's metadata: continuation marker (when present) and length.
+fn framing(message: &[u8]) -> usize {
+    if message.starts_with(&CONTINUATION) {
+        8
+    } else {
+        4
+    }
+}
+
 /// Length of the stream's first message (its framing and metadata; a schema
 /// message has no body).
 fn first_message_len(bytes: &[u8]) -> Result<usize, ArrowError> {
@@ -99,11 +108,7 @@ fn first_message_len(bytes: &[u8]) -> Result<usize, ArrowError> {
         let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
         Some(u32::from_le_bytes(b))
     };
-    let framing = if bytes.get(..4) == Some(&CONTINUATION[..]) {
-        8
-    } else {
-        4
-    };
+    let framing = framing(bytes);
     let len = word(framing - 4).ok_or_else(|| invalid("the stream is empty or truncated"))?;
     let end = framing + len as usize;
     if len == 0 || end > bytes.len() {
@@ -149,12 +154,7 @@ pub fn read_stream(bytes: Buffer) -> Result<RecordBatch, ArrowError> {
 
 /// Whether a stream's first message is a schema message without a body.
 fn is_bare_schema_message(head: &[u8]) -> bool {
-    let framing = if head.starts_with(&CONTINUATION) {
-        8
-    } else {
-        4
-    };
-    head.get(framing..)
+    head.get(framing(head)..)
         .and_then(|m| arrow_ipc::root_as_message(m).ok())
         .is_some_and(|m| m.header_type() == MessageHeader::Schema && m.bodyLength() == 0)
 }
