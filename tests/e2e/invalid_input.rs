@@ -1,5 +1,9 @@
 //! Bad input gets a clear 4xx in Feast's error format, and the server keeps serving.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
 use feast_server_e2e::{RepoCopy, TestServer};
 use serde_json::json;
 
@@ -153,9 +157,49 @@ async fn oversized_bodies_are_refused_with_413() {
     for _ in 0..3 {
         let resp = server.get_online_features(&body).await;
         assert_eq!(resp.status, 413);
+        // The unread rest of the body makes the connection unusable: the
+        // client must not send its next request on it.
+        assert_eq!(resp.headers["connection"], "close");
     }
     let good =
         json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1001]}});
     assert_eq!(server.get_online_features(&good).await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_client_sending_an_oversized_body_still_reads_the_413() {
+    let repo = RepoCopy::demo();
+    let server = TestServer::demo(&repo).await;
+    let port = server.port;
+    // 8 MiB (4 times the limit) sent over about 4 seconds: the server answers
+    // at once and keeps draining until the client is done, so the response
+    // is not destroyed by a reset.
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        const CHUNK: usize = 512 * 1024;
+        const CHUNKS: usize = 16;
+        let head = format!(
+            "POST /get-online-features HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            CHUNK * CHUNKS
+        );
+        conn.write_all(head.as_bytes()).expect("head sent");
+        let chunk = vec![b' '; CHUNK];
+        for _ in 0..CHUNKS {
+            std::thread::sleep(Duration::from_millis(250));
+            conn.write_all(&chunk)
+                .expect("the server keeps reading the body");
+        }
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply)
+            .expect("the response, then a clean close");
+        reply
+    })
+    .await
+    .expect("client thread");
+    assert!(reply.starts_with("HTTP/1.1 413 "), "{reply}");
+    assert!(reply.contains("\r\nconnection: close\r\n"), "{reply}");
+    assert!(reply.contains("larger than this server's limit"), "{reply}");
     server.stop().await;
 }

@@ -168,6 +168,7 @@ async fn too_many_entities_is_a_400_and_a_huge_body_a_413() {
         .await;
     assert_eq!(resp.status, 413);
     assert!(resp.feast_error().1.contains("65536 bytes"));
+    assert_eq!(resp.headers["connection"], "close");
     assert_eq!(server.get_online_features(&good()).await.status, 200);
     server.stop().await;
 }

@@ -24,8 +24,11 @@ use tower::ServiceExt;
 
 use crate::threads::Stopping;
 
-/// How long a closing connection keeps draining what the client still sends.
-const LINGER_TIME: Duration = Duration::from_secs(2);
+/// How long a closing connection keeps draining, at most, what the client
+/// still sends (a slow or busy client may need seconds to finish a large body).
+const LINGER_TIME: Duration = Duration::from_secs(30);
+/// How long a closing connection waits for the client's next bytes.
+const LINGER_IDLE: Duration = Duration::from_secs(5);
 /// How much a closing connection reads and discards at most.
 const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -53,14 +56,17 @@ pub async fn serve_connection(router: Router, stream: TcpStream, stopping: Stopp
     }
     let stream = conn.into_parts().io.into_inner();
     if !shutting_down {
-        // On server stop the drain must not wait for clients that keep
-        // their idle connections open.
-        linger_close(stream).await;
+        // A server stop ends the lingering too: the drain must not wait for
+        // clients that are slow to finish or keep their connections open.
+        tokio::select! {
+            () = linger_close(stream) => {}
+            () = stopping => {}
+        }
     }
 }
 
-/// Sends FIN, then discards incoming bytes until the client closes, the
-/// linger time passes or the byte cap is reached.
+/// Sends FIN, then discards incoming bytes until the client closes, stays
+/// silent for the idle time, the linger time passes or the byte cap is reached.
 async fn linger_close(mut stream: TcpStream) {
     if stream.shutdown().await.is_err() {
         return;
@@ -69,9 +75,9 @@ async fn linger_close(mut stream: TcpStream) {
         let mut buf = [0u8; 16 * 1024];
         let mut total = 0;
         while total < LINGER_BYTES {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => total += n,
+            match tokio::time::timeout(LINGER_IDLE, stream.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) | Err(_) => return,
+                Ok(Ok(n)) => total += n,
             }
         }
     };

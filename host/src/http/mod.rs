@@ -126,16 +126,26 @@ async fn get_online_features(
         Ok(b) => b,
         Err(rejection) => {
             let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!(
-                    "the request body is larger than this server's limit of {} bytes",
-                    state.frontend.limits.max_body_bytes
-                )
-            } else {
-                format!("the request body could not be read: {rejection}")
-            };
+            if status != StatusCode::PAYLOAD_TOO_LARGE {
+                let message = format!("the request body could not be read: {rejection}");
+                let body = error::feast_error_body("FeastError", &message);
+                return (status, [(header::CONTENT_TYPE, "application/json")], body)
+                    .into_response();
+            }
+            let message = format!(
+                "the request body is larger than this server's limit of {} bytes",
+                state.frontend.limits.max_body_bytes
+            );
             let body = error::feast_error_body("FeastError", &message);
-            return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            // The rest of the body is never read, so the connection cannot
+            // carry another request: say so (RFC 9112 section 9.6), or a
+            // client that finished sending would reuse it and lose its next
+            // request to the close.
+            let headers = [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CONNECTION, "close"),
+            ];
+            return (status, headers, body).into_response();
         }
     };
     let req = match request::parse_request(&body) {
