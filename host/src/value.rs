@@ -259,18 +259,22 @@ pub fn write_python_float(f: f64, out: &mut Vec<u8>) {
         .iter()
         .position(|&c| c == b'.')
         .unwrap_or(mantissa.len());
-    let mut digits: Vec<u8> = mantissa
-        .iter()
-        .copied()
-        .filter(|c| c.is_ascii_digit())
-        .collect();
+    // ryu prints at most 17 significant digits.
+    let mut digit_buf = [0u8; 24];
+    let mut len = 0;
+    for &c in mantissa.iter().filter(|c| c.is_ascii_digit()) {
+        if let Some(slot) = digit_buf.get_mut(len) {
+            *slot = c;
+            len += 1;
+        }
+    }
     // value = 0.DIGITS x 10^point
     let mut point = int_len as i32 + exp;
-    let leading = digits.iter().take_while(|&&c| c == b'0').count();
-    digits.drain(..leading);
+    let leading = digit_buf[..len].iter().take_while(|&&c| c == b'0').count();
+    let mut digits = &digit_buf[leading..len];
     point -= leading as i32;
-    while digits.last() == Some(&b'0') {
-        digits.pop();
+    while let Some((b'0', rest)) = digits.split_last() {
+        digits = rest;
     }
     let n = digits.len() as i32;
     if negative {
@@ -281,9 +285,9 @@ pub fn write_python_float(f: f64, out: &mut Vec<u8>) {
         if point <= 0 {
             out.extend_from_slice(b"0.");
             out.extend(std::iter::repeat_n(b'0', (-point) as usize));
-            out.extend_from_slice(&digits);
+            out.extend_from_slice(digits);
         } else if point >= n {
-            out.extend_from_slice(&digits);
+            out.extend_from_slice(digits);
             out.extend(std::iter::repeat_n(b'0', (point - n) as usize));
             out.extend_from_slice(b".0");
         } else {
@@ -291,19 +295,21 @@ pub fn write_python_float(f: f64, out: &mut Vec<u8>) {
             out.push(b'.');
             out.extend_from_slice(&digits[point as usize..]);
         }
-    } else {
-        out.push(digits[0]);
-        if n > 1 {
+    } else if let Some((first, rest)) = digits.split_first() {
+        out.push(*first);
+        if !rest.is_empty() {
             out.push(b'.');
-            out.extend_from_slice(&digits[1..]);
+            out.extend_from_slice(rest);
         }
         out.push(b'e');
         out.push(if x < 0 { b'-' } else { b'+' });
-        let ax = x.unsigned_abs();
-        if ax < 10 {
-            out.push(b'0');
+        // Decimal exponents of an f64 have at most three digits.
+        let ax = x.unsigned_abs().min(999);
+        if ax >= 100 {
+            out.push(b'0' + (ax / 100) as u8);
         }
-        out.extend_from_slice(ax.to_string().as_bytes());
+        out.push(b'0' + (ax / 10 % 10) as u8);
+        out.push(b'0' + (ax % 10) as u8);
     }
 }
 
@@ -362,6 +368,24 @@ mod tests {
         assert_eq!(py(1.7976931348623157e308), "1.7976931348623157e+308");
         assert_eq!(py(0.1), "0.1");
         assert_eq!(py(f64::NAN), "nan");
+    }
+
+    #[test]
+    fn printed_floats_read_back_exactly() {
+        // xorshift over bit patterns: every finite double class, both signs.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if !f.is_finite() {
+                continue;
+            }
+            let text = py(f);
+            assert_eq!(text.parse::<f64>().ok(), Some(f), "{text}");
+            assert!(text.contains('.') || text.contains('e'), "{text}");
+        }
     }
 
     #[test]

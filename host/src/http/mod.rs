@@ -96,10 +96,13 @@ async fn observe(State(state): State<HttpState>, req: Request, next: Next) -> Re
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(new_request_id, str::to_string);
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let timer = state.frontend.start(endpoint_label(&path));
-    let span = tracing::info_span!("request", id = %id, method = %method, path = %path);
+    let timer = state.frontend.start(endpoint_label(req.uri().path()));
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
     let mut resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status();
     let took = timer.finish(status.as_str());

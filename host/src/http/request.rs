@@ -39,19 +39,9 @@ pub fn parse_request(body: &[u8]) -> Result<OnlineFeaturesRequest, Error> {
             "the request body must be a JSON object with `features` (or `feature_service`) and `entities`".into(),
         ));
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let raw: RawRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let what = if inner.is_syntax() || inner.is_eof() {
-            "the request body is not valid JSON".to_string()
-        } else {
-            format!("invalid `{path}` in the request body")
-        };
-        Error::InvalidRequest(format!("{what}: {inner}"))
-    })?;
-    de.end()
-        .map_err(|e| Error::InvalidRequest(format!("the request body is not valid JSON: {e}")))?;
+    // Tracking the path costs allocations for every key: only a body that fails
+    // is parsed again to say where.
+    let raw: RawRequest = serde_json::from_slice(body).map_err(|_| explain_invalid(body))?;
     let entities = raw.entities.ok_or_else(|| {
         Error::InvalidRequest(
             "the request body has no `entities`: give the join keys (and request data) as lists, e.g. {\"driver_id\": [1001]}".into(),
@@ -67,6 +57,29 @@ pub fn parse_request(body: &[u8]) -> Result<OnlineFeaturesRequest, Error> {
             .include_feature_view_version_metadata
             .unwrap_or(false),
     })
+}
+
+/// The error for a body that does not parse, naming the offending field.
+fn explain_invalid(body: &[u8]) -> Error {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<RawRequest, _> = serde_path_to_error::deserialize(&mut de);
+    let message = match parsed {
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let what = if inner.is_syntax() || inner.is_eof() {
+                "the request body is not valid JSON".to_string()
+            } else {
+                format!("invalid `{path}` in the request body")
+            };
+            format!("{what}: {inner}")
+        }
+        Ok(_) => match de.end() {
+            Err(e) => format!("the request body is not valid JSON: {e}"),
+            Ok(()) => "the request body is not valid JSON".to_string(),
+        },
+    };
+    Error::InvalidRequest(message)
 }
 
 /// `{"name": [values...], ...}` in document order.

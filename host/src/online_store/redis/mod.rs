@@ -143,16 +143,31 @@ impl RedisStore {
     /// Groups the batches' keys by Redis hash key (views sharing an entity live in the
     /// same hash).
     fn plan_lookups(&self, batches: &[ReadBatch]) -> Vec<Lookup> {
+        let hash_key = |entity_key: &[u8]| {
+            let mut key = Vec::with_capacity(entity_key.len() + self.inner.project.len());
+            key.extend_from_slice(entity_key);
+            key.extend_from_slice(&self.inner.project);
+            key
+        };
+        if let [batch] = batches {
+            // A batch's keys are already distinct.
+            return batch
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(k, entity_key)| Lookup {
+                    key: hash_key(entity_key),
+                    parts: vec![(0, k)],
+                })
+                .collect();
+        }
         let mut lookups: Vec<Lookup> = Vec::new();
         let mut by_key: HashMap<&[u8], usize> = HashMap::new();
         for (b, batch) in batches.iter().enumerate() {
             for (k, entity_key) in batch.keys.iter().enumerate() {
                 let idx = *by_key.entry(entity_key.as_slice()).or_insert_with(|| {
-                    let mut key = Vec::with_capacity(entity_key.len() + self.inner.project.len());
-                    key.extend_from_slice(entity_key);
-                    key.extend_from_slice(&self.inner.project);
                     lookups.push(Lookup {
-                        key,
+                        key: hash_key(entity_key),
                         parts: Vec::new(),
                     });
                     lookups.len() - 1
@@ -171,8 +186,14 @@ impl RedisStore {
         lookups: &[Lookup],
     ) -> Result<Vec<redis::Value>, StoreError> {
         let hmget = |l: &Lookup| {
-            let mut cmd = redis::cmd("HMGET");
-            cmd.arg(&l.key);
+            let (mut args, mut bytes) = (2, "HMGET".len() + l.key.len());
+            for &(b, _) in &l.parts {
+                let target = &batches[b].target;
+                args += target.redis_fields.len() + 1;
+                bytes += target.redis_fields.len() * 4 + target.redis_ts_field.len();
+            }
+            let mut cmd = redis::Cmd::with_capacity(args, bytes);
+            cmd.arg("HMGET").arg(&l.key);
             for &(b, _) in &l.parts {
                 let target = &batches[b].target;
                 for f in &target.redis_fields {
@@ -185,7 +206,7 @@ impl RedisStore {
         let deadline = self.inner.opts.response_timeout + self.inner.opts.connect_timeout;
         let work = async {
             if !self.conn().is_cluster() || lookups.len() == 1 {
-                let mut pipe = redis::pipe();
+                let mut pipe = redis::Pipeline::with_capacity(lookups.len());
                 for l in lookups {
                     pipe.add_command(hmget(l));
                 }
