@@ -383,10 +383,13 @@ def write_results(rows, servers, out: Path):
     def ratio(r, other):
         if r["server"] != "ours":
             return ""
+        # Ratios below 1 (against a floor) need two decimals to be read.
+        def fmt(x):
+            return f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
         if r.get(f"ours/{other}"):
-            return f"{r[f'ours/{other}']:.1f}x"
+            return fmt(r[f"ours/{other}"])
         o = by_key.get((other, r["store"], r["payload"], r["conns"]))
-        return f"{r['rps'] / o['rps']:.1f}x" if o and o["rps"] else ""
+        return fmt(r["rps"] / o["rps"]) if o and o["rps"] else ""
 
     head = ["store", "payload", "conns", "server", "req/s", "p50 ms", "p99 ms", "CPU %", "RSS MB",
             "ours/python", "ours/floor", "ours/http-floor"]
