@@ -12,6 +12,7 @@ pub mod error;
 pub mod request;
 pub mod response;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
@@ -36,9 +37,13 @@ pub struct HttpState {
     pub access_log: bool,
 }
 
+/// The state as the handlers get it: cloned for every request, so one reference count.
+type Shared = Arc<HttpState>;
+
 /// The router with every endpoint.
 pub fn router(state: HttpState) -> Router {
     let max_body = state.frontend.limits.max_body_bytes;
+    let state = Arc::new(state);
     Router::new()
         .route(
             "/get-online-features",
@@ -59,23 +64,33 @@ pub fn router(state: HttpState) -> Router {
 pub fn metrics_router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics).fallback(method_not_allowed))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
 
-fn new_request_id() -> String {
+/// A new request id: `<8 hex digits of this process>-<12 hex digits of a counter>`.
+fn new_request_id() -> HeaderValue {
     static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let prefix = PREFIX.get_or_init(|| {
+    let prefix = *PREFIX.get_or_init(|| {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         t ^ std::process::id().rotate_left(16)
     });
-    format!(
-        "{prefix:08x}-{:012x}",
-        REQUEST_SEQ.fetch_add(1, Ordering::Relaxed)
-    )
+    let seq = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut id = [b'-'; 21];
+    write_hex(u64::from(prefix), &mut id[..8]);
+    write_hex(seq, &mut id[9..]);
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Writes the low `out.len()` hex digits of `v` into `out`.
+fn write_hex(mut v: u64, out: &mut [u8]) {
+    for b in out.iter_mut().rev() {
+        *b = b"0123456789abcdef"[(v & 0xf) as usize];
+        v >>= 4;
+    }
 }
 
 fn endpoint_label(path: &str) -> &'static str {
@@ -89,17 +104,17 @@ fn endpoint_label(path: &str) -> &'static str {
 }
 
 /// Request id, span, metrics and access log around every request.
-async fn observe(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map_or_else(new_request_id, str::to_string);
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(new_request_id);
     let timer = state.frontend.start(endpoint_label(req.uri().path()));
     let span = tracing::info_span!(
         "request",
-        id = %id,
+        id = id.to_str().unwrap_or_default(),
         method = %req.method(),
         path = %req.uri().path()
     );
@@ -115,14 +130,12 @@ async fn observe(State(state): State<HttpState>, req: Request, next: Next) -> Re
             )
         });
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
+    resp.headers_mut().insert("x-request-id", id);
     resp
 }
 
 async fn get_online_features(
-    State(state): State<HttpState>,
+    State(state): State<Shared>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let body = match body {
@@ -169,7 +182,7 @@ async fn get_online_features(
 
 /// Ready: the registry is loaded (always, once started) and the store answers.
 /// 200 with an empty body, as Feast's `/health`.
-async fn ready(State(state): State<HttpState>) -> Response {
+async fn ready(State(state): State<Shared>) -> Response {
     match state.frontend.store.store().ping().await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => ApiError::from(crate::error::Error::from(e)).into_response(),
@@ -177,7 +190,7 @@ async fn ready(State(state): State<HttpState>) -> Response {
 }
 
 /// The loaded Wasm plugins (an empty list without a plugin directory).
-async fn plugins(State(state): State<HttpState>) -> Response {
+async fn plugins(State(state): State<Shared>) -> Response {
     let list = state
         .frontend
         .store
@@ -195,7 +208,7 @@ async fn live() -> Response {
     StatusCode::OK.into_response()
 }
 
-async fn metrics(State(state): State<HttpState>) -> Response {
+async fn metrics(State(state): State<Shared>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -221,4 +234,29 @@ fn detail(status: StatusCode, text: &str) -> Response {
     response::write_str(text, &mut out);
     out.push(b'}');
     (status, [(header::CONTENT_TYPE, "application/json")], out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_request_ids_are_fixed_width_hex_and_distinct() {
+        let a = new_request_id();
+        let b = new_request_id();
+        for id in [&a, &b] {
+            let text = id.to_str().expect("ascii");
+            let (prefix, seq) = text.split_once('-').expect("dash");
+            assert_eq!((prefix.len(), seq.len()), (8, 12), "{text}");
+            assert!(
+                text.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()),
+                "{text}"
+            );
+        }
+        assert_eq!(a.as_bytes()[..8], b.as_bytes()[..8]);
+        assert_ne!(a, b);
+        let mut out = [0u8; 4];
+        write_hex(0xabc, &mut out);
+        assert_eq!(&out, b"0abc");
+    }
 }
