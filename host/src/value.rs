@@ -259,7 +259,8 @@ pub fn write_python_float(f: f64, out: &mut Vec<u8>) {
         .iter()
         .position(|&c| c == b'.')
         .unwrap_or(mantissa.len());
-    // ryu prints at most 17 significant digits.
+    // ryu prints at most 17 significant digits, after at most 5 zeros (fixed
+    // notation below 1e-4 switches to an exponent), so 24 bytes always suffice.
     let mut digit_buf = [0u8; 24];
     let mut len = 0;
     for &c in mantissa.iter().filter(|c| c.is_ascii_digit()) {
