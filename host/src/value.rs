@@ -241,6 +241,12 @@ pub fn write_python_float(f: f64, out: &mut Vec<u8>) {
     }
     let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(f).as_bytes();
+    // ryu prints fixed notation, the same shortest digits and `.0` for integral
+    // values, for decimal exponents -5..16: Python's fixed range -4..16 is inside it.
+    if (1e-4..1e16).contains(&f.abs()) {
+        out.extend_from_slice(text);
+        return;
+    }
     let (negative, text) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, text),
@@ -368,6 +374,10 @@ mod tests {
         assert_eq!(py(5e-324), "5e-324");
         assert_eq!(py(1.7976931348623157e308), "1.7976931348623157e+308");
         assert_eq!(py(0.1), "0.1");
+        assert_eq!(py(-123.5), "-123.5");
+        assert_eq!(py(9999999999999998.0), "9999999999999998.0");
+        assert_eq!(py(0.00012), "0.00012");
+        assert_eq!(py(0.000099), "9.9e-05");
         assert_eq!(py(f64::NAN), "nan");
     }
 

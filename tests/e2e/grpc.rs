@@ -53,6 +53,7 @@ fn as_json(resp: GetOnlineFeaturesResponse) -> Json {
                         nanos: t.nanos,
                     })
                     .collect(),
+                first_row_of: None,
             })
             .collect(),
         feature_view_metadata: None,

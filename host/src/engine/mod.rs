@@ -50,6 +50,9 @@ pub struct FeatureColumn {
     pub statuses: Vec<FieldStatus>,
     /// One event time per entity row.
     pub event_timestamps: Vec<EventTime>,
+    /// When rows repeat an entity key: for each row, the first row with the same key
+    /// (whose cell this row repeats), so encoders can reuse what they wrote for it.
+    pub first_row_of: Option<Arc<[u32]>>,
 }
 
 /// A view named in `feature_view_metadata`.
@@ -187,6 +190,7 @@ impl FeatureStore {
             .await?;
 
         let now = self.clock.now_unix_secs();
+        let repeats: Vec<_> = row_to_key.iter().map(|r| r.repeats(rows)).collect();
         let mut columns = Vec::with_capacity(plan.names.len());
         for (i, jk) in plan.join_keys.iter().enumerate() {
             columns.push(inputs.join_key_column(i, jk, rows)?);
@@ -199,6 +203,7 @@ impl FeatureStore {
                     slot,
                     plan.reads[read].view.ttl,
                     now,
+                    repeats[read].clone(),
                 ),
                 // ODFV outputs are PRESENT (even when null) with the epoch as event
                 // time, as Feast reports them.
@@ -206,6 +211,7 @@ impl FeatureStore {
                     values: std::mem::take(&mut odfv_outputs[step][feature]),
                     statuses: vec![FieldStatus::Present; rows],
                     event_timestamps: vec![EventTime::EPOCH; rows],
+                    first_row_of: None,
                 },
             });
         }
@@ -543,6 +549,7 @@ impl<'a> EntityInputs<'a> {
             values: values.as_ref().clone(),
             statuses: vec![FieldStatus::Present; rows],
             event_timestamps: vec![EventTime::EPOCH; rows],
+            first_row_of: None,
         })
     }
 }
@@ -555,6 +562,18 @@ struct RowKeys {
     first_row: Vec<u32>,
 }
 
+impl RowKeys {
+    /// For each row, the first row with its key; `None` when no key repeats.
+    fn repeats(&self, rows: usize) -> Option<Arc<[u32]>> {
+        (self.first_row.len() < rows).then(|| {
+            self.key_of_row
+                .iter()
+                .map(|&k| self.first_row[k as usize])
+                .collect()
+        })
+    }
+}
+
 /// One output column, moving each stored value out on its first use and copying it
 /// for repeated entities. Statuses follow Feast's Go server: NOT_FOUND when nothing
 /// is stored, NULL_VALUE for a stored null, OUTSIDE_MAX_AGE (value kept) when older
@@ -565,12 +584,14 @@ fn feature_column(
     slot: usize,
     ttl: Option<Duration>,
     now_secs: i64,
+    first_row_of: Option<Arc<[u32]>>,
 ) -> FeatureColumn {
     let n = row_keys.key_of_row.len();
     let mut col = FeatureColumn {
         values: Vec::with_capacity(n),
         statuses: Vec::with_capacity(n),
         event_timestamps: Vec::with_capacity(n),
+        first_row_of,
     };
     for (row, &key) in row_keys.key_of_row.iter().enumerate() {
         let first = row_keys.first_row[key as usize] as usize;

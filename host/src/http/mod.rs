@@ -171,7 +171,8 @@ async fn get_online_features(
     match state.frontend.get_online_features(&req).await {
         Ok(resp) => {
             let rows = resp.columns.first().map_or(0, |c| c.values.len());
-            let mut out = Vec::with_capacity(256 + resp.columns.len() * (96 + rows * 48));
+            // A value, its status and its event time take up to about 64 bytes.
+            let mut out = Vec::with_capacity(256 + resp.columns.len() * (96 + rows * 64));
             response::write_response(&resp, &mut out);
             state.frontend.store.log_served(&req, resp).await;
             ([(header::CONTENT_TYPE, "application/json")], out).into_response()

@@ -6,24 +6,21 @@
 
 use base64::Engine as _;
 
-use crate::engine::OnlineFeaturesResponse;
+use crate::engine::{FeatureColumn, OnlineFeaturesResponse};
 use crate::proto::feast::types::ZonedTimestamp;
 use crate::value::{EventTime, Val, Value, status_name, write_python_float};
 
 /// Serializes a response.
 pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
+    // Where each row's value was written, for rows that repeat an entity key.
+    let mut written: Vec<(usize, usize)> = Vec::new();
     out.extend_from_slice(b"{\"results\":[");
     for (i, col) in resp.columns.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"values\":[");
-        for (j, v) in col.values.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
-            write_value(v, out);
-        }
+        write_values(col, &mut written, out);
         out.extend_from_slice(b"],\"statuses\":[");
         for (j, s) in col.statuses.iter().enumerate() {
             if j > 0 {
@@ -87,13 +84,41 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
                     out.push(b',');
                 }
                 out.extend_from_slice(b"\"version\":");
-                out.extend_from_slice(m.version.to_string().as_bytes());
+                write_int(i64::from(m.version), out);
             }
             out.push(b'}');
         }
         out.push(b']');
     }
     out.extend_from_slice(b"}}");
+}
+
+/// Writes a column's values; a row repeating an earlier row's entity key copies the
+/// bytes written for that row.
+fn write_values(col: &FeatureColumn, written: &mut Vec<(usize, usize)>, out: &mut Vec<u8>) {
+    let Some(first_row_of) = col.first_row_of.as_deref() else {
+        for (j, v) in col.values.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            write_value(v, out);
+        }
+        return;
+    };
+    written.clear();
+    for (j, v) in col.values.iter().enumerate() {
+        if j > 0 {
+            out.push(b',');
+        }
+        let start = out.len();
+        // `written` holds rows before this one only: a row whose first row is itself
+        // (or is invalid) is written.
+        match first_row_of.get(j).and_then(|&f| written.get(f as usize)) {
+            Some(&(from, to)) => out.extend_from_within(from..to),
+            None => write_value(v, out),
+        }
+        written.push((start, out.len()));
+    }
 }
 
 /// Writes one value as Feast's Python server does (`convert_response_to_dict`).
@@ -175,9 +200,7 @@ fn write_map(m: &crate::proto::feast::types::Map, out: &mut Vec<u8>) {
 }
 
 fn write_int(i: i64, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{i}");
+    out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
 }
 
 fn write_float(f: f64, out: &mut Vec<u8>) {
@@ -293,6 +316,29 @@ mod tests {
         let mut out = Vec::new();
         write_value(&Value { val: Some(v) }, &mut out);
         String::from_utf8(out).expect("utf8")
+    }
+
+    #[test]
+    fn repeated_rows_copy_what_was_written_for_their_first_row() {
+        let v = |f: f64| Value {
+            val: Some(Val::DoubleVal(f)),
+        };
+        let mut col = FeatureColumn {
+            values: vec![v(0.25), v(1.5), v(0.25), v(0.25), v(1.5)],
+            ..FeatureColumn::default()
+        };
+        let mut plain = Vec::new();
+        write_values(&col, &mut Vec::new(), &mut plain);
+        assert_eq!(String::from_utf8_lossy(&plain), "0.25,1.5,0.25,0.25,1.5");
+        col.first_row_of = Some(vec![0, 1, 0, 0, 1].into());
+        let mut reused = Vec::new();
+        write_values(&col, &mut vec![(7, 9)], &mut reused);
+        assert_eq!(reused, plain);
+        // A mapping that points forward or past the end is ignored.
+        col.first_row_of = Some(vec![3, 1, 9, 0].into());
+        let mut odd = Vec::new();
+        write_values(&col, &mut Vec::new(), &mut odd);
+        assert_eq!(odd, plain);
     }
 
     #[test]
