@@ -219,9 +219,9 @@ pub fn status_name(status: FieldStatus) -> &'static str {
     status.as_str_name()
 }
 
-/// Appends a finite float the way Python's `repr(float)` prints it: the shortest digits
-/// that round-trip, fixed notation for decimal exponents -4..16 (with `.0` when
-/// integral), otherwise `d.ddde+XX`. Non-finite values print as `nan`, `inf`, `-inf`.
+/// Appends a float the way Python's `repr(float)` prints it: the shortest digits that
+/// round-trip, fixed notation for decimal exponents -4..16 (with `.0` when integral),
+/// otherwise `d.ddde+XX`. Non-finite values print as `nan`, `inf`, `-inf`.
 pub fn write_python_float(f: f64, out: &mut Vec<u8>) {
     if f.is_nan() {
         out.extend_from_slice(b"nan");
@@ -240,16 +240,18 @@ pub fn write_python_float(f: f64, out: &mut Vec<u8>) {
         return;
     }
     let mut buf = ryu::Buffer::new();
-    let text = buf.format_finite(f).as_bytes();
+    let ryu_text = buf.format_finite(f).as_bytes();
     // ryu prints fixed notation, the same shortest digits and `.0` for integral
     // values, for decimal exponents -5..16: Python's fixed range -4..16 is inside it.
+    // A shortest round-trip form cannot cross a power of ten the double is not at,
+    // so every other value has a decimal exponent below -4 or from 16 on.
     if (1e-4..1e16).contains(&f.abs()) {
-        out.extend_from_slice(text);
+        out.extend_from_slice(ryu_text);
         return;
     }
-    let (negative, text) = match text.split_first() {
+    let (negative, text) = match ryu_text.split_first() {
         Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
+        _ => (false, ryu_text),
     };
     let (mantissa, exp) = match text.iter().position(|&c| c == b'e' || c == b'E') {
         Some(i) => (
@@ -283,41 +285,30 @@ pub fn write_python_float(f: f64, out: &mut Vec<u8>) {
     while let Some((b'0', rest)) = digits.split_last() {
         digits = rest;
     }
-    let n = digits.len() as i32;
+    // Python's exponent form: `d[.ddd]e-XX` or `d[.ddd]e+XX`, at least two digits.
+    let Some((first, rest)) = digits.split_first() else {
+        // Not reached (zero is printed above); ryu's text is still a valid number.
+        out.extend_from_slice(ryu_text);
+        return;
+    };
     if negative {
         out.push(b'-');
     }
-    let x = point - 1;
-    if (-4..16).contains(&x) {
-        if point <= 0 {
-            out.extend_from_slice(b"0.");
-            out.extend(std::iter::repeat_n(b'0', (-point) as usize));
-            out.extend_from_slice(digits);
-        } else if point >= n {
-            out.extend_from_slice(digits);
-            out.extend(std::iter::repeat_n(b'0', (point - n) as usize));
-            out.extend_from_slice(b".0");
-        } else {
-            out.extend_from_slice(&digits[..point as usize]);
-            out.push(b'.');
-            out.extend_from_slice(&digits[point as usize..]);
-        }
-    } else if let Some((first, rest)) = digits.split_first() {
-        out.push(*first);
-        if !rest.is_empty() {
-            out.push(b'.');
-            out.extend_from_slice(rest);
-        }
-        out.push(b'e');
-        out.push(if x < 0 { b'-' } else { b'+' });
-        // Decimal exponents of an f64 have at most three digits.
-        let ax = x.unsigned_abs().min(999);
-        if ax >= 100 {
-            out.push(b'0' + (ax / 100) as u8);
-        }
-        out.push(b'0' + (ax / 10 % 10) as u8);
-        out.push(b'0' + (ax % 10) as u8);
+    out.push(*first);
+    if !rest.is_empty() {
+        out.push(b'.');
+        out.extend_from_slice(rest);
     }
+    let x = point - 1;
+    out.push(b'e');
+    out.push(if x < 0 { b'-' } else { b'+' });
+    // Decimal exponents of an f64 have at most three digits.
+    let ax = x.unsigned_abs().min(999);
+    if ax >= 100 {
+        out.push(b'0' + (ax / 100) as u8);
+    }
+    out.push(b'0' + (ax / 10 % 10) as u8);
+    out.push(b'0' + (ax % 10) as u8);
 }
 
 #[cfg(test)]
