@@ -399,6 +399,67 @@ mod tests {
         assert_eq!(py(0.000_123_456_789_012_345_67), "0.00012345678901234567");
     }
 
+    /// CPython is the reference for `repr(float)`: the same text for the doubles next
+    /// to every power of ten (where the notation switches), scaled random values and
+    /// random bit patterns.
+    #[test]
+    fn floats_print_like_cpython() {
+        let mut values = Vec::new();
+        for e in -324..=308 {
+            let Ok(p) = format!("1e{e}").parse::<f64>() else {
+                continue;
+            };
+            for k in 0..4u64 {
+                for bits in [p.to_bits().wrapping_add(k), p.to_bits().wrapping_sub(k)] {
+                    values.push(f64::from_bits(bits));
+                    values.push(-f64::from_bits(bits));
+                }
+            }
+        }
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..4_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(f64::from_bits(x));
+            values.push(f64::from(f32::from_bits(x as u32)));
+            let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
+            values.extend((-6..19).map(|e| unit * 10f64.powi(e)));
+        }
+        values.retain(|f| f.is_finite());
+        values.sort_unstable_by_key(|f| f.to_bits());
+        values.dedup_by_key(|f| f.to_bits());
+        let input: String = values
+            .iter()
+            .map(|f| format!("{:016x}\n", f.to_bits()))
+            .collect();
+        let script = "import struct,sys\n\
+            print('\\n'.join(repr(struct.unpack('<d', struct.pack('<Q', int(h, 16)))[0]) \
+            for h in sys.stdin.read().split()))";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 (the reference for repr(float)) must be installed");
+        // Python reads all of its input before it writes anything.
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
+            .expect("write to python3");
+        let output = child.wait_with_output().expect("python3 output");
+        assert!(output.status.success(), "python3 failed");
+        let expected = String::from_utf8(output.stdout).expect("utf8");
+        let expected: Vec<&str> = expected.lines().collect();
+        assert_eq!(expected.len(), values.len());
+        let wrong: Vec<String> = values
+            .iter()
+            .zip(&expected)
+            .filter(|(f, want)| py(**f) != **want)
+            .take(10)
+            .map(|(f, want)| format!("{:016x}: {} != {want}", f.to_bits(), py(*f)))
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
     #[test]
     fn parses_old_feast_sqlite_timestamps() {
         let t = |s| EventTime::parse_datetime(s);
