@@ -372,38 +372,10 @@ mod tests {
         assert_eq!(py(f64::NAN), "nan");
     }
 
-    #[test]
-    fn printed_floats_read_back_exactly() {
-        // xorshift over bit patterns: every finite double class, both signs.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for _ in 0..50_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let f = f64::from_bits(x);
-            if !f.is_finite() {
-                continue;
-            }
-            let text = py(f);
-            assert_eq!(text.parse::<f64>().ok(), Some(f), "{text}");
-            assert!(text.contains('.') || text.contains('e'), "{text}");
-            // The same digits across the fixed-notation range (1e-5 .. 1e17),
-            // where the most digits are printed.
-            let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
-            for exp in -5..17 {
-                let g = unit * 10f64.powi(exp);
-                let text = py(g);
-                assert_eq!(text.parse::<f64>().ok(), Some(g), "{text}");
-            }
-        }
-        assert_eq!(py(0.000_123_456_789_012_345_67), "0.00012345678901234567");
-    }
-
-    /// CPython is the reference for `repr(float)`: the same text for the doubles next
-    /// to every power of ten (where the notation switches), scaled random values and
-    /// random bit patterns.
-    #[test]
-    fn floats_print_like_cpython() {
+    /// Distinct finite doubles to check printing on: the neighbours of every power of
+    /// ten (where the notation switches), random bit patterns (every class, both
+    /// signs), widened f32s, and random values scaled across 1e-6..1e18.
+    fn sample_doubles(random: usize) -> Vec<f64> {
         let mut values = Vec::new();
         for e in -324..=308 {
             let Ok(p) = format!("1e{e}").parse::<f64>() else {
@@ -416,8 +388,8 @@ mod tests {
                 }
             }
         }
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        for _ in 0..4_000 {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..random {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -429,6 +401,23 @@ mod tests {
         values.retain(|f| f.is_finite());
         values.sort_unstable_by_key(|f| f.to_bits());
         values.dedup_by_key(|f| f.to_bits());
+        values
+    }
+
+    #[test]
+    fn printed_floats_read_back_exactly() {
+        for f in sample_doubles(20_000) {
+            let text = py(f);
+            assert_eq!(text.parse::<f64>().ok(), Some(f), "{text}");
+            assert!(text.contains('.') || text.contains('e'), "{text}");
+        }
+        assert_eq!(py(0.000_123_456_789_012_345_67), "0.00012345678901234567");
+    }
+
+    /// CPython is the reference for `repr(float)`: the same text on a sample of doubles.
+    #[test]
+    fn floats_print_like_cpython() {
+        let values = sample_doubles(4_000);
         let input: String = values
             .iter()
             .map(|f| format!("{:016x}\n", f.to_bits()))

@@ -96,15 +96,7 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
 /// Writes a column's values; a row repeating an earlier row's entity key copies the
 /// bytes written for that row.
 fn write_values(col: &FeatureColumn, written: &mut Vec<(usize, usize)>, out: &mut Vec<u8>) {
-    let Some(first_row_of) = col.first_row_of.as_deref() else {
-        for (j, v) in col.values.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
-            write_value(v, out);
-        }
-        return;
-    };
+    let first_row_of = col.first_row_of.as_deref().unwrap_or_default();
     written.clear();
     for (j, v) in col.values.iter().enumerate() {
         if j > 0 {
@@ -112,7 +104,7 @@ fn write_values(col: &FeatureColumn, written: &mut Vec<(usize, usize)>, out: &mu
         }
         let start = out.len();
         // `written` holds rows before this one only: a row whose first row is itself
-        // (or is invalid) is written.
+        // (or is invalid, or not given) is written.
         match first_row_of.get(j).and_then(|&f| written.get(f as usize)) {
             Some(&(from, to)) => out.extend_from_within(from..to),
             None => write_value(v, out),
