@@ -75,7 +75,18 @@ fn target_name(t: ValueType) -> &'static str {
 /// (`"1001"` and `1001.0` become INT64 1001; 1001 becomes STRING "1001"), but
 /// rejecting lossy conversions (`1001.5` for an integer) instead of truncating.
 /// `INVALID` (no declared type) keeps the value as sent.
+#[inline]
 pub fn coerce(v: &Value, target: ValueType) -> Result<Value, CoerceError> {
+    // The common case, an INT64 key sent as an integer, without a call.
+    match (&v.val, target) {
+        (Some(Val::Int64Val(i)), ValueType::Int64) => Ok(Value {
+            val: Some(Val::Int64Val(*i)),
+        }),
+        _ => convert(v, target),
+    }
+}
+
+fn convert(v: &Value, target: ValueType) -> Result<Value, CoerceError> {
     let name = target_name(target);
     let invalid = || CoerceError::Invalid {
         got: describe(v),

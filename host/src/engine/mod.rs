@@ -5,7 +5,7 @@
 
 mod plan;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use crate::entity_key::coerce;
 use crate::error::Error;
 use crate::feature_logging::FeatureLogger;
 use crate::metrics::Metrics;
-use crate::online_store::{OnlineStore, ReadBatch, ViewRows};
+use crate::online_store::{Cell, OnlineStore, ReadBatch, ViewRows};
 use crate::plugin::{PluginRuntime, batch_of, call_odfv, to_array};
 use crate::registry::RegistryHandle;
 use crate::value::{EventTime, FieldStatus, Value, ValueType, is_null};
@@ -469,14 +469,18 @@ impl<'a> EntityInputs<'a> {
             return Ok(v.clone());
         }
         let target = ValueType::try_from(value_type).unwrap_or(ValueType::Invalid);
-        let values = self.columns[idx]
-            .iter()
-            .enumerate()
-            .map(|(row, v)| {
-                coerce(v, target)
-                    .map_err(|e| Error::InvalidRequest(format!("entities.{name}[{row}]: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let column = self.columns[idx];
+        let mut values = Vec::with_capacity(column.len());
+        for (row, v) in column.iter().enumerate() {
+            match coerce(v, target) {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    return Err(Error::InvalidRequest(format!(
+                        "entities.{name}[{row}]: {e}"
+                    )));
+                }
+            }
+        }
         let values = Arc::new(values);
         self.coerced
             .borrow_mut()
@@ -587,41 +591,76 @@ fn feature_column(
     first_row_of: Option<Arc<[u32]>>,
 ) -> FeatureColumn {
     let n = row_keys.key_of_row.len();
-    let mut col = FeatureColumn {
-        values: Vec::with_capacity(n),
-        statuses: Vec::with_capacity(n),
-        event_timestamps: Vec::with_capacity(n),
-        first_row_of,
-    };
-    for (row, &key) in row_keys.key_of_row.iter().enumerate() {
-        let first = row_keys.first_row[key as usize] as usize;
-        if first != row {
-            col.values.push(col.values[first].clone());
-            col.statuses.push(col.statuses[first]);
-            col.event_timestamps.push(col.event_timestamps[first]);
-            continue;
+    let cells =
+        (0..row_keys.first_row.len()).map(|key| output_cell(rows.take(key, slot), ttl, now_secs));
+    if row_keys.first_row.len() == n {
+        // No key repeats: row i is key i, and each cell moves into its row.
+        let mut col = FeatureColumn {
+            values: Vec::with_capacity(n),
+            statuses: Vec::with_capacity(n),
+            event_timestamps: Vec::with_capacity(n),
+            first_row_of,
+        };
+        for (value, status, time) in cells {
+            col.values.push(value);
+            col.statuses.push(status);
+            col.event_timestamps.push(time);
         }
-        match rows.take(key as usize, slot) {
-            None => {
-                col.values.push(Value::default());
-                col.statuses.push(FieldStatus::NotFound);
-                col.event_timestamps.push(EventTime::EPOCH);
-            }
-            Some(cell) => {
-                let status = if is_null(&cell.value) {
-                    FieldStatus::NullValue
-                } else if is_expired(cell.event_time, ttl, now_secs) {
-                    FieldStatus::OutsideMaxAge
-                } else {
-                    FieldStatus::Present
-                };
-                col.values.push(cell.value);
-                col.statuses.push(status);
-                col.event_timestamps.push(cell.event_time);
-            }
+        return col;
+    }
+    let cells: Vec<_> = cells.collect();
+    let of_row = || row_keys.key_of_row.iter().map(|&k| &cells[k as usize]);
+    FeatureColumn {
+        values: of_row().map(|c| copy_value(&c.0)).collect(),
+        statuses: of_row().map(|c| c.1).collect(),
+        event_timestamps: of_row().map(|c| c.2).collect(),
+        first_row_of,
+    }
+}
+
+/// A stored cell as an output value, status and event time.
+fn output_cell(
+    cell: Option<Cell>,
+    ttl: Option<Duration>,
+    now_secs: i64,
+) -> (Value, FieldStatus, EventTime) {
+    match cell {
+        None => (Value::default(), FieldStatus::NotFound, EventTime::EPOCH),
+        Some(cell) => {
+            let status = if is_null(&cell.value) {
+                FieldStatus::NullValue
+            } else if is_expired(cell.event_time, ttl, now_secs) {
+                FieldStatus::OutsideMaxAge
+            } else {
+                FieldStatus::Present
+            };
+            (cell.value, status, cell.event_time)
         }
     }
-    col
+}
+
+/// A copy of `v`, with scalars copied inline: repeated rows copy many of them, and
+/// the derived `clone` goes through a call and a stack round trip for each.
+fn copy_value(v: &Value) -> Value {
+    use crate::value::Val;
+    let val = match &v.val {
+        Some(Val::Int64Val(x)) => Some(Val::Int64Val(*x)),
+        Some(Val::DoubleVal(x)) => Some(Val::DoubleVal(*x)),
+        Some(Val::FloatVal(x)) => Some(Val::FloatVal(*x)),
+        Some(Val::Int32Val(x)) => Some(Val::Int32Val(*x)),
+        Some(Val::BoolVal(x)) => Some(Val::BoolVal(*x)),
+        Some(Val::UnixTimestampVal(x)) => Some(Val::UnixTimestampVal(*x)),
+        None => None,
+        other => other.clone(),
+    };
+    Value { val }
+}
+
+/// Whether two serialized keys are equal, comparing their last bytes first: keys of
+/// one view share their prefix (the join key names) and differ in the values at the end.
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    let tail = a.len().saturating_sub(8);
+    a.len() == b.len() && a[tail..] == b[tail..] && a[..tail] == b[..tail]
 }
 
 /// Unique entity keys in first-seen order: a linear scan while there are few (the
@@ -639,7 +678,11 @@ impl KeySet {
     fn insert(&mut self, key: &[u8]) -> (u32, bool) {
         let found = match &self.index {
             Some(ix) => ix.get(key).copied(),
-            None => self.keys.iter().position(|k| k == key).map(|i| i as u32),
+            None => self
+                .keys
+                .iter()
+                .position(|k| same_key(k, key))
+                .map(|i| i as u32),
         };
         if let Some(i) = found {
             return (i, false);
@@ -677,6 +720,7 @@ pub fn is_expired(event: EventTime, ttl: Option<Duration>, now_secs: i64) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Val;
 
     #[test]
     fn ttl_edges() {
@@ -720,5 +764,91 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(row_count(&req).ok(), Some(3));
+    }
+
+    fn cell(val: Val, seconds: i64) -> Cell {
+        Cell {
+            value: Value { val: Some(val) },
+            event_time: EventTime::from_secs(seconds),
+        }
+    }
+
+    /// Keys 0..3 with slot 0 stored: key 0 fresh, key 1 expired, key 2 missing.
+    fn stored() -> ViewRows {
+        let mut rows = ViewRows::empty(3, 1);
+        rows.set(0, 0, cell(Val::DoubleVal(0.5), 1_000));
+        rows.set(1, 0, cell(Val::StringVal("old".into()), 10));
+        rows
+    }
+
+    #[test]
+    fn columns_with_and_without_repeated_keys_carry_every_row() {
+        let ttl = Some(Duration::from_secs(100));
+        let unique = RowKeys {
+            key_of_row: vec![0, 1, 2],
+            first_row: vec![0, 1, 2],
+        };
+        let col = feature_column(&mut stored(), &unique, 0, ttl, 1_050, None);
+        let statuses = [
+            FieldStatus::Present,
+            FieldStatus::OutsideMaxAge,
+            FieldStatus::NotFound,
+        ];
+        assert_eq!(col.statuses, statuses);
+        assert_eq!(col.values[0].val, Some(Val::DoubleVal(0.5)));
+        assert_eq!(col.values[1].val, Some(Val::StringVal("old".into())));
+        assert_eq!(col.values[2], Value::default());
+        assert_eq!(col.event_timestamps[2], EventTime::EPOCH);
+
+        // Rows 0..6 use keys 1, 0, 1, 2, 0, 2.
+        let repeated = RowKeys {
+            key_of_row: vec![1, 0, 1, 2, 0, 2],
+            first_row: vec![1, 0, 3],
+        };
+        let first_row_of = repeated.repeats(6);
+        assert_eq!(first_row_of.as_deref(), Some(&[0, 1, 0, 3, 1, 3][..]));
+        let col = feature_column(&mut stored(), &repeated, 0, ttl, 1_050, first_row_of);
+        for (row, &key) in repeated.key_of_row.iter().enumerate() {
+            let k = key as usize;
+            assert_eq!(col.statuses[row], statuses[k], "row {row}");
+            let expected = [
+                Some(Val::DoubleVal(0.5)),
+                Some(Val::StringVal("old".into())),
+                None,
+            ];
+            assert_eq!(col.values[row].val, expected[k], "row {row}");
+            let times = [1_000, 10, 0];
+            assert_eq!(col.event_timestamps[row], EventTime::from_secs(times[k]));
+        }
+    }
+
+    #[test]
+    fn copied_values_equal_their_clones() {
+        let values = [
+            Val::Int64Val(-7),
+            Val::Int32Val(3),
+            Val::DoubleVal(1.5),
+            Val::FloatVal(2.5),
+            Val::BoolVal(true),
+            Val::UnixTimestampVal(1_700_000_000),
+            Val::StringVal("s".into()),
+            Val::NullVal(0),
+        ];
+        for v in values {
+            let v = Value { val: Some(v) };
+            assert_eq!(copy_value(&v), v.clone());
+        }
+        assert_eq!(copy_value(&Value::default()), Value::default());
+    }
+
+    #[test]
+    fn keys_are_equal_only_when_every_byte_is() {
+        assert!(same_key(b"prefix-1001", b"prefix-1001"));
+        assert!(!same_key(b"prefix-1001", b"prefix-1002"));
+        assert!(!same_key(b"prefiy-1001", b"prefix-1001"), "prefix differs");
+        assert!(!same_key(b"prefix-1001", b"prefix-10010"));
+        assert!(same_key(b"ab", b"ab"), "shorter than the tail");
+        assert!(!same_key(b"ab", b"ac"));
+        assert!(same_key(b"", b""));
     }
 }

@@ -5,7 +5,7 @@
 mod redis;
 mod sqlite;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 pub use self::redis::{

@@ -10,11 +10,12 @@
 //! the lock) or is large runs on the blocking pool instead, off the async runtime,
 //! where it waits up to the busy timeout.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foldhash::HashMap;
 use prost::Message;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
