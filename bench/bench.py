@@ -7,6 +7,8 @@ generator) on the same payloads. All servers of a store run at once and each cas
 them one after the other (in rotating order over `--rounds`), so a ratio compares loads
 taken seconds apart: this machine's speed drifts by tens of percent over minutes.
 Results: a table on stdout, plus results.csv and table.md in the output directory.
+With both floors in the run, ours/bound compares ours with 1 / (1/http-floor + 1/floor):
+the rate of a server whose only costs were the HTTP exchange and the store reads.
 
     bench/bench.py                          # ours vs tuned Python (1 worker), SQLite
     bench/bench.py --servers ours,python,python-w2 --conns 8,32 --duration 15
@@ -16,9 +18,10 @@ Results: a table on stdout, plus results.csv and table.md in the output director
 Servers: ours (target/release/feast-server, built if missing), python (feast serve
 --no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2),
 floor (no server: the same store reads issued directly by the store's client library,
-target/release/examples/store_floor), http-floor (our server answering GET /health/live:
-the same HTTP stack and load generator with no store read and no JSON, measured in
-each case's rounds), ours-grpc (our server with -t grpc, loaded by
+target/release/examples/store_floor), http-floor (target/release/examples/http_floor: our
+HTTP stack on the same serving threads, loaded by the same wrk with the same request,
+answering the bytes our server answered for the payload and doing nothing else; needs
+ours), ours-grpc (our server with -t grpc, loaded by
 target/release/examples/grpc_load, a tonic client with one HTTP/2 connection per
 concurrent client; HTTP servers are loaded by wrk). The Python servers use the pinned Feast from
 demo/feast_venv.sh. Stores: sqlite (the demo's online_store.db) and redis (a private
@@ -190,9 +193,23 @@ def run_floor(args, store, repo, redis_port, payload, conns, duration):
     return {"rps": float(res["rps"]), "p50": float(res["p50_us"]), "p99": float(res["p99_us"]), "errors": 0}
 
 
+def start_http_floor(ours, payloads, args, work: Path):
+    """The HTTP floor, replaying the responses `ours` gives to `payloads`."""
+    responses = work / "http-floor-responses"
+    responses.mkdir(exist_ok=True)
+    for payload in payloads:
+        body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
+        status, resp_body = http("POST", ours.url + "/get-online-features", body, timeout=30)
+        if status == 200:
+            (responses / f"{payload}.json").write_bytes(resp_body)
+    port = free_port()
+    return Server("http-floor", [str(args.server_bin.parent / "examples" / "http_floor"), str(port), str(responses)],
+                  cwd=work, port=port)
+
+
 def start_server(kind, repo, args):
     port = free_port()
-    if kind in ("ours", "http-floor"):
+    if kind == "ours":
         return Server(kind, [str(args.server_bin), "-c", str(repo), "serve", "-p", str(port),
                                "--plugins", str(args.plugins)],
                       cwd=repo, port=port, env={"RUST_LOG": "warn"})
@@ -304,7 +321,7 @@ def measure(kind, srv, store, repo, redis_port, args, payload, c):
     if kind == "ours-grpc":
         r = run_grpc_load(args, srv.port, payload, c, args.duration)
     elif kind == "http-floor":
-        r = run_wrk(srv.url, None, c, args.duration, "/health/live")
+        r = run_wrk(srv.url, payload, c, args.duration, f"/replay/{payload}")
     else:
         r = run_wrk(srv.url, payload, c, args.duration)
     cpu = (cpu_ticks(srv.proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
@@ -320,10 +337,14 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
     rows = []
     try:
         for kind in servers:
-            if kind != "floor":
+            if kind not in ("floor", "http-floor"):
                 running[kind] = start_server(kind, repo, args)
                 print(f"# {kind}/{store}: healthy after {running[kind].startup_s:.2f} s, "
                       f"idle RSS {running[kind].idle_rss_mb:.0f} MB", file=sys.stderr)
+        if "http-floor" in servers:
+            if "ours" not in running:
+                sys.exit("http-floor replays the answers of ours: add ours to --servers")
+            running["http-floor"] = start_http_floor(running["ours"], payloads, args, repo.parent)
         for payload in payloads:
             kinds = [k for k in servers if not (k == "floor" and payload.startswith("odfv"))]
             reference = None
@@ -335,7 +356,7 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                     run_grpc_load(args, srv.port, payload, conns[0], args.warmup)
                     continue
                 if kind == "http-floor":
-                    run_wrk(srv.url, None, conns[0], args.warmup, "/health/live")
+                    run_wrk(srv.url, payload, conns[0], args.warmup, f"/replay/{payload}")
                     continue
                 body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
                 status, resp_body = http("POST", srv.url + "/get-online-features", body, timeout=30)
@@ -364,6 +385,13 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                             if samples.get(other):
                                 row[f"ours/{other}"] = round(median(
                                     [o["rps"] / p["rps"] for o, p in zip(rs, samples[other]) if p["rps"]]), 2)
+                        if samples.get("floor") and samples.get("http-floor"):
+                            # What a server doing nothing but the HTTP exchange and the
+                            # store reads would reach if their costs simply added up.
+                            row["ours/bound"] = round(median(
+                                [o["rps"] * (1 / h["rps"] + 1 / f["rps"])
+                                 for o, h, f in zip(rs, samples["http-floor"], samples["floor"])
+                                 if h["rps"] and f["rps"]]), 2)
                     rows.append(row)
     finally:
         for srv in running.values():
@@ -392,14 +420,14 @@ def write_results(rows, servers, out: Path):
         return fmt(r["rps"] / o["rps"]) if o and o["rps"] else ""
 
     head = ["store", "payload", "conns", "server", "req/s", "p50 ms", "p99 ms", "CPU %", "RSS MB",
-            "ours/python", "ours/floor", "ours/http-floor"]
+            "ours/python", "ours/floor", "ours/http-floor", "ours/bound"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {s: i for i, s in enumerate(servers)}
     for r in sorted(rows, key=lambda r: (r["store"], r["payload"], r["conns"], order.get(r["server"], 99))):
         lines.append("| " + " | ".join([
             r["store"], r["payload"], str(r["conns"]), r["server"], f"{r['rps']:.0f}",
             f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["cpu_pct"]), str(r["rss_mb"]),
-            ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor")]) + " |")
+            ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor"), ratio(r, "bound")]) + " |")
     lines += ["", "| server | start-up to first 200 | idle RSS MB | max RSS under load MB |", "|---|---|---|---|"]
     for s in servers:
         rs = [r for r in rows if r["server"] == s and r["startup_s"] != ""]
