@@ -578,8 +578,8 @@ impl RowKeys {
     }
 }
 
-/// One output column, moving each stored value out on its first use and copying it
-/// for repeated entities. Statuses follow Feast's Go server: NOT_FOUND when nothing
+/// One output column: each stored value moves into its row when no entity key
+/// repeats, and is copied into every row of its key otherwise. Statuses follow Feast's Go server: NOT_FOUND when nothing
 /// is stored, NULL_VALUE for a stored null, OUTSIDE_MAX_AGE (value kept) when older
 /// than the view's ttl.
 fn feature_column(
