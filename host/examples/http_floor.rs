@@ -1,5 +1,5 @@
-//! The HTTP floor of a benchmark payload: our HTTP stack (hyper and axum on the
-//! serving threads, as `feast-server serve` runs them) receiving the payload's request
+//! The HTTP floor of a benchmark payload: our HTTP stack (the server's accept loop,
+//! hyper and axum on the serving threads) receiving the payload's request
 //! and answering with the bytes our server answered for it, doing nothing else: no
 //! store read, no JSON, no middleware. Loaded with the same wrk as the servers, it
 //! measures what the HTTP exchange of a case costs on this machine by itself.
@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use feast_server::threads::ServingThreads;
+use feast_server::server::serve_on_threads;
 
 type Bodies = Arc<HashMap<String, Bytes>>;
 
@@ -55,19 +55,13 @@ fn main() -> std::io::Result<()> {
         .route("/health", get(|| async { "ok" }))
         .route("/replay/{name}", post(replay))
         .with_state(load(std::path::Path::new(dir))?);
-    let threads = ServingThreads::start(0, "http-floor", move |stream, stopping| {
-        feast_server::http::serve_connection(router.clone(), stream, stopping)
-    })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => threads.dispatch(stream)?,
-                Err(e) => eprintln!("accept failed: {e}"),
-            }
-        }
+        serve_on_threads(listener, router, 0, std::future::pending())
+            .await
+            .map_err(std::io::Error::other)
     })
 }

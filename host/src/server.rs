@@ -322,8 +322,9 @@ impl App {
     }
 }
 
-/// Accepts connections until `shutdown` and serves each on a serving thread.
-async fn serve_on_threads(
+/// Accepts connections until `shutdown` and serves each on one of `threads` serving
+/// threads (0: one per core) with `router`: how plain HTTP is served.
+pub async fn serve_on_threads(
     listener: TcpListener,
     router: axum::Router,
     threads: usize,
