@@ -392,6 +392,22 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_names_are_counted_in_bytes_like_feast() {
+        // Printed by feast 0.67's `serialize_entity_key` (version 3): the name length is
+        // the UTF-8 byte length (15 for "kundennummer_ä"), and names sort by code point.
+        assert_eq!(
+            key(&["kundennummer_ä", "Äb"], &[&int64(7), &string("ü")], 3),
+            concat!(
+                "02000000",
+                "020000000f0000006b756e64656e6e756d6d65725fc3a4",
+                "0200000003000000c38462",
+                "04000000080000000700000000000000",
+                "0200000002000000c3bc"
+            )
+        );
+    }
+
+    #[test]
     fn v2_multi_key_and_timestamp_keys_match_feast() {
         // Bytes printed by feast 0.67's `serialize_entity_key`.
         assert_eq!(

@@ -100,6 +100,11 @@ fn cases() -> Vec<(&'static str, String, u16, &'static str, &'static str)> {
             400, "FeatureNameCollisionError", "full_feature_names",
         ),
         (
+            "the same feature twice",
+            json!({"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1001]}}).to_string(),
+            400, "FeatureNameCollisionError", "Duplicate features named conv_rate",
+        ),
+        (
             "ODFV without a plugin",
             json!({"features": ["transformed_conv_rate:conv_rate_plus_val1"], "entities": {"driver_id": [1001], "val_to_add": [1], "val_to_add_2": [2]}}).to_string(),
             501, "FeastError", "transformed_conv_rate",

@@ -4,6 +4,7 @@
 //! path never walks the registry.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, RwLock};
 
 use super::FeatureViewMetadata;
@@ -14,6 +15,11 @@ use crate::value::is_known_value_type;
 
 /// Plans kept per registry snapshot before the cache stops growing.
 const MAX_CACHED_PLANS: usize = 4096;
+
+/// Bytes of request shapes (cache keys) kept per registry snapshot before the cache
+/// stops growing: valid selections can be long (every feature of a large registry, in
+/// any order), and clients choose them.
+const MAX_CACHED_KEY_BYTES: usize = 16 << 20;
 
 /// A join key the request must provide.
 #[derive(Debug, Clone)]
@@ -122,7 +128,13 @@ pub enum Selection<'a> {
 /// Plans built against one registry snapshot, by request shape.
 #[derive(Debug, Default)]
 pub struct PlanCache {
-    plans: RwLock<HashMap<String, Arc<Plan>>>,
+    plans: RwLock<CachedPlans>,
+}
+
+#[derive(Debug, Default)]
+struct CachedPlans {
+    by_shape: HashMap<String, Arc<Plan>>,
+    key_bytes: usize,
 }
 
 impl PlanCache {
@@ -134,21 +146,32 @@ impl PlanCache {
         full_feature_names: bool,
     ) -> Result<Arc<Plan>, Error> {
         let key = cache_key(selection, full_feature_names);
-        if let Some(plan) = self.plans.read().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(plan) = self
+            .plans
+            .read()
+            .ok()
+            .and_then(|m| m.by_shape.get(&key).cloned())
+        {
             return Ok(plan);
         }
         let plan = Arc::new(build_plan(registry, selection, full_feature_names)?);
-        if let Ok(mut m) = self.plans.write()
-            && m.len() < MAX_CACHED_PLANS
-        {
-            m.insert(key, plan.clone());
+        if let Ok(mut guard) = self.plans.write() {
+            let cached = &mut *guard;
+            let len = key.len();
+            if cached.by_shape.len() < MAX_CACHED_PLANS
+                && cached.key_bytes + len <= MAX_CACHED_KEY_BYTES
+                && let Entry::Vacant(slot) = cached.by_shape.entry(key)
+            {
+                slot.insert(plan.clone());
+                cached.key_bytes += len;
+            }
         }
         Ok(plan)
     }
 
     /// Plans cached now.
     pub fn len(&self) -> usize {
-        self.plans.read().map(|m| m.len()).unwrap_or(0)
+        self.plans.read().map(|m| m.by_shape.len()).unwrap_or(0)
     }
 
     /// Whether no plan is cached.
@@ -249,9 +272,9 @@ fn picks_from_refs(refs: &[String]) -> Result<Vec<Pick>, Error> {
                     .ok_or_else(|| Error::InvalidRequest("empty".into()))?
             }
         };
-        if !pick.features.iter().any(|f| f == fr.feature) {
-            pick.features.push(fr.feature.to_string());
-        }
+        // A feature asked twice stays twice: the plan rejects it as a name collision,
+        // as Feast does.
+        pick.features.push(fr.feature.to_string());
     }
     Ok(picks)
 }
@@ -608,6 +631,59 @@ impl PlanBuilder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn demo_registry() -> Registry {
+        let bytes = include_bytes!("../../../demo/feature_repo/data/registry.db");
+        let opts = crate::registry::DecodeOptions {
+            key_version: 3,
+            versioning: false,
+        };
+        crate::registry::decode_registry(bytes, "repo", opts).expect("demo registry")
+    }
+
+    #[test]
+    fn a_feature_asked_twice_is_a_name_collision() {
+        let registry = demo_registry();
+        for full in [false, true] {
+            let refs = [
+                "driver_hourly_stats:conv_rate".to_string(),
+                "driver_hourly_stats:conv_rate".to_string(),
+            ];
+            let err = PlanCache::default()
+                .get(&registry, Selection::Refs(&refs), full)
+                .expect_err("a collision");
+            assert!(matches!(err, Error::FeatureNameCollision(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn cached_request_shapes_are_bounded_in_bytes() {
+        let registry = demo_registry();
+        let cache = PlanCache::default();
+        let features = ["conv_rate", "acc_rate", "avg_daily_trips"];
+        let long: Vec<String> = features
+            .iter()
+            .map(|f| format!("driver_hourly_stats:{f}"))
+            .collect();
+        cache
+            .get(&registry, Selection::Refs(&long), false)
+            .expect("plan");
+        assert_eq!(cache.len(), 1);
+        let shape_bytes = cache.plans.read().expect("lock").key_bytes;
+        assert_eq!(shape_bytes, cache_key(Selection::Refs(&long), false).len());
+        // The same shape again is not counted twice.
+        cache
+            .get(&registry, Selection::Refs(&long), false)
+            .expect("plan");
+        assert_eq!(cache.plans.read().expect("lock").key_bytes, shape_bytes);
+        // Once the byte budget is spent, new shapes are planned but not kept.
+        cache.plans.write().expect("lock").key_bytes = MAX_CACHED_KEY_BYTES;
+        let other = vec!["driver_hourly_stats:acc_rate".to_string()];
+        cache
+            .get(&registry, Selection::Refs(&other), false)
+            .expect("plan");
+        assert_eq!(cache.len(), 1);
+    }
 
     #[test]
     fn parses_feature_refs() {
