@@ -271,3 +271,56 @@ async fn request_ids_are_echoed_or_generated_and_liveness_differs_from_readiness
     );
     server.stop().await;
 }
+
+/// Sends `head` (and no more) on a raw connection and returns everything the server
+/// answers until it closes, with how long that took.
+async fn raw_exchange(port: u16, head: String) -> (String, Duration) {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let t0 = Instant::now();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("read timeout");
+        conn.write_all(head.as_bytes()).expect("head sent");
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply)
+            .expect("the response, then a clean close");
+        (reply, t0.elapsed())
+    })
+    .await
+    .expect("client thread")
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_a_408_and_a_declared_oversize_a_413_at_once() {
+    let repo = RepoCopy::demo();
+    let mut opts = test_options();
+    opts.limits = Limits {
+        request_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let server = TestServer::start(repo.config(), opts).await;
+
+    // 100 bytes announced, 10 sent, then silence.
+    let stalled = "POST /get-online-features HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+                   content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"feature"
+        .to_string();
+    let (reply, took) = raw_exchange(server.port, stalled).await;
+    assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
+    assert!(reply.contains("\r\nconnection: close\r\n"), "{reply}");
+    assert!(reply.contains("did not arrive within 500 ms"), "{reply}");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+
+    // A length over the limit is refused before any of the body is sent.
+    let oversized = format!(
+        "POST /get-online-features HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        64 * 1024 * 1024
+    );
+    let (reply, _) = raw_exchange(server.port, oversized).await;
+    assert!(reply.starts_with("HTTP/1.1 413 "), "{reply}");
+    assert!(reply.contains("larger than this server's limit"), "{reply}");
+
+    assert_eq!(server.get_online_features(&good()).await.status, 200);
+    server.stop().await;
+}

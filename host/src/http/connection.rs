@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,6 +24,10 @@ use tower::ServiceExt;
 
 use crate::threads::Stopping;
 
+/// How long a connection may take to send a request's head, counted from the end of
+/// the previous response: a client that sends nothing (an idle keep-alive connection)
+/// or its headers too slowly is disconnected.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing connection keeps draining, at most, what the client
 /// still sends (a slow or busy client may need seconds to finish a large body).
 const LINGER_TIME: Duration = Duration::from_secs(30);
@@ -39,8 +43,10 @@ pub async fn serve_connection(router: Router, stream: TcpStream, stopping: Stopp
     let service = TowerToHyperService::new(
         router.map_request(|req: axum::http::Request<Incoming>| req.map(Body::new)),
     );
-    let mut conn =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
     let mut stopping = pin!(stopping.wait());
     let mut shutting_down = false;
     let result = poll_fn(|cx| {

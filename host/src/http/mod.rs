@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -134,34 +134,40 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
     resp
 }
 
-async fn get_online_features(
-    State(state): State<Shared>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => {
-            let status = rejection.status();
-            if status != StatusCode::PAYLOAD_TOO_LARGE {
-                let message = format!("the request body could not be read: {rejection}");
-                let body = error::feast_error_body("FeastError", &message);
-                return (status, [(header::CONTENT_TYPE, "application/json")], body)
-                    .into_response();
-            }
+async fn get_online_features(State(state): State<Shared>, req: Request) -> Response {
+    let limits = &state.frontend.limits;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return body_too_large(limits.max_body_bytes);
+    }
+    // A client that stops sending its body must not hold the connection forever.
+    let body = match tokio::time::timeout(limits.request_timeout, Bytes::from_request(req, &state))
+        .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return body_too_large(limits.max_body_bytes);
+        }
+        Ok(Err(rejection)) => {
+            let message = format!("the request body could not be read: {rejection}");
+            let body = error::feast_error_body("FeastError", &message);
+            return (
+                rejection.status(),
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+        }
+        Err(_) => {
             let message = format!(
-                "the request body is larger than this server's limit of {} bytes",
-                state.frontend.limits.max_body_bytes
+                "the request body did not arrive within {} ms",
+                limits.request_timeout.as_millis()
             );
             let body = error::feast_error_body("FeastError", &message);
-            // The rest of the body is never read, so the connection cannot
-            // carry another request: say so (RFC 9112 section 9.6), or a
-            // client that finished sending would reuse it and lose its next
-            // request to the close.
-            let headers = [
-                (header::CONTENT_TYPE, "application/json"),
-                (header::CONNECTION, "close"),
-            ];
-            return (status, headers, body).into_response();
+            return (StatusCode::REQUEST_TIMEOUT, unfinished_body_headers(), body).into_response();
         }
     };
     let req = match request::parse_request(&body) {
@@ -179,6 +185,29 @@ async fn get_online_features(
         }
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// A 413 for a body over `limit` bytes (declared or read so far).
+fn body_too_large(limit: usize) -> Response {
+    let message = format!("the request body is larger than this server's limit of {limit} bytes");
+    let body = error::feast_error_body("FeastError", &message);
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        unfinished_body_headers(),
+        body,
+    )
+        .into_response()
+}
+
+/// Headers of an answer sent before the request body was read to its end: the rest
+/// of the body is never read, so the connection cannot carry another request. Say
+/// so (RFC 9112 section 9.6), or a client that finished sending would reuse it and
+/// lose its next request to the close.
+fn unfinished_body_headers() -> [(header::HeaderName, &'static str); 2] {
+    [
+        (header::CONTENT_TYPE, "application/json"),
+        (header::CONNECTION, "close"),
+    ]
 }
 
 /// Ready: the registry is loaded (always, once started) and the store answers.
