@@ -110,3 +110,48 @@ async fn swapping_plugins_under_load_fails_no_request() {
     assert!(v1 > 0 && v2 > 0, "v1 {v1} v2 {v2}");
     assert_eq!(ok, v1 + v2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_polling_off_plugins_change_on_sighup_only() {
+    let built = built_plugins();
+    let repo = RepoCopy::demo();
+    let dir = PluginDir::with(&[(built.conv_rate.as_path(), "conv.wasm")]);
+    let yaml =
+        wasm_plugins_yaml(dir.path(), "").replace("poll_interval_ms: 50", "poll_interval_ms: 0");
+    repo.append_config(&yaml);
+    let server = TestServer::demo(&repo).await;
+    let body = json!({"features": ["transformed_conv_rate:conv_rate_plus_val1"],
+                      "entities": {"driver_id": [1001], "val_to_add": [1], "val_to_add_2": [2]}});
+    let served = |resp: &feast_server_e2e::Response| {
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        resp.column("conv_rate_plus_val1")["values"][0].as_f64()
+    };
+    assert_eq!(served(&server.get_online_features(&body).await), Some(V1));
+
+    dir.install(&built.conv_rate_v2, "conv.wasm");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        served(&server.get_online_features(&body).await),
+        Some(V1),
+        "no polling: the new file is not looked at"
+    );
+
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(hup.success());
+    // The first load of v2 compiles it (seconds).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if served(&server.get_online_features(&body).await) == Some(V2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not load v2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}

@@ -11,7 +11,7 @@
 //!   max_output_mb: 16         # Arrow IPC bytes accepted from a plugin
 //!   max_idle_instances: 16    # ready instances kept per plugin
 //!   cache_dir: ~/.cache/feast-server/wasm   # compiled artifacts (default shown)
-//!   poll_interval_ms: 1000    # how often the directory is checked for changes
+//!   poll_interval_ms: 1000    # how often the directory is checked for changes (0: never, SIGHUP only)
 //! ```
 
 use std::path::PathBuf;

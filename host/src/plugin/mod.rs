@@ -286,7 +286,7 @@ impl PluginRuntime {
     }
 
     /// Keeps the plugins in step with the directory until `shutdown` flips: polls
-    /// every `poll_interval`, reloads everything on SIGHUP.
+    /// every `poll_interval` (never for zero), reloads everything on SIGHUP.
     pub fn spawn_watch(
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
@@ -296,8 +296,12 @@ impl PluginRuntime {
             #[cfg(unix)]
             let mut hup =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            let mut tick = tokio::time::interval(self.config.poll_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            // A zero interval turns polling off: plugins then change on SIGHUP only.
+            let mut tick = (!self.config.poll_interval.is_zero()).then(|| {
+                let mut t = tokio::time::interval(self.config.poll_interval);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                t
+            });
             let mut settling: Option<Listing> = None;
             loop {
                 #[cfg(unix)]
@@ -318,7 +322,14 @@ impl PluginRuntime {
                         self.reload(true).await;
                         continue;
                     }
-                    _ = tick.tick() => {}
+                    _ = async {
+                        match tick.as_mut() {
+                            Some(t) => {
+                                t.tick().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {}
                 }
                 // Reload once the directory looked the same on two polls in a row, so a
                 // file being copied in is not loaded half-written.
