@@ -12,7 +12,7 @@ use redis::cluster_routing::Slot;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline,
-    RedisConnectionInfo, RedisError, RedisResult,
+    RedisConnectionInfo, RedisError, RedisResult, TlsMode,
 };
 use tokio::sync::Mutex;
 
@@ -85,9 +85,9 @@ fn connection_info(opts: &RedisOptions, host: &str, port: u16) -> RedisResult<Co
     } else {
         ConnectionAddr::Tcp(host.to_string(), port)
     };
-    Ok(format!("redis://{host}:{port}")
+    // Built from the address, not a URL: an IPv6 host needs no brackets here.
+    Ok(addr
         .into_connection_info()?
-        .set_addr(addr)
         .set_redis_settings(redis_settings(opts)))
 }
 
@@ -140,10 +140,19 @@ impl Connection {
                 let sentinels = opts
                     .nodes
                     .iter()
-                    .map(|(h, p)| format!("redis://{h}:{p}"))
+                    .map(|(h, p)| ConnectionAddr::Tcp(h.clone(), *p))
                     .collect::<Vec<_>>();
-                let node_info = SentinelNodeConnectionInfo::default()
+                // As redis-py's `Sentinel`: `ssl` and the password apply to the
+                // master's connection; the sentinels are asked in plain text.
+                let mut node_info = SentinelNodeConnectionInfo::default()
                     .set_redis_connection_info(redis_settings(&opts));
+                if opts.tls {
+                    node_info = node_info.set_tls_mode(if opts.tls_insecure {
+                        TlsMode::Insecure
+                    } else {
+                        TlsMode::Secure
+                    });
+                }
                 let client = SentinelClient::build(
                     sentinels,
                     master.clone(),
