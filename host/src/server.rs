@@ -129,14 +129,12 @@ impl App {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ttl = opts.registry_ttl.unwrap_or(config.registry.cache_ttl);
-        let mut tasks = Vec::new();
-        if let Some(t) =
-            registry
-                .clone()
-                .spawn_refresh(ttl, opts.registry_poll, shutdown_rx.clone())
-        {
-            tasks.push(t);
-        }
+        let mut tasks =
+            vec![
+                registry
+                    .clone()
+                    .spawn_refresh(ttl, opts.registry_poll, shutdown_rx.clone()),
+            ];
         let plugins = match &config.plugins.directory {
             Some(_) => {
                 let rt = PluginRuntime::start(config.plugins.clone(), registry.clone())

@@ -27,6 +27,35 @@ async fn eventually(server: &TestServer, view: &str, want: u16) {
     panic!("{view} never answered {want}");
 }
 
+async fn reload_failures(server: &TestServer) -> u64 {
+    let text = server.send("GET", "/metrics", None, b"").await.body;
+    let text = String::from_utf8_lossy(&text);
+    text.lines()
+        .find_map(|l| l.strip_prefix("feast_server_registry_reload_failures_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the reload failure counter")
+}
+
+#[tokio::test]
+async fn a_zero_ttl_still_follows_file_changes() {
+    let repo = RepoCopy::demo();
+    let path = repo.path().join("data/registry.db");
+    let original = std::fs::read(&path).expect("registry");
+    let mut opts = test_options();
+    opts.registry_ttl = Some(Duration::ZERO);
+    let server = TestServer::start(repo.config(), opts).await;
+    assert_eq!(status_of(&server, "driver_hourly_stats_fresh").await, 200);
+    let mut reg = Registry::decode(original.as_slice()).expect("decode");
+    reg.feature_views.retain(|v| {
+        v.spec
+            .as_ref()
+            .is_some_and(|s| s.name != "driver_hourly_stats_fresh")
+    });
+    std::fs::write(&path, reg.encode_to_vec()).expect("write");
+    eventually(&server, "driver_hourly_stats_fresh", 404).await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn reloads_on_change_and_survives_a_broken_file() {
     let repo = RepoCopy::demo();
@@ -36,12 +65,17 @@ async fn reloads_on_change_and_survives_a_broken_file() {
     assert_eq!(status_of(&server, "driver_hourly_stats_fresh").await, 200);
 
     // A corrupt file, then an empty one (what a reader sees between Feast's truncate
-    // and write): the last good registry keeps serving.
-    for broken in [&b"\xff\xff\xff not a registry"[..], b""] {
+    // and write): the last good registry keeps serving, and a broken file is read
+    // once, not again on every poll.
+    for (n, broken) in [&b"\xff\xff\xff not a registry"[..], b""]
+        .into_iter()
+        .enumerate()
+    {
         std::fs::write(&path, broken).expect("write");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(status_of(&server, "driver_hourly_stats_fresh").await, 200);
         assert_eq!(status_of(&server, "driver_hourly_stats").await, 200);
+        assert_eq!(reload_failures(&server).await, n as u64 + 1);
     }
 
     // A new registry without one view: it disappears, the others stay.

@@ -124,18 +124,17 @@ impl RegistryHandle {
     /// Keeps the registry fresh until `shutdown` flips: reloads every `ttl` (zero =
     /// never, as Feast's `cache_ttl_seconds: 0`) and whenever the file's modification
     /// time or size changes (checked every `poll`; a change is picked up once the file
-    /// has stopped changing for one poll).
+    /// has stopped changing for one poll). A file that failed to load is not read
+    /// again until it changes or the TTL is due.
     pub fn spawn_refresh(
         self: Arc<Self>,
         ttl: Duration,
         poll: Duration,
         mut shutdown: watch::Receiver<bool>,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        if ttl.is_zero() {
-            return None;
-        }
-        Some(tokio::spawn(async move {
-            let mut stamp = file_stamp(&self.path);
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            // The file as last read, whether it loaded or not.
+            let mut tried = file_stamp(&self.path);
             // A changed file is reloaded once it has looked the same on two checks in a
             // row: Feast rewrites the registry in place, and a truncated protobuf can
             // still decode (to a registry missing objects).
@@ -149,25 +148,27 @@ impl RegistryHandle {
                     _ = shutdown.changed() => return,
                 }
                 let now_stamp = file_stamp(&self.path);
-                let due = last_full.elapsed() >= ttl;
-                if now_stamp != stamp && !due {
-                    if now_stamp.is_some() && now_stamp != settling {
+                let due = !ttl.is_zero() && last_full.elapsed() >= ttl;
+                if !due {
+                    if now_stamp == tried {
+                        settling = None;
+                        continue;
+                    }
+                    // Changing, or gone (the last good registry keeps serving).
+                    if now_stamp.is_none() || now_stamp != settling {
                         settling = now_stamp;
                         continue;
                     }
-                } else if !due {
-                    continue;
                 }
                 settling = None;
                 let handle = self.clone();
-                let result = tokio::task::spawn_blocking(move || handle.reload()).await;
-                // A reload that failed is retried on the next change or TTL.
-                if matches!(result, Ok(Ok(_))) {
-                    stamp = now_stamp;
+                if let Err(e) = tokio::task::spawn_blocking(move || handle.reload()).await {
+                    tracing::error!(error = %e, "the registry reload task failed");
                 }
+                tried = now_stamp;
                 last_full = tokio::time::Instant::now();
             }
-        }))
+        })
     }
 }
 
