@@ -297,12 +297,32 @@ impl App {
         // Small responses must not wait for delayed ACKs (Nagle).
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let result = builder
+        // tonic waits for every connection to close after the shutdown signal, without
+        // a limit: a client that keeps a call open must not hold the stop (and the
+        // feature log's last flush) for longer than the grace period.
+        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = signalled.send(());
+        };
+        let serve = builder
             .add_service(health)
             .add_service(grpc::Serving::server(self.frontend.clone()))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-            .map_err(|e| ServeError::Grpc(e.to_string()));
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        let grace_over = async move {
+            if on_signal.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            r = serve => r.map_err(|e| ServeError::Grpc(e.to_string())),
+            () = grace_over => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "gRPC calls still open after the shutdown grace period; stopping without them");
+                Ok(())
+            }
+        };
         self.stop().await;
         result
     }
