@@ -132,6 +132,28 @@ async fn malformed_stored_bytes_fail_only_the_requests_that_read_them() {
     let good = server.get_online_features(&body(1002)).await;
     assert_eq!(good.status, 200);
     assert_eq!(good.column("conv_rate")["statuses"], json!(["PRESENT"]));
+
+    // An event time that decodes but is not a valid google.protobuf.Timestamp
+    // (seconds 1, nanos -5).
+    let key_1003 = feast_redis_dump()
+        .into_iter()
+        .find(|h| h.key.windows(8).any(|w| w == 1003i64.to_le_bytes()))
+        .expect("1003 in the dump")
+        .key;
+    redis::cmd("HSET")
+        .arg(&key_1003)
+        .arg(feast_server::online_store::timestamp_field(
+            "driver_hourly_stats",
+        ))
+        .arg(&b"\x08\x01\x10\xfb\xff\xff\xff\xff\xff\xff\xff\xff\x01"[..])
+        .query::<i64>(&mut redis.connection())
+        .expect("HSET");
+    let bad = server.get_online_features(&body(1003)).await;
+    assert_eq!(bad.status, 500);
+    let (_, message) = bad.feast_error();
+    assert!(message.contains("_ts:driver_hourly_stats"), "{message}");
+    assert!(message.contains("nanos -5"), "{message}");
+    assert_eq!(server.get_online_features(&body(1002)).await.status, 200);
     server.stop().await;
 }
 

@@ -8,10 +8,7 @@ mod sqlite;
 use foldhash::HashMap;
 use std::sync::Arc;
 
-pub use self::redis::{
-    OptionsError as RedisOptionsError, RedisOptions, RedisStore,
-    SUPPORTED_OPTIONS as REDIS_OPTIONS, Topology as RedisTopology, feature_field, timestamp_field,
-};
+pub use self::redis::{RedisOptions, RedisStore, feature_field, timestamp_field};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use crate::registry::FeatureView;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-pub use options::{OptionsError, RedisOptions, SUPPORTED_OPTIONS, Topology};
+pub use options::RedisOptions;
 
 use self::connection::{Connection, is_connection_error, slot_of};
 use super::{Cell, ReadBatch, StoreError, ViewRows};
@@ -298,8 +298,15 @@ fn decode_entity(
     };
     let event_time = match bytes_of(ts) {
         Some(b) => {
+            let ts_field = || format!("_ts:{}", target.online_name);
             let t = prost_types::Timestamp::decode(b)
-                .map_err(|e| corrupt(&format!("_ts:{}", target.online_name), e.to_string()))?;
+                .map_err(|e| corrupt(&ts_field(), e.to_string()))?;
+            if !(0..1_000_000_000).contains(&t.nanos) {
+                return Err(corrupt(
+                    &ts_field(),
+                    format!("nanos {} is outside 0..1e9", t.nanos),
+                ));
+            }
             EventTime {
                 seconds: t.seconds,
                 nanos: t.nanos,

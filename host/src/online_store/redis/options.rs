@@ -7,25 +7,20 @@ use std::time::Duration;
 
 use crate::config::RedisConfig;
 
-/// Options this server understands, with what they do.
-pub const SUPPORTED_OPTIONS: &[(&str, &str)] = &[
-    ("password", "AUTH password"),
-    ("username", "ACL user name"),
-    ("db", "database number (standalone and sentinel)"),
-    ("ssl", "true to connect with TLS"),
-    (
-        "ssl_cert_reqs",
-        "`none` to skip certificate verification, `required` (default)",
-    ),
-    ("socket_timeout", "seconds to wait for a reply (default 1)"),
-    (
-        "socket_connect_timeout",
-        "seconds to wait for a connection (default 1)",
-    ),
-    ("skip_full_coverage_check", "accepted (cluster; no effect)"),
-    ("health_check_interval", "accepted (no effect)"),
-    ("socket_keepalive", "accepted (no effect)"),
-    ("decode_responses", "accepted (no effect)"),
+/// Options of Feast's connection string this server understands (see the README's
+/// Redis section for what each does); the last four are accepted and have no effect.
+const SUPPORTED_OPTIONS: &[&str] = &[
+    "password",
+    "username",
+    "db",
+    "ssl",
+    "ssl_cert_reqs",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "skip_full_coverage_check",
+    "health_check_interval",
+    "socket_keepalive",
+    "decode_responses",
 ];
 
 /// Which Redis deployment to talk to.
@@ -131,12 +126,11 @@ impl RedisOptions {
             "socket_connect_timeout" => {
                 self.connect_timeout = parse_secs(value).ok_or_else(|| bad("expected seconds"))?
             }
-            k if SUPPORTED_OPTIONS.iter().any(|(name, _)| *name == k) => {}
+            k if SUPPORTED_OPTIONS.contains(&k) => {}
             _ => {
-                let names: Vec<&str> = SUPPORTED_OPTIONS.iter().map(|(n, _)| *n).collect();
                 return Err(OptionsError(format!(
                     "unknown option {key:?}; supported: {}",
-                    names.join(", ")
+                    SUPPORTED_OPTIONS.join(", ")
                 )));
             }
         }
