@@ -1,5 +1,5 @@
 //! One logged request: the columns its log rows need, taken out of the engine's
-//! response once it has been sent (any column the service produces, found by name)
+//! response once it is encoded, before it is sent (any column the service produces, found by name)
 //! and copied from the request.
 
 use std::sync::Arc;
