@@ -78,6 +78,32 @@ async fn stored_nulls_are_null_value_and_ttl_zero_never_expires() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn an_unreadable_event_time_fails_only_the_requests_that_read_it() {
+    let repo = RepoCopy::demo();
+    let db = rusqlite::Connection::open(repo.path().join("data/online_store.db")).expect("db");
+    db.execute(
+        "UPDATE repo_driver_hourly_stats SET event_ts = '2024/01/02 03:04:05' WHERE feature_name = 'avg_daily_trips' AND entity_key = ?1",
+        [hex_key(1001)],
+    )
+    .expect("update");
+    drop(db);
+    let server = server_at(&repo, PINNED_NOW).await;
+    let bad = server.get_online_features(&request()).await;
+    assert_eq!(bad.status, 500);
+    let (_, message) = bad.feast_error();
+    assert!(
+        message.contains("driver_hourly_stats:avg_daily_trips"),
+        "{message}"
+    );
+    assert!(message.contains("event_ts"), "{message}");
+    let other = server
+        .get_online_features(&json!({"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": [1002]}}))
+        .await;
+    assert_eq!(other.status, 200);
+    server.stop().await;
+}
+
 fn hex_key(id: i64) -> Vec<u8> {
     let mut k = vec![1, 0, 0, 0, 2, 0, 0, 0, 9, 0, 0, 0];
     k.extend_from_slice(b"driver_id");

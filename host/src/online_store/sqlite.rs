@@ -233,24 +233,25 @@ impl Inner {
                 let Some(slot) = std::str::from_utf8(name).ok().and_then(|n| target.slot(n)) else {
                     continue;
                 };
+                let corrupt = |reason: String| StoreError::Corrupt {
+                    store: STORE,
+                    view: target.view.clone(),
+                    feature: target.features[slot].clone(),
+                    reason,
+                };
                 let value = match row.get_ref(2).map_err(|e| classify(&e))? {
-                    ValueRef::Blob(b) => Value::decode(b).map_err(|e| StoreError::Corrupt {
-                        store: STORE,
-                        view: target.view.clone(),
-                        feature: target.features[slot].clone(),
-                        reason: e.to_string(),
-                    })?,
+                    ValueRef::Blob(b) => Value::decode(b).map_err(|e| corrupt(e.to_string()))?,
                     _ => Value::default(),
                 };
                 let event_time = match row.get_ref(3).map_err(|e| classify(&e))? {
-                    ValueRef::Integer(s) => EventTime::from_secs(s),
-                    ValueRef::Real(f) => EventTime::from_secs_f64(f),
+                    ValueRef::Integer(s) => Some(EventTime::from_secs(s)),
+                    ValueRef::Real(f) => Some(EventTime::from_secs_f64(f)),
                     ValueRef::Text(t) => std::str::from_utf8(t)
                         .ok()
-                        .and_then(EventTime::parse_datetime)
-                        .unwrap_or(EventTime::EPOCH),
-                    _ => EventTime::EPOCH,
-                };
+                        .and_then(EventTime::parse_datetime),
+                    ValueRef::Null | ValueRef::Blob(_) => None,
+                }
+                .ok_or_else(|| corrupt("event_ts is not a date and time".into()))?;
                 rows.set(base + key_idx, slot, Cell { value, event_time });
             }
         }
