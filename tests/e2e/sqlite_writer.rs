@@ -41,3 +41,44 @@ async fn reads_wait_for_a_writer_and_see_its_commit() {
     writer.join().expect("writer");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_database_file_replaced_under_the_server_is_read_from_then_on() {
+    let repo = RepoCopy::demo();
+    let server = TestServer::demo(&repo).await;
+    let body = json!({"features": ["driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": [1001]}});
+    let served =
+        |resp: &feast_server_e2e::Response| resp.column("avg_daily_trips")["values"].clone();
+    assert_eq!(
+        served(&server.get_online_features(&body).await),
+        json!([545])
+    );
+
+    // A new file renamed over the old path (as a rebuilt store would be), 777 in it.
+    let db_path = repo.path().join("data/online_store.db");
+    let next = repo.path().join("data/online_store.db.next");
+    std::fs::copy(&db_path, &next).expect("copy");
+    rusqlite::Connection::open(&next)
+        .expect("open")
+        .execute(
+            "UPDATE repo_driver_hourly_stats SET value = x'208906' WHERE feature_name = 'avg_daily_trips'",
+            [],
+        )
+        .expect("update");
+    std::fs::rename(&next, &db_path).expect("rename");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = server.get_online_features(&body).await;
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        if served(&resp) == json!([777]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still reading the replaced file"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}

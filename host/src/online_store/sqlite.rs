@@ -4,16 +4,19 @@
 //!
 //! Reads use a small pool of read-only connections, one query per view per request,
 //! with prepared statements. A small read (at most [`INLINE_MAX_KEYS`] keys) is first
-//! tried on the calling thread without waiting for locks: it is pure CPU work on
-//! cached pages and takes microseconds, while handing it to another thread costs more
-//! than the query. A read that would wait (a writer such as `feast materialize` holds
-//! the lock) or is large runs on the blocking pool instead, off the async runtime,
-//! where it waits up to the busy timeout.
+//! tried on the calling thread without waiting for locks: on a database the OS keeps
+//! in its page cache (an online store that is read all the time) it is CPU work of a
+//! few microseconds, while handing it to another thread costs more than the query. A
+//! read that would wait (a writer such as `feast materialize` holds the lock) or is
+//! large runs on the blocking pool instead, off the async runtime, where it waits up
+//! to the busy timeout. When another file takes the path's place (a store rebuilt
+//! and renamed in, or deleted and written again), connections to the old one are
+//! closed and new ones opened, within [`FILE_CHECK_INTERVAL`].
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 use prost::Message;
@@ -60,10 +63,36 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     opts: SqliteOptions,
-    idle: Mutex<Vec<Connection>>,
+    /// Idle connections, with the file each one has open.
+    idle: Mutex<Vec<(Connection, Option<FileId>)>>,
+    /// The file at `path` when last looked at, and when that was.
+    file: Mutex<(Option<FileId>, Instant)>,
     permits: Arc<Semaphore>,
     missing_tables: Mutex<HashSet<String>>,
 }
+
+/// Which file a path names (device and inode): `feast teardown` + `materialize`, or a
+/// rename over the path, put a new file there while pooled connections still read
+/// the old one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
+/// How often a checkout looks at which file the path names.
+const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 impl SqliteStore {
     /// Opens the store (one connection now, to fail fast on a bad file).
@@ -73,6 +102,7 @@ impl SqliteStore {
             permits: Arc::new(Semaphore::new(opts.pool_size.max(1))),
             opts,
             idle: Mutex::new(Vec::new()),
+            file: Mutex::new((FileId::of(path), Instant::now())),
             missing_tables: Mutex::new(HashSet::new()),
         };
         let conn = inner.connect()?;
@@ -116,6 +146,7 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let conn = inner.checkout()?;
             let r = conn
+                .0
                 .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
                 .map_err(|e| classify(&e));
             inner.checkin(conn);
@@ -147,7 +178,10 @@ fn classify(e: &rusqlite::Error) -> StoreError {
 }
 
 impl Inner {
-    fn connect(&self) -> Result<Connection, StoreError> {
+    fn connect(&self) -> Result<(Connection, Option<FileId>), StoreError> {
+        // Looked at before opening: if the file is replaced in between, the
+        // connection is taken for the old one and opened again at the next checkout.
+        let file = FileId::of(&self.path);
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -156,18 +190,42 @@ impl Inner {
         conn.busy_timeout(self.opts.busy_timeout)
             .map_err(|e| classify(&e))?;
         conn.set_prepared_statement_cache_capacity(64);
-        Ok(conn)
+        Ok((conn, file))
     }
 
-    fn checkout(&self) -> Result<Connection, StoreError> {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        match pooled {
-            Some(c) => Ok(c),
-            None => self.connect(),
+    /// The file at `path` now, looked at most every [`FILE_CHECK_INTERVAL`].
+    fn current_file(&self) -> Option<FileId> {
+        let Ok(mut file) = self.file.lock() else {
+            return None;
+        };
+        if file.1.elapsed() >= FILE_CHECK_INTERVAL {
+            let now = FileId::of(&self.path);
+            if now != file.0 {
+                tracing::info!(path = %self.path.display(), "the online store file was replaced; reopening");
+                if let Ok(mut missing) = self.missing_tables.lock() {
+                    missing.clear();
+                }
+            }
+            *file = (now, Instant::now());
+        }
+        file.0
+    }
+
+    /// An idle connection to the current file, or a new one.
+    fn checkout(&self) -> Result<(Connection, Option<FileId>), StoreError> {
+        let current = self.current_file();
+        loop {
+            let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            match pooled {
+                // A connection to a replaced file is closed.
+                Some((_, file)) if file != current && current.is_some() => continue,
+                Some(c) => return Ok(c),
+                None => return self.connect(),
+            }
         }
     }
 
-    fn checkin(&self, conn: Connection) {
+    fn checkin(&self, conn: (Connection, Option<FileId>)) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(conn);
         }
@@ -180,13 +238,13 @@ impl Inner {
         busy_timeout: Duration,
     ) -> Result<Vec<ViewRows>, StoreError> {
         let conn = self.checkout()?;
-        if let Err(e) = conn.busy_timeout(busy_timeout) {
+        if let Err(e) = conn.0.busy_timeout(busy_timeout) {
             self.checkin(conn);
             return Err(classify(&e));
         }
         let result = batches
             .iter()
-            .map(|b| self.read_view(&conn, b))
+            .map(|b| self.read_view(&conn.0, b))
             .collect::<Result<Vec<_>, _>>();
         self.checkin(conn);
         result
