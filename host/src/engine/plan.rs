@@ -198,6 +198,16 @@ fn cache_key(selection: Selection<'_>, full: bool) -> String {
     key
 }
 
+/// What makes two projections one read: the same view under the same name and
+/// version, keyed by the same request columns.
+#[derive(Debug, PartialEq, Eq)]
+struct ReadKey {
+    view: String,
+    name: String,
+    version: Option<i32>,
+    join_key_map: std::collections::BTreeMap<String, String>,
+}
+
 /// A parsed `view[@version]:feature` reference.
 #[derive(Debug, PartialEq, Eq)]
 struct FeatureRef<'a> {
@@ -331,7 +341,7 @@ struct PlanBuilder<'r> {
     join_keys: Vec<PlanJoinKey>,
     reads: Vec<(Arc<FeatureView>, Projection, Vec<usize>)>,
     /// Dedup key of each read: projection name to use + version.
-    read_keys: Vec<(String, Option<i32>)>,
+    read_keys: Vec<ReadKey>,
     /// Feature names read per read, in slot order.
     read_features: Vec<Vec<String>>,
     outputs: Vec<OutputSource>,
@@ -357,23 +367,11 @@ impl PlanBuilder<'_> {
     }
 
     fn add_view_features(&mut self, view: Arc<FeatureView>, pick: Pick) -> Result<(), Error> {
-        if view.disabled {
-            return Err(Error::ViewNotServable(format!(
-                "Feature view '{}' is disabled and cannot serve features",
-                view.name
-            )));
-        }
         if let Some(v) = pick.projection.version_tag
             && !self.registry.versioning
         {
             return Err(Error::InvalidFeatureRef(format!(
                 "Version-qualified ref '{}@v{v}' not supported: online versioning is disabled. Set 'enable_online_feature_view_versioning: true' under 'registry' in feature_store.yaml.",
-                view.name
-            )));
-        }
-        if let Some(problem) = &view.problem {
-            return Err(Error::ViewNotServable(format!(
-                "feature view {} cannot be served: {problem}",
                 view.name
             )));
         }
@@ -533,13 +531,31 @@ impl PlanBuilder<'_> {
         Ok(inputs)
     }
 
-    /// The read for a view projection, shared when the same projection appears twice.
+    /// The read for a view projection (requested, or a source of an ODFV), shared when
+    /// the same projection of the same view appears twice.
     fn read_for(
         &mut self,
         view: &Arc<FeatureView>,
         projection: &Projection,
     ) -> Result<usize, Error> {
-        let dedup = (projection.name_to_use().to_string(), projection.version_tag);
+        if view.disabled {
+            return Err(Error::ViewNotServable(format!(
+                "Feature view '{}' is disabled and cannot serve features",
+                view.name
+            )));
+        }
+        if let Some(problem) = &view.problem {
+            return Err(Error::ViewNotServable(format!(
+                "feature view {} cannot be served: {problem}",
+                view.name
+            )));
+        }
+        let dedup = ReadKey {
+            view: view.name.clone(),
+            name: projection.name_to_use().to_string(),
+            version: projection.version_tag,
+            join_key_map: projection.join_key_map.clone(),
+        };
         if let Some(i) = self.read_keys.iter().position(|k| *k == dedup) {
             return Ok(i);
         }
@@ -654,6 +670,24 @@ mod tests {
                 .expect_err("a collision");
             assert!(matches!(err, Error::FeatureNameCollision(_)), "{err:?}");
         }
+    }
+
+    #[test]
+    fn an_odfv_reading_a_disabled_view_is_not_servable() {
+        let mut registry = demo_registry();
+        let view = registry
+            .views
+            .get_mut("driver_hourly_stats")
+            .expect("the demo view");
+        Arc::make_mut(view).disabled = true;
+        let refs = ["transformed_conv_rate:conv_rate_plus_val1".to_string()];
+        let err = PlanCache::default()
+            .get(&registry, Selection::Refs(&refs), false)
+            .expect_err("not servable");
+        assert!(
+            matches!(&err, Error::ViewNotServable(m) if m.contains("driver_hourly_stats")),
+            "{err:?}"
+        );
     }
 
     #[test]

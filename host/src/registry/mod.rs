@@ -90,7 +90,7 @@ pub struct Field {
 }
 
 /// A view whose rows `feast materialize` wrote to the online store.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct FeatureView {
     /// View name.
     pub name: String,
