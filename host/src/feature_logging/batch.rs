@@ -304,16 +304,41 @@ fn scalar_text(v: &Val) -> Option<String> {
     })
 }
 
+/// Longest directory name a partition value becomes (file systems allow 255 bytes).
+const MAX_SEGMENT_BYTES: usize = 200;
+
+/// A partition value as one directory name: `%`, `/`, `\`, control characters and
+/// a leading `.` (a hidden directory, which readers skip) are percent-encoded, and a
+/// name longer than [`MAX_SEGMENT_BYTES`] is cut and ends with a hash of the whole
+/// value, so distinct values stay in distinct directories.
 fn escape_segment(s: &str) -> String {
     match s {
-        "" => "%00".into(),
-        "." => "%2E".into(),
-        ".." => "%2E%2E".into(),
-        _ => s
-            .replace('%', "%25")
-            .replace('/', "%2F")
-            .replace('\\', "%5C"),
+        "" => return "%00".into(),
+        ".." => return "%2E%2E".into(),
+        _ => {}
     }
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.char_indices() {
+        if matches!(c, '%' | '/' | '\\') || c.is_control() || (i == 0 && c == '.') {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    if out.len() > MAX_SEGMENT_BYTES {
+        let hash = murmur3::murmur3_x64_128(&mut std::io::Cursor::new(s.as_bytes()), 0)
+            .unwrap_or_default();
+        let mut cut = MAX_SEGMENT_BYTES - 33;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str(&format!("~{hash:032x}"));
+    }
+    out
 }
 
 /// `YYYY-MM-DD` of a day number.
@@ -335,7 +360,17 @@ mod tests {
         assert_eq!(date_text(log_date(-1)), "1969-12-31");
         assert_eq!(escape_segment("a/b"), "a%2Fb");
         assert_eq!(escape_segment(".."), "%2E%2E");
+        assert_eq!(escape_segment("."), "%2E");
+        assert_eq!(escape_segment(".x"), "%2Ex");
+        assert_eq!(escape_segment("a.b"), "a.b");
+        assert_eq!(escape_segment("a\0b\n"), "a%00b%0A");
         assert_eq!(escape_segment("1001"), "1001");
+        assert_eq!(escape_segment("ä%"), "ä%25");
+        let long = "é".repeat(300);
+        let (a, b) = (escape_segment(&long), escape_segment(&format!("{long}x")));
+        assert!(a.len() <= MAX_SEGMENT_BYTES, "{}", a.len());
+        assert_ne!(a, b, "long values stay distinct");
+        assert!(a.starts_with("éé"));
     }
 
     #[test]

@@ -222,11 +222,26 @@ pub struct Published {
 
 /// Publishes everything staged under `staging` into `destination`.
 pub fn flush(staging: &Path, destination: &Path) -> Result<Published, FileError> {
+    begin_flush(staging)?;
+    publish_flushing(staging, destination)
+}
+
+/// The quick first step of [`flush`]: renames `staged/` to `flushing-<uuid>/`, after
+/// which new writes go to a new `staged/`. Call it where staged files are written
+/// (so no write is under way), and publish from anywhere.
+pub fn begin_flush(staging: &Path) -> Result<(), FileError> {
     let staged = staging.join("staged");
     if staged.is_dir() {
         let target = staging.join(format!("flushing-{}", new_id()));
         std::fs::rename(&staged, &target).map_err(io_err(&staged))?;
     }
+    Ok(())
+}
+
+/// The slow second step of [`flush`]: publishes every `flushing-` directory of
+/// `staging` into `destination`, then deletes it. Calls for one `staging` must not
+/// overlap.
+pub fn publish_flushing(staging: &Path, destination: &Path) -> Result<Published, FileError> {
     let mut pending: Vec<PathBuf> = match std::fs::read_dir(staging) {
         Ok(rd) => rd
             .filter_map(Result::ok)

@@ -1,6 +1,7 @@
 //! The background writer: one thread that takes rows off the queue, keeps them in
 //! memory (compacted into Arrow batches), writes them to staged Arrow IPC files on
-//! `Write` and publishes staged files on `Flush`.
+//! `Write` and, on `Flush`, hands the staged files to a second thread that publishes
+//! them (encoding Parquet takes long enough that the queue must not wait for it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -25,7 +26,8 @@ const COMPACT_ROWS: usize = 4096;
 /// Buffered rows that trigger a write before the write interval (kept small so
 /// one write never keeps the queue undrained for long).
 const MAX_BUFFERED_ROWS: usize = 1 << 17;
-/// Rows kept for retry after failed writes; older ones are given up beyond this.
+/// Rows kept for retry after failed writes; past this, the rows of a write that
+/// fails are given up.
 const MAX_RETRY_ROWS: usize = 1 << 21;
 
 /// Rows of one target, waiting to be written.
@@ -99,8 +101,90 @@ pub struct Writer {
     counters: Arc<Counters>,
     buffers: HashMap<usize, TargetBuffer>,
     buffered_rows: usize,
+    /// Of `buffered_rows`, those kept after a failed write (retried at the next
+    /// `Write`, not at every new row).
+    retained_rows: usize,
     /// Staging directory -> destination of every service seen.
     roots: BTreeMap<PathBuf, PathBuf>,
+    publisher: Publisher,
+}
+
+/// Publishes flushed staging directories, in order, on its own thread (or inline if
+/// the thread could not be started).
+struct Publisher {
+    jobs: Option<std::sync::mpsc::Sender<(PathBuf, PathBuf)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl Publisher {
+    fn start(counters: Arc<Counters>) -> Self {
+        let (jobs, incoming) = std::sync::mpsc::channel::<(PathBuf, PathBuf)>();
+        let c = counters.clone();
+        let spawned = std::thread::Builder::new()
+            .name("feature-log-publish".into())
+            .spawn(move || {
+                for (staging, destination) in incoming {
+                    publish(&c, &staging, &destination);
+                }
+            });
+        match spawned {
+            Ok(thread) => Publisher {
+                jobs: Some(jobs),
+                thread: Some(thread),
+                counters,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "feature logging: no publishing thread; the writer publishes itself");
+                Publisher {
+                    jobs: None,
+                    thread: None,
+                    counters,
+                }
+            }
+        }
+    }
+
+    /// Publishes what `staging` has in `flushing-` directories.
+    fn publish(&self, staging: &std::path::Path, destination: &std::path::Path) {
+        let handed_over = self.jobs.as_ref().is_some_and(|jobs| {
+            jobs.send((staging.to_path_buf(), destination.to_path_buf()))
+                .is_ok()
+        });
+        if !handed_over {
+            publish(&self.counters, staging, destination);
+        }
+    }
+
+    /// Waits until everything handed over is published.
+    fn finish(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("feature logging: the publishing thread panicked");
+        }
+    }
+}
+
+fn publish(counters: &Counters, staging: &std::path::Path, destination: &std::path::Path) {
+    match files::publish_flushing(staging, destination) {
+        Ok(p) => {
+            if p.files > 0 {
+                tracing::debug!(destination = %destination.display(), files = p.files, rows = p.rows, "feature logging: flushed");
+            }
+            counters
+                .published_files
+                .fetch_add(p.files as u64, Ordering::Relaxed);
+            counters
+                .published_rows
+                .fetch_add(p.rows as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "feature logging: flushing staged logs failed; retrying at the next flush");
+        }
+    }
 }
 
 impl Writer {
@@ -117,9 +201,11 @@ impl Writer {
             .collect();
         Writer {
             queue,
+            publisher: Publisher::start(counters.clone()),
             counters,
             buffers: HashMap::new(),
             buffered_rows: 0,
+            retained_rows: 0,
             roots,
         }
     }
@@ -143,6 +229,7 @@ impl Writer {
                         }
                         self.write();
                         self.flush();
+                        self.publisher.finish();
                         let _ = done.send(());
                         return;
                     }
@@ -159,6 +246,7 @@ impl Writer {
                     Err(TryRecvError::Disconnected) => {
                         self.write();
                         self.flush();
+                        self.publisher.finish();
                         return;
                     }
                 }
@@ -171,7 +259,7 @@ impl Writer {
         match msg {
             Msg::Entry(e) => {
                 self.take(e);
-                if self.buffered_rows >= MAX_BUFFERED_ROWS {
+                if self.buffered_rows - self.retained_rows >= MAX_BUFFERED_ROWS {
                     self.write();
                 }
             }
@@ -245,28 +333,19 @@ impl Writer {
         }
         self.buffers.retain(|_, b| b.rows() > 0);
         self.buffered_rows = retained;
+        self.retained_rows = retained;
     }
 
-    /// Publishes staged files of every service seen into their destinations.
+    /// Hands the staged files of every service seen to the publisher: renamed here,
+    /// between writes, then published on the publisher's thread.
     fn flush(&mut self) {
         for (staging, destination) in &self.roots {
-            match files::flush(staging, destination) {
-                Ok(p) => {
-                    if p.files > 0 {
-                        tracing::debug!(destination = %destination.display(), files = p.files, rows = p.rows, "feature logging: flushed");
-                    }
-                    self.counters
-                        .published_files
-                        .fetch_add(p.files as u64, Ordering::Relaxed);
-                    self.counters
-                        .published_rows
-                        .fetch_add(p.rows as u64, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "feature logging: flushing staged logs failed; retrying at the next flush");
-                }
+            if let Err(e) = files::begin_flush(staging) {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "feature logging: flushing staged logs failed; retrying at the next flush");
             }
+            // Also publishes what an earlier flush (or a crash) left behind.
+            self.publisher.publish(staging, destination);
         }
     }
 }
