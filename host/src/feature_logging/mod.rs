@@ -15,7 +15,8 @@
 //! them every `write_to_disk_interval_secs` to staged Arrow IPC files inside the
 //! destination (`.feast-server-logging/`, invisible to readers), and **flushes**
 //! every `flush_interval_secs`: the staged files of each partition are merged into one
-//! Parquet file in the destination, where Feast reads them ([`files`]). Shutdown
+//! Parquet file in the destination, where Feast reads them ([`files`]), on a second
+//! thread so that encoding never keeps the queue undrained. Shutdown
 //! writes and flushes everything. After a crash, staged files are kept and published
 //! at the next start, so a `kill -9` loses at most the rows not yet written (those of
 //! the last write interval).
