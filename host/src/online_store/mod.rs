@@ -155,19 +155,26 @@ impl ViewRows {
         }
     }
 
+    /// Where a key's slot is in `cells`; `None` for a slot out of range (which would
+    /// otherwise name the next key's cell).
+    fn index(&self, key: usize, slot: usize) -> Option<usize> {
+        (slot < self.slots).then(|| key * self.slots + slot)
+    }
+
     /// The cell of a key and slot; `None` when the store has no value for it.
     pub fn get(&self, key: usize, slot: usize) -> Option<&Cell> {
-        self.cells.get(key * self.slots + slot)?.as_ref()
+        self.cells.get(self.index(key, slot)?)?.as_ref()
     }
 
     /// Moves a cell out (leaving it missing).
     pub fn take(&mut self, key: usize, slot: usize) -> Option<Cell> {
-        self.cells.get_mut(key * self.slots + slot)?.take()
+        let i = self.index(key, slot)?;
+        self.cells.get_mut(i)?.take()
     }
 
-    /// Stores a cell.
+    /// Stores a cell (nowhere for a key or slot out of range).
     pub fn set(&mut self, key: usize, slot: usize, cell: Cell) {
-        if let Some(c) = self.cells.get_mut(key * self.slots + slot) {
+        if let Some(c) = self.index(key, slot).and_then(|i| self.cells.get_mut(i)) {
             *c = Some(cell);
         }
     }
