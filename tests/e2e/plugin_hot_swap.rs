@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use feast_server_e2e::plugins::{PluginDir, built_plugins, wasm_plugins_yaml};
-use feast_server_e2e::{RepoCopy, TestServer};
+use feast_server_e2e::{RepoCopy, TestServer, wait_until};
 use serde_json::json;
 
 const V1: f64 = 1.2965355813503265; // conv_rate(1001) + 1
@@ -142,16 +142,9 @@ async fn with_polling_off_plugins_change_on_sighup_only() {
         .expect("kill runs");
     assert!(hup.success());
     // The first load of v2 compiles it (seconds).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if served(&server.get_online_features(&body).await) == Some(V2) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "SIGHUP did not load v2"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(Duration::from_secs(60), "SIGHUP loads v2", || async {
+        served(&server.get_online_features(&body).await) == Some(V2)
+    })
+    .await;
     server.stop().await;
 }

@@ -27,6 +27,14 @@ async fn eventually(server: &TestServer, view: &str, want: u16) {
     panic!("{view} never answered {want}");
 }
 
+/// The registry bytes `original` without the feature view `name`.
+fn without_view(original: &[u8], name: &str) -> Vec<u8> {
+    let mut reg = Registry::decode(original).expect("decode");
+    reg.feature_views
+        .retain(|v| v.spec.as_ref().is_some_and(|s| s.name != name));
+    reg.encode_to_vec()
+}
+
 async fn reload_failures(server: &TestServer) -> u64 {
     let text = server.send("GET", "/metrics", None, b"").await.body;
     let text = String::from_utf8_lossy(&text);
@@ -45,13 +53,7 @@ async fn a_zero_ttl_still_follows_file_changes() {
     opts.registry_ttl = Some(Duration::ZERO);
     let server = TestServer::start(repo.config(), opts).await;
     assert_eq!(status_of(&server, "driver_hourly_stats_fresh").await, 200);
-    let mut reg = Registry::decode(original.as_slice()).expect("decode");
-    reg.feature_views.retain(|v| {
-        v.spec
-            .as_ref()
-            .is_some_and(|s| s.name != "driver_hourly_stats_fresh")
-    });
-    std::fs::write(&path, reg.encode_to_vec()).expect("write");
+    std::fs::write(&path, without_view(&original, "driver_hourly_stats_fresh")).expect("write");
     eventually(&server, "driver_hourly_stats_fresh", 404).await;
     server.stop().await;
 }
@@ -79,13 +81,7 @@ async fn reloads_on_change_and_survives_a_broken_file() {
     }
 
     // A new registry without one view: it disappears, the others stay.
-    let mut reg = Registry::decode(original.as_slice()).expect("decode");
-    reg.feature_views.retain(|v| {
-        v.spec
-            .as_ref()
-            .is_some_and(|s| s.name != "driver_hourly_stats_fresh")
-    });
-    std::fs::write(&path, reg.encode_to_vec()).expect("write");
+    std::fs::write(&path, without_view(&original, "driver_hourly_stats_fresh")).expect("write");
     eventually(&server, "driver_hourly_stats_fresh", 404).await;
     assert_eq!(status_of(&server, "driver_hourly_stats").await, 200);
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use feast_server_e2e::{RepoCopy, TestServer};
+use feast_server_e2e::{RepoCopy, TestServer, wait_until};
 use serde_json::json;
 
 #[tokio::test]
@@ -67,18 +67,11 @@ async fn a_database_file_replaced_under_the_server_is_read_from_then_on() {
         .expect("update");
     std::fs::rename(&next, &db_path).expect("rename");
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until(Duration::from_secs(10), "the new file is read", || async {
         let resp = server.get_online_features(&body).await;
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-        if served(&resp) == json!([777]) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still reading the replaced file"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        served(&resp) == json!([777])
+    })
+    .await;
     server.stop().await;
 }

@@ -94,6 +94,22 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Checks `done` every 50 ms until it holds; panics with `what` after `within`.
+pub async fn wait_until<F, Fut>(within: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Server options for tests: clock pinned at [`PINNED_NOW`], fast registry polling.
 pub fn test_options() -> ServerOptions {
     ServerOptions {
