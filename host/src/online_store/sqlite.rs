@@ -81,6 +81,7 @@ struct FileId {
 }
 
 impl FileId {
+    #[cfg(unix)]
     fn of(path: &Path) -> Option<FileId> {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(path).ok()?;
@@ -88,6 +89,12 @@ impl FileId {
             dev: m.dev(),
             ino: m.ino(),
         })
+    }
+
+    /// Elsewhere a replaced file is not noticed.
+    #[cfg(not(unix))]
+    fn of(_path: &Path) -> Option<FileId> {
+        None
     }
 }
 
