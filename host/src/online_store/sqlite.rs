@@ -63,8 +63,7 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     opts: SqliteOptions,
-    /// Idle connections, with the file each one has open.
-    idle: Mutex<Vec<(Connection, Option<FileId>)>>,
+    idle: Mutex<Vec<Pooled>>,
     /// The file at `path` when last looked at, and when that was.
     file: Mutex<(Option<FileId>, Instant)>,
     permits: Arc<Semaphore>,
@@ -96,6 +95,13 @@ impl FileId {
     fn of(_path: &Path) -> Option<FileId> {
         None
     }
+}
+
+/// A connection and the file it has open.
+#[derive(Debug)]
+struct Pooled {
+    conn: Connection,
+    file: Option<FileId>,
 }
 
 /// How often a checkout looks at which file the path names.
@@ -153,7 +159,7 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let conn = inner.checkout()?;
             let r = conn
-                .0
+                .conn
                 .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
                 .map_err(|e| classify(&e));
             inner.checkin(conn);
@@ -185,7 +191,7 @@ fn classify(e: &rusqlite::Error) -> StoreError {
 }
 
 impl Inner {
-    fn connect(&self) -> Result<(Connection, Option<FileId>), StoreError> {
+    fn connect(&self) -> Result<Pooled, StoreError> {
         // Looked at before opening: if the file is replaced in between, the
         // connection is taken for the old one and opened again at the next checkout.
         let file = FileId::of(&self.path);
@@ -197,7 +203,7 @@ impl Inner {
         conn.busy_timeout(self.opts.busy_timeout)
             .map_err(|e| classify(&e))?;
         conn.set_prepared_statement_cache_capacity(64);
-        Ok((conn, file))
+        Ok(Pooled { conn, file })
     }
 
     /// The file at `path` now, looked at most every [`FILE_CHECK_INTERVAL`].
@@ -219,20 +225,20 @@ impl Inner {
     }
 
     /// An idle connection to the current file, or a new one.
-    fn checkout(&self) -> Result<(Connection, Option<FileId>), StoreError> {
+    fn checkout(&self) -> Result<Pooled, StoreError> {
         let current = self.current_file();
         loop {
             let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             match pooled {
                 // A connection to a replaced file is closed.
-                Some((_, file)) if file != current && current.is_some() => continue,
+                Some(p) if p.file != current && current.is_some() => continue,
                 Some(c) => return Ok(c),
                 None => return self.connect(),
             }
         }
     }
 
-    fn checkin(&self, conn: (Connection, Option<FileId>)) {
+    fn checkin(&self, conn: Pooled) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(conn);
         }
@@ -245,13 +251,13 @@ impl Inner {
         busy_timeout: Duration,
     ) -> Result<Vec<ViewRows>, StoreError> {
         let conn = self.checkout()?;
-        if let Err(e) = conn.0.busy_timeout(busy_timeout) {
+        if let Err(e) = conn.conn.busy_timeout(busy_timeout) {
             self.checkin(conn);
             return Err(classify(&e));
         }
         let result = batches
             .iter()
-            .map(|b| self.read_view(&conn.0, b))
+            .map(|b| self.read_view(&conn.conn, b))
             .collect::<Result<Vec<_>, _>>();
         self.checkin(conn);
         result
