@@ -695,19 +695,19 @@ mod tests {
         let registry = demo_registry();
         let cache = PlanCache::default();
         let features = ["conv_rate", "acc_rate", "avg_daily_trips"];
-        let long: Vec<String> = features
+        let shape: Vec<String> = features
             .iter()
             .map(|f| format!("driver_hourly_stats:{f}"))
             .collect();
         cache
-            .get(&registry, Selection::Refs(&long), false)
+            .get(&registry, Selection::Refs(&shape), false)
             .expect("plan");
         assert_eq!(cache.len(), 1);
         let shape_bytes = cache.plans.read().expect("lock").key_bytes;
-        assert_eq!(shape_bytes, cache_key(Selection::Refs(&long), false).len());
+        assert_eq!(shape_bytes, cache_key(Selection::Refs(&shape), false).len());
         // The same shape again is not counted twice.
         cache
-            .get(&registry, Selection::Refs(&long), false)
+            .get(&registry, Selection::Refs(&shape), false)
             .expect("plan");
         assert_eq!(cache.plans.read().expect("lock").key_bytes, shape_bytes);
         // Once the byte budget is spent, new shapes are planned but not kept.

@@ -220,13 +220,7 @@ pub struct Published {
     pub rows: usize,
 }
 
-/// Publishes everything staged under `staging` into `destination`.
-pub fn flush(staging: &Path, destination: &Path) -> Result<Published, FileError> {
-    begin_flush(staging)?;
-    publish_flushing(staging, destination)
-}
-
-/// The quick first step of [`flush`]: renames `staged/` to `flushing-<uuid>/`, after
+/// The quick first step of a flush: renames `staged/` to `flushing-<uuid>/`, after
 /// which new writes go to a new `staged/`. Call it where staged files are written
 /// (so no write is under way), and publish from anywhere.
 pub fn begin_flush(staging: &Path) -> Result<(), FileError> {
@@ -238,7 +232,7 @@ pub fn begin_flush(staging: &Path) -> Result<(), FileError> {
     Ok(())
 }
 
-/// The slow second step of [`flush`]: publishes every `flushing-` directory of
+/// The slow second step of a flush: publishes every `flushing-` directory of
 /// `staging` into `destination`, then deletes it. Calls for one `staging` must not
 /// overlap.
 pub fn publish_flushing(staging: &Path, destination: &Path) -> Result<Published, FileError> {
@@ -357,6 +351,12 @@ mod tests {
     use arrow_schema::{DataType, Field, Schema};
 
     use super::*;
+
+    /// Publishes everything staged under `staging` into `destination`.
+    fn flush(staging: &Path, destination: &Path) -> Result<Published, FileError> {
+        begin_flush(staging)?;
+        publish_flushing(staging, destination)
+    }
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![

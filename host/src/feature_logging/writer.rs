@@ -125,7 +125,7 @@ impl Publisher {
             .name("feature-log-publish".into())
             .spawn(move || {
                 for (staging, destination) in incoming {
-                    publish(&c, &staging, &destination);
+                    publish_now(&c, &staging, &destination);
                 }
             });
         match spawned {
@@ -152,7 +152,7 @@ impl Publisher {
                 .is_ok()
         });
         if !handed_over {
-            publish(&self.counters, staging, destination);
+            publish_now(&self.counters, staging, destination);
         }
     }
 
@@ -167,7 +167,8 @@ impl Publisher {
     }
 }
 
-fn publish(counters: &Counters, staging: &std::path::Path, destination: &std::path::Path) {
+/// Publishes `staging`'s `flushing-` directories on the calling thread.
+fn publish_now(counters: &Counters, staging: &std::path::Path, destination: &std::path::Path) {
     match files::publish_flushing(staging, destination) {
         Ok(p) => {
             if p.files > 0 {

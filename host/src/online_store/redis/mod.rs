@@ -332,24 +332,6 @@ mod tests {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
-    #[tokio::test]
-    async fn ipv6_hosts_make_connection_settings() {
-        for redis_type in ["redis", "redis_cluster", "redis_sentinel"] {
-            let cfg = crate::config::RedisConfig {
-                store_type: "redis".into(),
-                redis_type: redis_type.into(),
-                connection_string: "[::1]:6390,ssl=true".into(),
-                sentinel_master: "mymaster".into(),
-                key_ttl_seconds: None,
-                full_scan_for_deletion: None,
-                skip_dedup: None,
-            };
-            let opts = RedisOptions::from_config(&cfg).expect("parses");
-            assert_eq!(opts.nodes, vec![("::1".to_string(), 6390)]);
-            RedisStore::new(opts, "p", 2).expect(redis_type);
-        }
-    }
-
     #[test]
     fn field_hashes_match_what_feast_wrote() {
         // From the Redis dump of the demo (feast 0.67 materialize).

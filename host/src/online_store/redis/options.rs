@@ -193,6 +193,16 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn ipv6_hosts_make_connection_settings() {
+        for redis_type in ["redis", "redis_cluster", "redis_sentinel"] {
+            let opts =
+                RedisOptions::from_config(&cfg("[::1]:6390,ssl=true", redis_type)).expect("parses");
+            assert_eq!(opts.nodes, vec![("::1".to_string(), 6390)]);
+            super::super::RedisStore::new(opts, "p", 2).expect(redis_type);
+        }
+    }
+
     #[test]
     fn parses_feast_connection_strings() {
         let o = RedisOptions::from_config(&cfg(
