@@ -60,7 +60,8 @@ fn main() -> std::io::Result<()> {
         .build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        serve_on_threads(listener, router, 0, std::future::pending())
+        let header_timeout = feast_server::frontend::Limits::default().header_read_timeout;
+        serve_on_threads(listener, router, 0, header_timeout, std::future::pending())
             .await
             .map_err(std::io::Error::other)
     })

@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// Longest time a request may take, in milliseconds (503 above).
     #[arg(long, default_value_t = 10_000)]
     pub request_timeout_ms: u64,
+    /// Longest time a client may take to send a request's headers, in milliseconds
+    /// (0 = no limit); an idle keep-alive connection is closed after it too.
+    #[arg(long, default_value_t = 30_000)]
+    pub header_timeout_ms: u64,
     /// Directory of Wasm ODFV plugins (overrides wasm_plugins.directory).
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,

@@ -22,6 +22,10 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Longest time one request may take (503 / DEADLINE_EXCEEDED above).
     pub request_timeout: Duration,
+    /// Longest time an HTTP/1 connection may take to send a request's head, counted
+    /// from the end of the previous response (so idle keep-alive connections close
+    /// after it too); zero for no limit.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -31,6 +35,7 @@ impl Default for Limits {
             max_entities: 10_000,
             max_concurrent_requests: 1024,
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -95,6 +95,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             max_entities: args.max_entities,
             max_concurrent_requests: args.max_concurrent_requests,
             request_timeout: Duration::from_millis(args.request_timeout_ms),
+            header_read_timeout: Duration::from_millis(args.header_timeout_ms),
         },
         access_log: args.access_log,
         plugins_dir: args.plugins.clone(),

@@ -239,7 +239,17 @@ impl App {
     ) -> Result<(), ServeError> {
         let router = self.router();
         let result = match tls {
-            None => serve_on_threads(listener, router, self.opts.threads, shutdown).await,
+            None => {
+                let header_timeout = self.opts.limits.header_read_timeout;
+                serve_on_threads(
+                    listener,
+                    router,
+                    self.opts.threads,
+                    header_timeout,
+                    shutdown,
+                )
+                .await
+            }
             Some(files) => {
                 install_crypto_provider();
                 let (cert, key) = files.read()?;
@@ -255,10 +265,19 @@ impl App {
                 let std_listener = listener.into_std().map_err(ServeError::Io)?;
                 let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
                     .acceptor(axum_server::accept::NoDelayAcceptor::new());
-                axum_server::from_tcp(std_listener)
+                // The first request's head is bounded from the end of the TLS handshake
+                // (this also covers HTTP version detection), later ones by HTTP/1.
+                let header_limit = http::header_limit(self.opts.limits.header_read_timeout);
+                let mut server = axum_server::from_tcp(std_listener)
                     .map_err(ServeError::Io)?
                     .acceptor(acceptor)
                     .handle(handle)
+                    .first_request_timeout(header_limit);
+                server
+                    .http_builder()
+                    .http1()
+                    .header_read_timeout(header_limit);
+                server
                     .serve(router.into_make_service())
                     .await
                     .map_err(ServeError::Io)
@@ -341,15 +360,17 @@ impl App {
 }
 
 /// Accepts connections until `shutdown` and serves each on one of `threads` serving
-/// threads (0: one per core) with `router`: how plain HTTP is served.
+/// threads (0: one per core) with `router`: how plain HTTP is served. See
+/// [`http::serve_connection`] for `header_read_timeout`.
 pub async fn serve_on_threads(
     listener: TcpListener,
     router: axum::Router,
     threads: usize,
+    header_read_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let threads = ServingThreads::start(threads, "feast-http", move |stream, stopping| {
-        http::serve_connection(router.clone(), stream, stopping)
+        http::serve_connection(router.clone(), stream, stopping, header_read_timeout)
     })?;
     let accept = async {
         loop {

@@ -286,6 +286,8 @@ impl Drop for TestServer {
 pub struct SelfSigned {
     /// The certificate (PEM), to trust in clients.
     pub cert_pem: String,
+    /// The same certificate in DER.
+    pub cert_der: Vec<u8>,
     /// The files the server reads.
     pub files: feast_server::tls::TlsFiles,
     _dir: tempfile::TempDir,
@@ -304,6 +306,7 @@ impl SelfSigned {
         std::fs::write(&key_path, key.signing_key.serialize_pem()).expect("write key");
         SelfSigned {
             cert_pem,
+            cert_der: key.cert.der().to_vec(),
             files: feast_server::tls::TlsFiles {
                 cert: cert_path,
                 key: key_path,

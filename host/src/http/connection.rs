@@ -24,10 +24,6 @@ use tower::ServiceExt;
 
 use crate::threads::Stopping;
 
-/// How long a connection may take to send a request's head, counted from the end of
-/// the previous response: a client that sends nothing (an idle keep-alive connection)
-/// or its headers too slowly is disconnected.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing connection keeps draining, at most, what the client
 /// still sends (a slow or busy client may need seconds to finish a large body).
 const LINGER_TIME: Duration = Duration::from_secs(30);
@@ -36,8 +32,16 @@ const LINGER_IDLE: Duration = Duration::from_secs(5);
 /// How much a closing connection reads and discards at most.
 const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
-/// Serves `router` on `stream` until the client closes or the server stops.
-pub async fn serve_connection(router: Router, stream: TcpStream, stopping: Stopping) {
+/// Serves `router` on `stream` until the client closes or the server stops. A client
+/// that takes longer than `header_read_timeout` (zero: no limit) to send a request's
+/// head, counted from the end of the previous response, is disconnected: one that
+/// sends nothing (an idle keep-alive connection) or its headers too slowly.
+pub async fn serve_connection(
+    router: Router,
+    stream: TcpStream,
+    stopping: Stopping,
+    header_read_timeout: Duration,
+) {
     // Small responses must not wait for delayed ACKs (Nagle).
     let _ = stream.set_nodelay(true);
     let service = TowerToHyperService::new(
@@ -45,7 +49,7 @@ pub async fn serve_connection(router: Router, stream: TcpStream, stopping: Stopp
     );
     let mut conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_limit(header_read_timeout))
         .serve_connection(TokioIo::new(stream), service);
     let mut stopping = pin!(stopping.wait());
     let mut shutting_down = false;
@@ -69,6 +73,11 @@ pub async fn serve_connection(router: Router, stream: TcpStream, stopping: Stopp
             () = stopping => {}
         }
     }
+}
+
+/// hyper's setting for a header read timeout given as zero for "no limit".
+pub(crate) fn header_limit(timeout: Duration) -> Option<Duration> {
+    (!timeout.is_zero()).then_some(timeout)
 }
 
 /// Sends FIN, then discards incoming bytes until the client closes, stays

@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use tracing::Instrument;
 
 use crate::frontend::Frontend;
+pub(crate) use connection::header_limit;
 pub use connection::serve_connection;
 pub use error::ApiError;
 
