@@ -8,7 +8,8 @@ them one after the other (in rotating order over `--rounds`), so a ratio compare
 taken seconds apart: this machine's speed drifts by tens of percent over minutes.
 Results: a table on stdout, plus results.csv and table.md in the output directory.
 With both floors in the run, ours/bound compares ours with 1 / (1/http-floor + 1/floor):
-the rate of a server whose only costs were the HTTP exchange and the store reads.
+the rate of a server whose only costs were the HTTP exchange and the store reads; bound/floor
+is that server's rate against the store floor (the most any HTTP server could reach of it).
 
     bench/bench.py                          # ours vs tuned Python (1 worker), SQLite
     bench/bench.py --servers ours,python,python-w2 --conns 8,32 --duration 15
@@ -392,6 +393,12 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                                 [o["rps"] * (1 / h["rps"] + 1 / f["rps"])
                                  for o, h, f in zip(rs, samples["http-floor"], samples["floor"])
                                  if h["rps"] and f["rps"]]), 2)
+                            # That server against the store floor: the most any server
+                            # could reach of the floor here.
+                            row["bound/floor"] = round(median(
+                                [h["rps"] / (h["rps"] + f["rps"])
+                                 for h, f in zip(samples["http-floor"], samples["floor"])
+                                 if h["rps"] and f["rps"]]), 2)
                     rows.append(row)
     finally:
         for srv in running.values():
@@ -420,14 +427,15 @@ def write_results(rows, servers, out: Path):
         return fmt(r["rps"] / o["rps"]) if o and o["rps"] else ""
 
     head = ["store", "payload", "conns", "server", "req/s", "p50 ms", "p99 ms", "CPU %", "RSS MB",
-            "ours/python", "ours/floor", "ours/http-floor", "ours/bound"]
+            "ours/python", "ours/floor", "ours/http-floor", "ours/bound", "bound/floor"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {s: i for i, s in enumerate(servers)}
     for r in sorted(rows, key=lambda r: (r["store"], r["payload"], r["conns"], order.get(r["server"], 99))):
         lines.append("| " + " | ".join([
             r["store"], r["payload"], str(r["conns"]), r["server"], f"{r['rps']:.0f}",
             f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["cpu_pct"]), str(r["rss_mb"]),
-            ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor"), ratio(r, "bound")]) + " |")
+            ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor"), ratio(r, "bound"),
+            f"{r['bound/floor']:.2f}x" if r.get("bound/floor") else ""]) + " |")
     lines += ["", "| server | start-up to first 200 | idle RSS MB | max RSS under load MB |", "|---|---|---|---|"]
     for s in servers:
         rs = [r for r in rows if r["server"] == s and r["startup_s"] != ""]
