@@ -3,6 +3,7 @@
 //! is down, and recovers by itself when Redis returns.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -25,12 +26,23 @@ pub(super) enum Connection {
     Sentinel(Lazy<Mutex<SentinelClient>, MultiplexedConnection>),
 }
 
+/// How long a connection is kept, at least, before a failure makes it be made again:
+/// while a cluster fails over, every request fails, and starting over from the seed
+/// nodes for each of them would flood the nodes that are still up with connections.
+const MIN_CONNECTION_AGE: Duration = Duration::from_secs(1);
+
 /// A connection made on first use and made again after it failed.
 pub(super) struct Lazy<S, C> {
     source: S,
-    current: ArcSwapOption<C>,
+    current: ArcSwapOption<Made<C>>,
     connecting: Mutex<()>,
     opts: Arc<RedisOptions>,
+}
+
+/// A connection and when it was made.
+struct Made<C> {
+    conn: C,
+    at: Instant,
 }
 
 impl<S, C: Clone> Lazy<S, C> {
@@ -43,27 +55,40 @@ impl<S, C: Clone> Lazy<S, C> {
         }
     }
 
+    /// The current connection, made with `connect` when there is none (one
+    /// connection attempt at a time).
     async fn get<F, Fut>(&self, connect: F) -> RedisResult<C>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = RedisResult<C>>,
     {
-        if let Some(c) = self.current.load_full() {
-            return Ok(C::clone(&c));
+        if let Some(made) = self.current.load_full() {
+            return Ok(made.conn.clone());
         }
         let _guard = self.connecting.lock().await;
-        if let Some(c) = self.current.load_full() {
-            return Ok(C::clone(&c));
+        if let Some(made) = self.current.load_full() {
+            return Ok(made.conn.clone());
         }
         let conn = tokio::time::timeout(self.opts.connect_timeout, connect())
             .await
             .map_err(|_| timeout_error("connect"))??;
-        self.current.store(Some(Arc::new(conn.clone())));
+        self.current.store(Some(Arc::new(Made {
+            conn: conn.clone(),
+            at: Instant::now(),
+        })));
         Ok(conn)
     }
 
+    /// Drops the current connection so the next request makes a new one, unless it
+    /// was made less than [`MIN_CONNECTION_AGE`] ago.
     fn reset(&self) {
-        self.current.store(None);
+        let current = self.current.load();
+        if let Some(made) = current.as_ref()
+            && made.at.elapsed() >= MIN_CONNECTION_AGE
+        {
+            // Only this connection: one made meanwhile by another request stays.
+            self.current.compare_and_swap(&*current, None);
+        }
     }
 }
 
@@ -177,7 +202,7 @@ impl Connection {
                 {
                     // A node went away: the client keeps reconnecting to its address
                     // until a redirection tells it otherwise. Start again from the seed
-                    // nodes so a promoted replica is found at once.
+                    // nodes so a promoted replica is found within a second.
                     lazy.reset();
                 }
                 result
@@ -234,4 +259,32 @@ pub(super) fn is_connection_error(e: &RedisError) -> bool {
                     | redis::ServerErrorKind::BusyLoading
             )
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::config::RedisConfig;
+
+    #[tokio::test]
+    async fn a_failing_connection_is_made_again_at_most_once_per_min_age() {
+        let cfg: RedisConfig =
+            serde_yaml::from_str("type: redis\nconnection_string: 127.0.0.1:1").expect("config");
+        let opts = Arc::new(RedisOptions::from_config(&cfg).expect("options"));
+        let lazy: Lazy<(), u32> = Lazy::new((), opts);
+        let made = AtomicU32::new(0);
+        let get = || lazy.get(|| async { Ok(made.fetch_add(1, Ordering::SeqCst)) });
+        assert_eq!(get().await.expect("made"), 0);
+        // Failures right after it was made keep the connection.
+        for _ in 0..100 {
+            lazy.reset();
+            assert_eq!(get().await.expect("kept"), 0);
+        }
+        tokio::time::sleep(MIN_CONNECTION_AGE).await;
+        lazy.reset();
+        assert_eq!(get().await.expect("made again"), 1);
+        assert_eq!(made.load(Ordering::SeqCst), 2);
+    }
 }
