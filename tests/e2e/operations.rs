@@ -325,48 +325,35 @@ async fn a_body_that_stops_arriving_is_a_408_and_a_declared_oversize_a_413_at_on
     server.stop().await;
 }
 
-/// Connects to `port` (over TLS trusting `cert`, or plain), sends `head` (possibly
-/// nothing) and reads until the server closes: what it answered and when it closed.
-/// Panics when the server leaves the connection open for 20 s.
-async fn silent_client(
-    port: u16,
-    head: &'static str,
-    cert: Option<Vec<u8>>,
-) -> (Vec<u8>, Duration) {
+/// Connects to `port` over TLS trusting the DER certificate `cert`, sends `head`
+/// (possibly nothing) and reads until the server closes: what it answered, and when it
+/// closed counted from the end of the handshake. Panics when the server leaves the
+/// connection open for 20 s.
+async fn silent_tls_client(port: u16, head: &'static str, cert: Vec<u8>) -> (String, Duration) {
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         sock.set_read_timeout(Some(Duration::from_secs(20)))
             .expect("read timeout");
-        let mut reply = Vec::new();
-        let (result, t0) = match cert {
-            None => {
-                let t0 = Instant::now();
-                sock.write_all(head.as_bytes()).expect("head sent");
-                (sock.read_to_end(&mut reply), t0)
-            }
-            Some(der) => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add(der.into()).expect("trusted certificate");
-                let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .expect("TLS versions")
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-                let mut conn =
-                    rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS");
-                while conn.is_handshaking() {
-                    conn.complete_io(&mut sock).expect("TLS handshake");
-                }
-                let t0 = Instant::now();
-                let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-                tls.write_all(head.as_bytes()).expect("head sent");
-                (tls.read_to_end(&mut reply), t0)
-            }
-        };
-        match result {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.into()).expect("trusted certificate");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut conn =
+            rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS");
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).expect("TLS handshake");
+        }
+        let t0 = Instant::now();
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        tls.write_all(head.as_bytes()).expect("head sent");
+        let mut reply = String::new();
+        match tls.read_to_string(&mut reply) {
             Ok(_) => {}
             // A close without TLS close_notify is a close too.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
@@ -395,8 +382,10 @@ async fn silent_and_slow_clients_are_disconnected_after_the_header_timeout() {
         // Nothing sent, a head cut short, and a keep-alive connection left idle
         // after its answer: each is closed after the timeout.
         for head in ["", partial, answered_then_idle] {
-            let (reply, took) = silent_client(port, head, tls.clone()).await;
-            let reply = String::from_utf8_lossy(&reply);
+            let (reply, took) = match &tls {
+                None => raw_exchange(port, head.to_string()).await,
+                Some(cert) => silent_tls_client(port, head, cert.clone()).await,
+            };
             if head == answered_then_idle {
                 assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
             } else {
