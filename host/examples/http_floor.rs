@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use feast_server::server::serve_on_threads;
+use feast_server::server::{PlainHttp, serve_on_threads};
 
 type Bodies = Arc<HashMap<String, Bytes>>;
 
@@ -60,9 +60,13 @@ fn main() -> std::io::Result<()> {
         .build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let header_timeout = feast_server::frontend::Limits::default().header_read_timeout;
-        serve_on_threads(listener, router, 0, header_timeout, std::future::pending())
-            .await
-            .map_err(std::io::Error::other)
+        serve_on_threads(
+            listener,
+            router,
+            PlainHttp::default(),
+            std::future::pending(),
+        )
+        .await
+        .map_err(std::io::Error::other)
     })
 }

@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve online features (like `feast serve`).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Compile a Wasm component read from stdin into the plugin cache file OUTPUT (run
     /// by the server itself, so the compiler's memory is freed when it exits).
     #[command(hide = true)]
@@ -118,6 +118,9 @@ pub struct ServeArgs {
     /// (0 = no limit); an idle keep-alive connection is closed after it too.
     #[arg(long, default_value_t = 30_000)]
     pub header_timeout_ms: u64,
+    /// How long a stopping server waits for requests in progress, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub shutdown_grace_ms: u64,
     /// Directory of Wasm ODFV plugins (overrides wasm_plugins.directory).
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,

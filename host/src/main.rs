@@ -102,6 +102,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         // Compile plugins in a child process of this very binary.
         plugin_compiler: std::env::current_exe().ok(),
         threads: args.threads(),
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
         ..ServerOptions::default()
     };
     let mut app = App::build(config, opts).await?;

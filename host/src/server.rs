@@ -25,7 +25,7 @@ use crate::registry::{RegistryError, RegistryHandle};
 use crate::threads::ServingThreads;
 use crate::tls::{TlsError, TlsFiles, install_crypto_provider};
 
-/// How long a stopping server waits for busy connections.
+/// How long a stopping server waits for busy connections, by default.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Why the server could not start.
@@ -72,6 +72,8 @@ pub struct ServerOptions {
     pub plugin_compiler: Option<std::path::PathBuf>,
     /// Serving threads for plain HTTP (0: one per core); see [`crate::threads`].
     pub threads: usize,
+    /// How long a stopping server waits for requests in progress (30 s).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerOptions {
@@ -86,6 +88,7 @@ impl Default for ServerOptions {
             plugins_dir: None,
             plugin_compiler: None,
             threads: 0,
+            shutdown_grace: SHUTDOWN_GRACE,
         }
     }
 }
@@ -240,15 +243,12 @@ impl App {
         let router = self.router();
         let result = match tls {
             None => {
-                let header_timeout = self.opts.limits.header_read_timeout;
-                serve_on_threads(
-                    listener,
-                    router,
-                    self.opts.threads,
-                    header_timeout,
-                    shutdown,
-                )
-                .await
+                let plain = PlainHttp {
+                    threads: self.opts.threads,
+                    header_read_timeout: self.opts.limits.header_read_timeout,
+                    shutdown_grace: self.opts.shutdown_grace,
+                };
+                serve_on_threads(listener, router, plain, shutdown).await
             }
             Some(files) => {
                 install_crypto_provider();
@@ -258,9 +258,10 @@ impl App {
                     .map_err(|e| TlsError::Invalid(e.to_string()))?;
                 let handle = axum_server::Handle::new();
                 let h = handle.clone();
+                let grace = self.opts.shutdown_grace;
                 tokio::spawn(async move {
                     shutdown.await;
-                    h.graceful_shutdown(Some(SHUTDOWN_GRACE));
+                    h.graceful_shutdown(Some(grace));
                 });
                 let std_listener = listener.into_std().map_err(ServeError::Io)?;
                 let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
@@ -328,9 +329,10 @@ impl App {
             .add_service(health)
             .add_service(grpc::Serving::server(self.frontend.clone()))
             .serve_with_incoming_shutdown(incoming, shutdown);
+        let grace = self.opts.shutdown_grace;
         let grace_over = async move {
             if on_signal.await.is_ok() {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                tokio::time::sleep(grace).await;
             } else {
                 std::future::pending::<()>().await;
             }
@@ -338,7 +340,7 @@ impl App {
         let result = tokio::select! {
             r = serve => r.map_err(|e| ServeError::Grpc(e.to_string())),
             () = grace_over => {
-                tracing::warn!(grace = ?SHUTDOWN_GRACE, "gRPC calls still open after the shutdown grace period; stopping without them");
+                tracing::warn!(?grace, "gRPC calls still open after the shutdown grace period; stopping without them");
                 Ok(())
             }
         };
@@ -359,17 +361,37 @@ impl App {
     }
 }
 
-/// Accepts connections until `shutdown` and serves each on one of `threads` serving
-/// threads (0: one per core) with `router`: how plain HTTP is served. See
-/// [`http::serve_connection`] for `header_read_timeout`.
+/// How plain HTTP is served by [`serve_on_threads`].
+#[derive(Clone, Copy, Debug)]
+pub struct PlainHttp {
+    /// Serving threads (0: one per core).
+    pub threads: usize,
+    /// See [`http::serve_connection`].
+    pub header_read_timeout: Duration,
+    /// How long a stop waits for busy connections.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for PlainHttp {
+    fn default() -> Self {
+        PlainHttp {
+            threads: 0,
+            header_read_timeout: Limits::default().header_read_timeout,
+            shutdown_grace: SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` and serves each on a serving thread with
+/// `router`: how plain HTTP is served.
 pub async fn serve_on_threads(
     listener: TcpListener,
     router: axum::Router,
-    threads: usize,
-    header_read_timeout: Duration,
+    plain: PlainHttp,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let threads = ServingThreads::start(threads, "feast-http", move |stream, stopping| {
+    let header_read_timeout = plain.header_read_timeout;
+    let threads = ServingThreads::start(plain.threads, "feast-http", move |stream, stopping| {
         http::serve_connection(router.clone(), stream, stopping, header_read_timeout)
     })?;
     let accept = async {
@@ -396,11 +418,15 @@ pub async fn serve_on_threads(
     drop(listener);
     // As with HTTPS: a connection that is still busy after the grace period is left
     // to end with the process.
-    if tokio::time::timeout(SHUTDOWN_GRACE, threads.shutdown())
+    let grace = plain.shutdown_grace;
+    if tokio::time::timeout(grace, threads.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace period");
+        tracing::warn!(
+            ?grace,
+            "connections still open after the shutdown grace period"
+        );
     }
     Ok(())
 }

@@ -1,15 +1,19 @@
 //! Redis faults: a server that went away or hangs gives a clear 503 within the
 //! configured timeout, `/health` says so, and serving recovers by itself when Redis
 //! returns; malformed stored bytes fail only the requests that read them; a cluster
-//! keeps serving across a master failover.
+//! keeps serving across a master failover; a stop waits for a hung request no longer
+//! than the shutdown grace period.
 
 use std::time::{Duration, Instant};
 
+use feast_server::grpc::to_proto_request;
+use feast_server::http::request::parse_request;
+use feast_server::proto::feast::serving::serving_service_client::ServingServiceClient;
 use feast_server_e2e::redis_server::{
     RedisCluster, RedisServer, feast_redis_dump, free_port, load_feast_dump,
     redis_feature_store_yaml,
 };
-use feast_server_e2e::{RepoCopy, TestServer};
+use feast_server_e2e::{Api, RepoCopy, TestServer, test_options};
 use serde_json::json;
 
 const TIMEOUTS: &str = "socket_timeout=0.3,socket_connect_timeout=0.3";
@@ -204,4 +208,60 @@ async fn a_cluster_keeps_serving_across_a_master_failover() {
         json!(["PRESENT", "PRESENT", "PRESENT", "PRESENT", "PRESENT"])
     );
     server.stop().await;
+}
+
+/// One `get-online-features` call for driver 1001 over `api`: whether it succeeded.
+async fn call(api: Api, port: u16) -> bool {
+    match api {
+        Api::Http => reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/get-online-features"))
+            .body(body(1001).to_string())
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200),
+        Api::Grpc => {
+            let Ok(mut client) =
+                ServingServiceClient::connect(format!("http://127.0.0.1:{port}")).await
+            else {
+                return false;
+            };
+            let req = parse_request(body(1001).to_string().as_bytes()).expect("request parses");
+            client
+                .get_online_features(to_proto_request(req))
+                .await
+                .is_ok()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stop_waits_for_a_request_on_a_frozen_redis_only_the_grace_period() {
+    let redis = RedisServer::start();
+    load_feast_dump(&mut redis.connection());
+    let repo = RepoCopy::demo();
+    let conn = format!(
+        "127.0.0.1:{},socket_timeout=60,socket_connect_timeout=60",
+        redis.port
+    );
+    repo.write_config(&redis_feature_store_yaml(&conn, "redis"));
+    let mut opts = test_options();
+    opts.shutdown_grace = Duration::from_millis(500);
+    opts.limits.request_timeout = Duration::from_secs(60);
+    for api in [Api::Http, Api::Grpc] {
+        let server = TestServer::start_with(repo.config(), opts.clone(), api.clone(), None).await;
+        assert!(call(api.clone(), server.port).await, "{api:?} serves");
+        redis.freeze();
+        let hung = tokio::spawn(call(api.clone(), server.port));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!hung.is_finished(), "{api:?}: the request waits on Redis");
+        let t0 = Instant::now();
+        server.stop().await;
+        let took = t0.elapsed();
+        redis.thaw();
+        hung.abort();
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_secs(10),
+            "{api:?}: stopped after {took:?}"
+        );
+    }
 }
