@@ -2,7 +2,8 @@
 //! configured timeout, `/health` says so, and serving recovers by itself when Redis
 //! returns; malformed stored bytes fail only the requests that read them; a cluster
 //! keeps serving across a master failover; a stop waits for a hung request no longer
-//! than the shutdown grace period.
+//! than the shutdown grace period; `ssl=true` reaches a TLS-only port, and a certificate
+//! that is not trusted is a clean 503.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use feast_server_e2e::redis_server::{
     RedisCluster, RedisServer, feast_redis_dump, free_port, load_feast_dump,
     redis_feature_store_yaml,
 };
-use feast_server_e2e::{Api, RepoCopy, TestServer, test_options};
+use feast_server_e2e::{Api, RepoCopy, SelfSigned, TestServer, test_options};
 use serde_json::json;
 
 const TIMEOUTS: &str = "socket_timeout=0.3,socket_connect_timeout=0.3";
@@ -264,4 +265,30 @@ async fn a_stop_waits_for_a_request_on_a_frozen_redis_only_the_grace_period() {
             "{api:?}: stopped after {took:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn ssl_true_reads_over_tls_and_an_untrusted_certificate_is_a_503() {
+    let cert = SelfSigned::generate();
+    let (redis, tls_port) = RedisServer::start_with_tls(&cert);
+    load_feast_dump(&mut redis.connection());
+
+    // The self-signed certificate accepted as Feast's `ssl_cert_reqs=none` does.
+    let insecure = format!("127.0.0.1:{tls_port},ssl=true,ssl_cert_reqs=none,{TIMEOUTS}");
+    let (_repo, server) = serve_redis(&insecure, "redis").await;
+    eventually_ok(&server, Duration::from_secs(5)).await;
+    assert_eq!(server.send("GET", "/health", None, b"").await.status, 200);
+    server.stop().await;
+
+    // Verified against the system's roots (the default): refused, cleanly.
+    let verified = format!("127.0.0.1:{tls_port},ssl=true,{TIMEOUTS}");
+    let (_repo, server) = serve_redis(&verified, "redis").await;
+    assert_unavailable(&server, Duration::from_secs(3)).await;
+    server.stop().await;
+
+    // Plain text to the TLS port: no answer it understands, also a 503.
+    let plain = format!("127.0.0.1:{tls_port},{TIMEOUTS}");
+    let (_repo, server) = serve_redis(&plain, "redis").await;
+    assert_unavailable(&server, Duration::from_secs(3)).await;
+    server.stop().await;
 }

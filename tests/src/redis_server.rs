@@ -18,6 +18,8 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     cluster: bool,
+    /// More `redis-server` arguments.
+    extra_args: Vec<String>,
 }
 
 /// A port that is free, and (for cluster nodes) whose bus port (+10000) is free too.
@@ -49,9 +51,37 @@ impl RedisServer {
             child: None,
             dir,
             cluster,
+            extra_args: Vec::new(),
         };
         s.spawn();
         s
+    }
+
+    /// Starts a standalone server that also takes TLS connections on the returned port,
+    /// with the certificate and key in `cert` (plain connections stay on `port`).
+    pub fn start_with_tls(cert: &crate::SelfSigned) -> (Self, u16) {
+        let tls_port = free_port(false);
+        let path = |p: &Path| p.display().to_string();
+        let mut s = RedisServer {
+            port: free_port(false),
+            child: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+            cluster: false,
+            extra_args: vec![
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                path(&cert.files.cert),
+                "--tls-key-file".into(),
+                path(&cert.files.key),
+                "--tls-ca-cert-file".into(),
+                path(&cert.files.cert),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        };
+        s.spawn();
+        (s, tls_port)
     }
 
     fn spawn(&mut self) {
@@ -71,7 +101,8 @@ impl RedisServer {
             "no",
         ])
         .arg("--dir")
-        .arg(self.dir.path());
+        .arg(self.dir.path())
+        .args(&self.extra_args);
         if self.cluster {
             cmd.args([
                 "--cluster-enabled",
@@ -152,6 +183,7 @@ impl RedisServer {
             child: Some(child),
             dir,
             cluster: false,
+            extra_args: Vec::new(),
         };
         s.wait_ready();
         s
