@@ -119,9 +119,11 @@ impl App {
                 OnlineStore::Sqlite(SqliteStore::open(&s.path, opts.sqlite.clone())?)
             }
             OnlineStoreConfig::Redis(r) => {
-                let redis = RedisOptions::from_config(r).map_err(|e| {
-                    StartError::Unsupported(format!("{}: {e}", config.source.display()))
-                })?;
+                let redis = RedisOptions::from_config(r)
+                    .map_err(|e| {
+                        StartError::Unsupported(format!("{}: {e}", config.source.display()))
+                    })?
+                    .with_files_under(&config.repo_dir);
                 if redis.tls {
                     install_crypto_provider();
                 }

@@ -270,7 +270,7 @@ async fn a_stop_waits_for_a_request_on_a_frozen_redis_only_the_grace_period() {
 #[tokio::test]
 async fn ssl_true_reads_over_tls_and_an_untrusted_certificate_is_a_503() {
     let cert = SelfSigned::generate();
-    let (redis, tls_port) = RedisServer::start_with_tls(&cert);
+    let (redis, tls_port) = RedisServer::start_with_tls(&cert, false);
     load_feast_dump(&mut redis.connection());
 
     // The self-signed certificate accepted as Feast's `ssl_cert_reqs=none` does.
@@ -289,6 +289,35 @@ async fn ssl_true_reads_over_tls_and_an_untrusted_certificate_is_a_503() {
     // Plain text to the TLS port: no answer it understands, also a 503.
     let plain = format!("127.0.0.1:{tls_port},{TIMEOUTS}");
     let (_repo, server) = serve_redis(&plain, "redis").await;
+    assert_unavailable(&server, Duration::from_secs(3)).await;
+    server.stop().await;
+
+    // Verified against the CA named by `ssl_ca_certs` (relative to the repository).
+    let repo = RepoCopy::demo();
+    std::fs::copy(&cert.files.cert, repo.path().join("redis-ca.pem")).expect("copy CA");
+    let trusted = format!("localhost:{tls_port},ssl=true,ssl_ca_certs=redis-ca.pem,{TIMEOUTS}");
+    repo.write_config(&redis_feature_store_yaml(&trusted, "redis"));
+    let server = TestServer::demo(&repo).await;
+    eventually_ok(&server, Duration::from_secs(5)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_that_asks_for_a_client_certificate_gets_the_one_configured() {
+    let cert = SelfSigned::generate();
+    let (redis, tls_port) = RedisServer::start_with_tls(&cert, true);
+    load_feast_dump(&mut redis.connection());
+    let ca = cert.files.cert.display();
+    let key = cert.files.key.display();
+    let with_cert = format!(
+        "localhost:{tls_port},ssl=true,ssl_ca_certs={ca},ssl_certfile={ca},ssl_keyfile={key},{TIMEOUTS}"
+    );
+    let (_repo, server) = serve_redis(&with_cert, "redis").await;
+    eventually_ok(&server, Duration::from_secs(5)).await;
+    server.stop().await;
+
+    let without = format!("localhost:{tls_port},ssl=true,ssl_ca_certs={ca},{TIMEOUTS}");
+    let (_repo, server) = serve_redis(&without, "redis").await;
     assert_unavailable(&server, Duration::from_secs(3)).await;
     server.stop().await;
 }

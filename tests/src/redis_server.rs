@@ -58,8 +58,9 @@ impl RedisServer {
     }
 
     /// Starts a standalone server that also takes TLS connections on the returned port,
-    /// with the certificate and key in `cert` (plain connections stay on `port`).
-    pub fn start_with_tls(cert: &crate::SelfSigned) -> (Self, u16) {
+    /// with the certificate and key in `cert` (plain connections stay on `port`); with
+    /// `client_auth`, TLS clients must show a certificate `cert` signed (itself).
+    pub fn start_with_tls(cert: &crate::SelfSigned, client_auth: bool) -> (Self, u16) {
         let tls_port = free_port(false);
         let path = |p: &Path| p.display().to_string();
         let mut s = RedisServer {
@@ -77,7 +78,7 @@ impl RedisServer {
                 "--tls-ca-cert-file".into(),
                 path(&cert.files.cert),
                 "--tls-auth-clients".into(),
-                "no".into(),
+                if client_auth { "yes" } else { "no" }.into(),
             ],
         };
         s.spawn();

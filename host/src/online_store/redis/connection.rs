@@ -10,10 +10,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline,
-    RedisConnectionInfo, RedisError, RedisResult, TlsMode,
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo,
+    IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisResult, TlsCertificates,
+    TlsMode,
 };
 use tokio::sync::Mutex;
 
@@ -116,6 +117,37 @@ fn connection_info(opts: &RedisOptions, host: &str, port: u16) -> RedisResult<Co
         .set_redis_settings(redis_settings(opts)))
 }
 
+/// The CA and client certificates named in the options, read from their files.
+fn tls_certificates(opts: &RedisOptions) -> RedisResult<Option<TlsCertificates>> {
+    if opts.tls_ca_file.is_none() && opts.tls_client_files.is_none() {
+        return Ok(None);
+    }
+    let read = |option: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "cannot read a certificate file",
+                format!("{option} {}: {e}", path.display()),
+            ))
+        })
+    };
+    let root_cert = match &opts.tls_ca_file {
+        Some(path) => Some(read("ssl_ca_certs", path)?),
+        None => None,
+    };
+    let client_tls = match &opts.tls_client_files {
+        Some((cert, key)) => Some(ClientTlsConfig {
+            client_cert: read("ssl_certfile", cert)?,
+            client_key: read("ssl_keyfile", key)?,
+        }),
+        None => None,
+    };
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
+}
+
 fn redis_settings(opts: &RedisOptions) -> RedisConnectionInfo {
     let mut r = RedisConnectionInfo::default().set_db(opts.db);
     if let Some(u) = &opts.username {
@@ -130,10 +162,20 @@ fn redis_settings(opts: &RedisOptions) -> RedisConnectionInfo {
 impl Connection {
     /// Prepares the connection (no network traffic yet).
     pub(super) fn new(opts: Arc<RedisOptions>) -> RedisResult<Self> {
+        // Certificates apply to TLS connections only.
+        let certs = if opts.tls {
+            tls_certificates(&opts)?
+        } else {
+            None
+        };
         match &opts.topology {
             Topology::Standalone => {
                 let (host, port) = &opts.nodes[0];
-                let client = Client::open(connection_info(&opts, host, *port)?)?;
+                let info = connection_info(&opts, host, *port)?;
+                let client = match certs {
+                    Some(certs) => Client::build_with_tls(info, certs)?,
+                    None => Client::open(info)?,
+                };
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(opts.connect_timeout))
                     .set_response_timeout(Some(opts.response_timeout))
@@ -159,6 +201,9 @@ impl Connection {
                 if let Some(p) = &opts.password {
                     builder = builder.password(p);
                 }
+                if let Some(certs) = certs {
+                    builder = builder.certs(certs);
+                }
                 Ok(Connection::Cluster(Lazy::new(builder.build()?, opts)))
             }
             Topology::Sentinel { master } => {
@@ -167,23 +212,28 @@ impl Connection {
                     .iter()
                     .map(|(h, p)| ConnectionAddr::Tcp(h.clone(), *p))
                     .collect::<Vec<_>>();
-                // As redis-py's `Sentinel`: `ssl` and the password apply to the
-                // master's connection; the sentinels are asked in plain text.
-                let mut node_info = SentinelNodeConnectionInfo::default()
-                    .set_redis_connection_info(redis_settings(&opts));
+                // As redis-py's `Sentinel`: `ssl`, the certificates and the password
+                // apply to the master's connection; the sentinels are asked in plain text.
+                let mut builder =
+                    SentinelClientBuilder::new(sentinels, master, SentinelServerType::Master)?
+                        .set_client_to_redis_db(opts.db);
+                if let Some(u) = &opts.username {
+                    builder = builder.set_client_to_redis_username(u);
+                }
+                if let Some(p) = &opts.password {
+                    builder = builder.set_client_to_redis_password(p);
+                }
                 if opts.tls {
-                    node_info = node_info.set_tls_mode(if opts.tls_insecure {
+                    builder = builder.set_client_to_redis_tls_mode(if opts.tls_insecure {
                         TlsMode::Insecure
                     } else {
                         TlsMode::Secure
                     });
                 }
-                let client = SentinelClient::build(
-                    sentinels,
-                    master.clone(),
-                    Some(node_info),
-                    SentinelServerType::Master,
-                )?;
+                if let Some(certs) = certs {
+                    builder = builder.set_client_to_redis_certificates(certs);
+                }
+                let client = builder.build()?;
                 Ok(Connection::Sentinel(Lazy::new(Mutex::new(client), opts)))
             }
         }

@@ -3,6 +3,7 @@
 //! `key=value` parts are options named as redis-py names them (Feast passes them to
 //! redis-py as keyword arguments), values JSON-decoded when possible.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::RedisConfig;
@@ -15,6 +16,9 @@ const SUPPORTED_OPTIONS: &[&str] = &[
     "db",
     "ssl",
     "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
     "socket_timeout",
     "socket_connect_timeout",
     "skip_full_coverage_check",
@@ -54,6 +58,10 @@ pub struct RedisOptions {
     pub tls: bool,
     /// Skip certificate verification.
     pub tls_insecure: bool,
+    /// PEM file of the CAs to trust instead of the system's roots (`ssl_ca_certs`).
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM files of a client certificate and its key (`ssl_certfile`, `ssl_keyfile`).
+    pub tls_client_files: Option<(PathBuf, PathBuf)>,
     /// Reply timeout.
     pub response_timeout: Duration,
     /// Connect timeout.
@@ -83,9 +91,12 @@ impl RedisOptions {
             db: 0,
             tls: false,
             tls_insecure: false,
+            tls_ca_file: None,
+            tls_client_files: None,
             response_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
         };
+        let (mut certfile, mut keyfile) = (None, None);
         for part in cfg
             .connection_string
             .split(',')
@@ -94,7 +105,12 @@ impl RedisOptions {
         {
             match part.split_once('=') {
                 None => opts.nodes.push(parse_node(part)?),
-                Some((k, v)) => opts.set(k.trim(), unquote(v.trim()))?,
+                Some((k, v)) => match (k.trim(), unquote(v.trim())) {
+                    ("ssl_certfile", v) => certfile = Some(PathBuf::from(v)),
+                    ("ssl_keyfile", v) => keyfile = Some(PathBuf::from(v)),
+                    ("ssl_ca_certs", v) => opts.tls_ca_file = Some(PathBuf::from(v)),
+                    (k, v) => opts.set(k, v)?,
+                },
             }
         }
         if opts.nodes.is_empty() {
@@ -103,7 +119,30 @@ impl RedisOptions {
                 cfg.connection_string
             )));
         }
+        opts.tls_client_files = match (certfile, keyfile) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(OptionsError(
+                    "ssl_certfile and ssl_keyfile go together (a client certificate and its key)"
+                        .into(),
+                ));
+            }
+        };
         Ok(opts)
+    }
+
+    /// Resolves relative certificate paths against `dir` (the feature repository).
+    pub fn with_files_under(mut self, dir: &Path) -> Self {
+        let under = |p: &mut PathBuf| *p = dir.join(&*p);
+        if let Some(ca) = &mut self.tls_ca_file {
+            under(ca);
+        }
+        if let Some((cert, key)) = &mut self.tls_client_files {
+            under(cert);
+            under(key);
+        }
+        self
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), OptionsError> {
@@ -227,6 +266,24 @@ mod tests {
                 master: "mymaster".into()
             }
         );
+    }
+
+    #[test]
+    fn certificate_files_resolve_under_the_repository() {
+        let o = RedisOptions::from_config(&cfg(
+            "h:1,ssl=true,ssl_ca_certs=ca.pem,ssl_certfile=/etc/c.pem,ssl_keyfile=k.pem",
+            "redis",
+        ))
+        .expect("parses")
+        .with_files_under(Path::new("/repo"));
+        assert_eq!(o.tls_ca_file, Some(PathBuf::from("/repo/ca.pem")));
+        assert_eq!(
+            o.tls_client_files,
+            Some((PathBuf::from("/etc/c.pem"), PathBuf::from("/repo/k.pem")))
+        );
+        let e = RedisOptions::from_config(&cfg("h:1,ssl=true,ssl_certfile=c.pem", "redis"))
+            .expect_err("a certificate without its key");
+        assert!(e.to_string().contains("go together"), "{e}");
     }
 
     #[test]
