@@ -108,7 +108,6 @@ impl RedisOptions {
                 Some((k, v)) => match (k.trim(), unquote(v.trim())) {
                     ("ssl_certfile", v) => certfile = Some(PathBuf::from(v)),
                     ("ssl_keyfile", v) => keyfile = Some(PathBuf::from(v)),
-                    ("ssl_ca_certs", v) => opts.tls_ca_file = Some(PathBuf::from(v)),
                     (k, v) => opts.set(k, v)?,
                 },
             }
@@ -159,6 +158,7 @@ impl RedisOptions {
                     _ => return Err(bad("expected none or required")),
                 }
             }
+            "ssl_ca_certs" => self.tls_ca_file = Some(PathBuf::from(value)),
             "socket_timeout" => {
                 self.response_timeout = parse_secs(value).ok_or_else(|| bad("expected seconds"))?
             }
