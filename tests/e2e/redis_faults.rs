@@ -166,7 +166,7 @@ async fn malformed_stored_bytes_fail_only_the_requests_that_read_them() {
 async fn a_sentinel_names_the_master_to_read_from() {
     let master = RedisServer::start();
     load_feast_dump(&mut master.connection());
-    let sentinel = RedisServer::start_sentinel(master.port);
+    let sentinel = RedisServer::start_sentinel(master.port, None);
     let (_repo, server) = serve_redis(
         &format!("127.0.0.1:{},{TIMEOUTS}", sentinel.port),
         "redis_sentinel",
@@ -174,6 +174,29 @@ async fn a_sentinel_names_the_master_to_read_from() {
     .await;
     eventually_ok(&server, Duration::from_secs(10)).await;
     assert_eq!(server.send("GET", "/health", None, b"").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_sentinel_managed_master_is_read_over_tls_with_ssl_true() {
+    let cert = SelfSigned::generate();
+    let (master, tls_port) = RedisServer::start_with_tls(&cert, false);
+    load_feast_dump(&mut master.connection());
+    // The sentinel knows the master by its TLS port only.
+    let sentinel = RedisServer::start_sentinel(tls_port, Some(&cert));
+    let ca = cert.files.cert.display();
+    let conn = format!(
+        "127.0.0.1:{},ssl=true,ssl_ca_certs={ca},{TIMEOUTS}",
+        sentinel.port
+    );
+    let (_repo, server) = serve_redis(&conn, "redis_sentinel").await;
+    eventually_ok(&server, Duration::from_secs(10)).await;
+    server.stop().await;
+
+    // Without ssl=true the master's TLS port is not understood: a 503.
+    let plain = format!("127.0.0.1:{},{TIMEOUTS}", sentinel.port);
+    let (_repo, server) = serve_redis(&plain, "redis_sentinel").await;
+    assert_unavailable(&server, Duration::from_secs(3)).await;
     server.stop().await;
 }
 

@@ -159,19 +159,26 @@ impl RedisServer {
     }
 
     /// Starts a sentinel on a free port monitoring the master on `master_port` as
-    /// `mymaster`.
-    pub fn start_sentinel(master_port: u16) -> Self {
+    /// `mymaster` (over TLS with `tls`, trusting and showing that certificate; clients
+    /// still talk to the sentinel in plain text).
+    pub fn start_sentinel(master_port: u16, tls: Option<&crate::SelfSigned>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port(false);
         let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds mymaster 1000\n",
-                dir.path().display()
-            ),
-        )
-        .expect("write sentinel.conf");
+        let mut text = format!(
+            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n",
+            dir.path().display()
+        );
+        if let Some(cert) = tls {
+            let (c, k) = (cert.files.cert.display(), cert.files.key.display());
+            text += &format!(
+                "tls-cert-file {c}\ntls-key-file {k}\ntls-ca-cert-file {c}\ntls-replication yes\n"
+            );
+        }
+        text += &format!(
+            "sentinel monitor mymaster 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds mymaster 1000\n"
+        );
+        std::fs::write(&conf, text).expect("write sentinel.conf");
         let child = Command::new("redis-server")
             .arg(&conf)
             .arg("--sentinel")
