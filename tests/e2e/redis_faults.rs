@@ -180,9 +180,10 @@ async fn a_sentinel_names_the_master_to_read_from() {
 #[tokio::test]
 async fn a_sentinel_managed_master_is_read_over_tls_with_ssl_true() {
     let cert = SelfSigned::generate();
-    let (master, tls_port) = RedisServer::start_with_tls(&cert, false);
+    let master = RedisServer::start_with_tls(&cert, false);
     load_feast_dump(&mut master.connection());
     // The sentinel knows the master by its TLS port only.
+    let tls_port = master.tls_port.expect("TLS port");
     let sentinel = RedisServer::start_sentinel(tls_port, Some(&cert));
     let ca = cert.files.cert.display();
     let conn = format!(
@@ -293,7 +294,8 @@ async fn a_stop_waits_for_a_request_on_a_frozen_redis_only_the_grace_period() {
 #[tokio::test]
 async fn ssl_true_reads_over_tls_and_an_untrusted_certificate_is_a_503() {
     let cert = SelfSigned::generate();
-    let (redis, tls_port) = RedisServer::start_with_tls(&cert, false);
+    let redis = RedisServer::start_with_tls(&cert, false);
+    let tls_port = redis.tls_port.expect("TLS port");
     load_feast_dump(&mut redis.connection());
 
     // The self-signed certificate accepted as Feast's `ssl_cert_reqs=none` does.
@@ -328,7 +330,8 @@ async fn ssl_true_reads_over_tls_and_an_untrusted_certificate_is_a_503() {
 #[tokio::test]
 async fn a_redis_that_asks_for_a_client_certificate_gets_the_one_configured() {
     let cert = SelfSigned::generate();
-    let (redis, tls_port) = RedisServer::start_with_tls(&cert, true);
+    let redis = RedisServer::start_with_tls(&cert, true);
+    let tls_port = redis.tls_port.expect("TLS port");
     load_feast_dump(&mut redis.connection());
     let ca = cert.files.cert.display();
     let key = cert.files.key.display();
@@ -342,5 +345,26 @@ async fn a_redis_that_asks_for_a_client_certificate_gets_the_one_configured() {
     let without = format!("localhost:{tls_port},ssl=true,ssl_ca_certs={ca},{TIMEOUTS}");
     let (_repo, server) = serve_redis(&without, "redis").await;
     assert_unavailable(&server, Duration::from_secs(3)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_cluster_is_read_over_tls_with_ssl_true() {
+    let cert = SelfSigned::generate();
+    let cluster = RedisCluster::start_with_tls(3, &cert);
+    load_feast_dump(&mut cluster.connection());
+    let ca = cert.files.cert.display();
+    let conn = format!(
+        "{},ssl=true,ssl_ca_certs={ca},{TIMEOUTS}",
+        cluster.tls_connection_string()
+    );
+    let (_repo, server) = serve_redis(&conn, "redis_cluster").await;
+    eventually_ok(&server, Duration::from_secs(10)).await;
+    // Every driver, whichever node holds it.
+    let all = json!({"features": ["driver_hourly_stats:conv_rate"],
+                     "entities": {"driver_id": [1001, 1002, 1003, 1004, 1005]}});
+    let resp = server.get_online_features(&all).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.column("conv_rate")["statuses"], json!(vec!["PRESENT"; 5]));
     server.stop().await;
 }

@@ -15,6 +15,8 @@ use crate::workspace_root;
 pub struct RedisServer {
     /// Its port.
     pub port: u16,
+    /// Its TLS port, when it takes TLS connections too.
+    pub tls_port: Option<u16>,
     child: Option<Child>,
     dir: tempfile::TempDir,
     cluster: bool,
@@ -45,30 +47,31 @@ impl RedisServer {
 
     /// Starts a server on `port` (a cluster node when `cluster`).
     pub fn start_on(port: u16, cluster: bool) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_node(port, cluster, None)
+    }
+
+    /// Starts a standalone server that also takes TLS connections on its `tls_port`,
+    /// with the certificate and key in `cert` (plain connections stay on `port`); with
+    /// `client_auth`, TLS clients must show a certificate `cert` signed (itself).
+    pub fn start_with_tls(cert: &crate::SelfSigned, client_auth: bool) -> Self {
+        Self::start_node(free_port(false), false, Some((cert, client_auth)))
+    }
+
+    fn start_node(port: u16, cluster: bool, tls: Option<(&crate::SelfSigned, bool)>) -> Self {
         let mut s = RedisServer {
             port,
+            tls_port: None,
             child: None,
-            dir,
+            dir: tempfile::tempdir().expect("temp dir"),
             cluster,
             extra_args: Vec::new(),
         };
-        s.spawn();
-        s
-    }
-
-    /// Starts a standalone server that also takes TLS connections on the returned port,
-    /// with the certificate and key in `cert` (plain connections stay on `port`); with
-    /// `client_auth`, TLS clients must show a certificate `cert` signed (itself).
-    pub fn start_with_tls(cert: &crate::SelfSigned, client_auth: bool) -> (Self, u16) {
-        let tls_port = free_port(false);
-        let path = |p: &Path| p.display().to_string();
-        let mut s = RedisServer {
-            port: free_port(false),
-            child: None,
-            dir: tempfile::tempdir().expect("temp dir"),
-            cluster: false,
-            extra_args: vec![
+        if let Some((cert, client_auth)) = tls {
+            // A cluster node's TLS port needs a free bus port (+10000) too.
+            let tls_port = free_port(cluster);
+            let path = |p: &Path| p.display().to_string();
+            s.tls_port = Some(tls_port);
+            s.extra_args = vec![
                 "--tls-port".into(),
                 tls_port.to_string(),
                 "--tls-cert-file".into(),
@@ -79,10 +82,17 @@ impl RedisServer {
                 path(&cert.files.cert),
                 "--tls-auth-clients".into(),
                 if client_auth { "yes" } else { "no" }.into(),
-            ],
-        };
+            ];
+            if cluster {
+                // Cluster nodes talk TLS to each other and name their TLS ports to
+                // TLS clients.
+                s.extra_args.extend(["--tls-cluster".into(), "yes".into()]);
+                s.extra_args
+                    .extend(["--tls-replication".into(), "yes".into()]);
+            }
+        }
         s.spawn();
-        (s, tls_port)
+        s
     }
 
     fn spawn(&mut self) {
@@ -188,6 +198,7 @@ impl RedisServer {
             .expect("redis-server --sentinel");
         let s = RedisServer {
             port,
+            tls_port: None,
             child: Some(child),
             dir,
             cluster: false,
@@ -254,15 +265,37 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts the nodes and joins them with `redis-cli --cluster create`.
     pub fn start(masters: usize, replicas: usize) -> Self {
+        Self::start_nodes(masters, replicas, None)
+    }
+
+    /// A cluster of `masters` masters whose nodes also take TLS connections with
+    /// `cert` (see [`RedisServer::start_with_tls`]) and talk TLS to each other.
+    pub fn start_with_tls(masters: usize, cert: &crate::SelfSigned) -> Self {
+        Self::start_nodes(masters, 0, Some(cert))
+    }
+
+    fn start_nodes(masters: usize, replicas: usize, tls: Option<&crate::SelfSigned>) -> Self {
         let total = masters * (1 + replicas);
         let nodes: Vec<RedisServer> = (0..total)
-            .map(|_| RedisServer::start_on(free_port(true), true))
+            .map(|_| RedisServer::start_node(free_port(true), true, tls.map(|c| (c, false))))
             .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        let addrs: Vec<String> = match tls {
+            None => nodes
+                .iter()
+                .map(|n| format!("127.0.0.1:{}", n.port))
+                .collect(),
+            Some(cert) => {
+                // Nodes meet over TLS, so they are introduced by their TLS ports.
+                create.arg("--tls").arg("--cacert").arg(&cert.files.cert);
+                nodes
+                    .iter()
+                    .filter_map(|n| n.tls_port)
+                    .map(|p| format!("127.0.0.1:{p}"))
+                    .collect()
+            }
+        };
+        let out = create
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
@@ -362,6 +395,16 @@ impl RedisCluster {
         self.nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The nodes' TLS ports as Feast's `connection_string` node list.
+    pub fn tls_connection_string(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.tls_port)
+            .map(|p| format!("127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",")
     }
