@@ -61,6 +61,20 @@ async fn assert_unavailable(server: &TestServer, limit: Duration) {
     assert_eq!(health.status, 503);
 }
 
+/// A server on `conn` answers 200 within `within` (then it is stopped).
+async fn assert_serves(conn: &str, redis_type: &str, within: Duration) {
+    let (_repo, server) = serve_redis(conn, redis_type).await;
+    eventually_ok(&server, within).await;
+    server.stop().await;
+}
+
+/// A server on `conn` answers 503 (then it is stopped).
+async fn assert_refused(conn: &str, redis_type: &str) {
+    let (_repo, server) = serve_redis(conn, redis_type).await;
+    assert_unavailable(&server, Duration::from_secs(3)).await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn redis_going_away_gives_503_and_serving_recovers_without_restart() {
     let mut redis = RedisServer::start();
@@ -190,15 +204,10 @@ async fn a_sentinel_managed_master_is_read_over_tls_with_ssl_true() {
         "127.0.0.1:{},ssl=true,ssl_ca_certs={ca},{TIMEOUTS}",
         sentinel.port
     );
-    let (_repo, server) = serve_redis(&conn, "redis_sentinel").await;
-    eventually_ok(&server, Duration::from_secs(10)).await;
-    server.stop().await;
-
+    assert_serves(&conn, "redis_sentinel", Duration::from_secs(10)).await;
     // Without ssl=true the master's TLS port is not understood: a 503.
     let plain = format!("127.0.0.1:{},{TIMEOUTS}", sentinel.port);
-    let (_repo, server) = serve_redis(&plain, "redis_sentinel").await;
-    assert_unavailable(&server, Duration::from_secs(3)).await;
-    server.stop().await;
+    assert_refused(&plain, "redis_sentinel").await;
 }
 
 #[tokio::test]
@@ -306,16 +315,13 @@ async fn ssl_true_reads_over_tls_and_an_untrusted_certificate_is_a_503() {
     server.stop().await;
 
     // Verified against the system's roots (the default): refused, cleanly.
-    let verified = format!("127.0.0.1:{tls_port},ssl=true,{TIMEOUTS}");
-    let (_repo, server) = serve_redis(&verified, "redis").await;
-    assert_unavailable(&server, Duration::from_secs(3)).await;
-    server.stop().await;
-
+    assert_refused(
+        &format!("127.0.0.1:{tls_port},ssl=true,{TIMEOUTS}"),
+        "redis",
+    )
+    .await;
     // Plain text to the TLS port: no answer it understands, also a 503.
-    let plain = format!("127.0.0.1:{tls_port},{TIMEOUTS}");
-    let (_repo, server) = serve_redis(&plain, "redis").await;
-    assert_unavailable(&server, Duration::from_secs(3)).await;
-    server.stop().await;
+    assert_refused(&format!("127.0.0.1:{tls_port},{TIMEOUTS}"), "redis").await;
 
     // Verified against the CA named by `ssl_ca_certs` (relative to the repository).
     let repo = RepoCopy::demo();
@@ -338,14 +344,9 @@ async fn a_redis_that_asks_for_a_client_certificate_gets_the_one_configured() {
     let with_cert = format!(
         "localhost:{tls_port},ssl=true,ssl_ca_certs={ca},ssl_certfile={ca},ssl_keyfile={key},{TIMEOUTS}"
     );
-    let (_repo, server) = serve_redis(&with_cert, "redis").await;
-    eventually_ok(&server, Duration::from_secs(5)).await;
-    server.stop().await;
-
+    assert_serves(&with_cert, "redis", Duration::from_secs(5)).await;
     let without = format!("localhost:{tls_port},ssl=true,ssl_ca_certs={ca},{TIMEOUTS}");
-    let (_repo, server) = serve_redis(&without, "redis").await;
-    assert_unavailable(&server, Duration::from_secs(3)).await;
-    server.stop().await;
+    assert_refused(&without, "redis").await;
 }
 
 #[tokio::test]
@@ -365,6 +366,9 @@ async fn a_cluster_is_read_over_tls_with_ssl_true() {
                      "entities": {"driver_id": [1001, 1002, 1003, 1004, 1005]}});
     let resp = server.get_online_features(&all).await;
     assert_eq!(resp.status, 200);
-    assert_eq!(resp.column("conv_rate")["statuses"], json!(vec!["PRESENT"; 5]));
+    assert_eq!(
+        resp.column("conv_rate")["statuses"],
+        json!(vec!["PRESENT"; 5])
+    );
     server.stop().await;
 }
