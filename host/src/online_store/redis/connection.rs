@@ -117,9 +117,10 @@ fn connection_info(opts: &RedisOptions, host: &str, port: u16) -> RedisResult<Co
         .set_redis_settings(redis_settings(opts)))
 }
 
-/// The CA and client certificates named in the options, read from their files.
-fn tls_certificates(opts: &RedisOptions) -> RedisResult<Option<TlsCertificates>> {
-    if opts.tls_ca_file.is_none() && opts.tls_client_files.is_none() {
+/// The CA and client certificates named in the options, read from their files (none
+/// without TLS: they apply to TLS connections only).
+pub(super) fn tls_certificates(opts: &RedisOptions) -> RedisResult<Option<TlsCertificates>> {
+    if !opts.tls || (opts.tls_ca_file.is_none() && opts.tls_client_files.is_none()) {
         return Ok(None);
     }
     let read = |option: &'static str, path: &std::path::Path| {
@@ -160,14 +161,12 @@ fn redis_settings(opts: &RedisOptions) -> RedisConnectionInfo {
 }
 
 impl Connection {
-    /// Prepares the connection (no network traffic yet).
-    pub(super) fn new(opts: Arc<RedisOptions>) -> RedisResult<Self> {
-        // Certificates apply to TLS connections only.
-        let certs = if opts.tls {
-            tls_certificates(&opts)?
-        } else {
-            None
-        };
+    /// Prepares the connection (no network traffic yet), with the certificates read by
+    /// [`tls_certificates`].
+    pub(super) fn new(
+        opts: Arc<RedisOptions>,
+        certs: Option<TlsCertificates>,
+    ) -> RedisResult<Self> {
         match &opts.topology {
             Topology::Standalone => {
                 let (host, port) = &opts.nodes[0];

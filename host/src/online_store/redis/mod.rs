@@ -21,7 +21,7 @@ use prost::Message;
 
 pub use options::RedisOptions;
 
-use self::connection::{Connection, is_connection_error, slot_of};
+use self::connection::{Connection, is_connection_error, slot_of, tls_certificates};
 use super::{Cell, ReadBatch, StoreError, ViewRows};
 use crate::value::{EventTime, Value};
 
@@ -77,13 +77,16 @@ impl RedisStore {
     /// [`crate::threads::slot`] (each made on first use).
     pub fn new(opts: RedisOptions, project: &str, connections: usize) -> Result<Self, StoreError> {
         let opts = Arc::new(opts);
+        let invalid = |e: redis::RedisError| StoreError::Failed {
+            store: STORE,
+            reason: format!("invalid connection settings: {e}"),
+        };
+        // Certificate files are read once for all the connections.
+        let certs = tls_certificates(&opts).map_err(invalid)?;
         let conns = (0..connections.max(1))
-            .map(|_| Connection::new(opts.clone()))
+            .map(|_| Connection::new(opts.clone(), certs.clone()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Failed {
-                store: STORE,
-                reason: format!("invalid connection settings: {e}"),
-            })?;
+            .map_err(invalid)?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conns,
