@@ -257,17 +257,16 @@ impl Plugin {
         })
     }
 
-    /// Runs an ODFV on a batch, as the server does (checks the declared outputs).
+    /// Runs an ODFV on a batch, as the server does: the declared outputs are checked
+    /// (row count, names and types) whichever way the ODFV was written.
     pub fn call(&self, odfv: &str, input: &RecordBatch) -> Result<RecordBatch, PluginError> {
         let o = self.find(odfv)?;
-        match o.transform {
-            Transform::Batch(f) => {
-                let out = f(input)?;
-                check_outputs(o, &out, input.num_rows())?;
-                Ok(out)
-            }
-            Transform::Ipc(f) => decode_batch(&f(&encode_batch(input)?)?),
-        }
+        let out = match o.transform {
+            Transform::Batch(f) => f(input)?,
+            Transform::Ipc(f) => decode_batch(&f(&encode_batch(input)?)?)?,
+        };
+        check_outputs(o, &out, input.num_rows())?;
+        Ok(out)
     }
 
     /// Runs an ODFV on Arrow IPC bytes and returns Arrow IPC bytes (the WIT `transform`).
@@ -499,6 +498,23 @@ mod tests {
         let y = column::<Float64Type>(&out, "y").expect("y");
         assert_eq!(y.value(0), 2.0);
         assert!(y.is_null(1));
+    }
+
+    #[test]
+    fn outputs_of_ipc_transforms_are_checked_too() {
+        fn wrong_rows(input: &[u8]) -> Result<Vec<u8>, PluginError> {
+            let _ = decode_batch(input)?;
+            let y = Float64Array::from(vec![1.0, 2.0, 3.0]);
+            encode_batch(&batch([("y", Arc::new(y) as ArrayRef)])?)
+        }
+        let p = Plugin::new("t", "1").odfv(
+            Odfv::new_ipc("ipc", wrong_rows)
+                .input("x", ColumnType::Int64)
+                .output("y", ColumnType::Float64),
+        );
+        let input = batch([("x", Arc::new(Int64Array::from(vec![1])) as ArrayRef)]).expect("batch");
+        let err = p.call("ipc", &input).expect_err("three rows for one");
+        assert!(err.to_string().contains("3 rows for 1 input rows"), "{err}");
     }
 
     #[test]

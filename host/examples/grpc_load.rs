@@ -6,12 +6,17 @@
 //! cargo run --release --example grpc_load -- 127.0.0.1:6566 bench/payloads/p1_1x3.json 8 10
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    reason = "test and benchmark support: a failed step ends the run"
+)]
+
 use std::time::{Duration, Instant};
 
-use feast_server::grpc::to_proto_request;
-use feast_server::http::request::parse_request;
+use feast_server::parse_request;
 use feast_server::proto::feast::serving::GetOnlineFeaturesRequest;
 use feast_server::proto::feast::serving::serving_service_client::ServingServiceClient;
+use feast_server::to_proto_request;
 
 fn request(payload: &std::path::Path) -> GetOnlineFeaturesRequest {
     let body = std::fs::read(payload).expect("payload");

@@ -11,6 +11,11 @@
 //! cargo run --release --example http_floor -- 6570 /tmp/responses
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    reason = "test and benchmark support: a failed step ends the run"
+)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,7 +25,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use feast_server::server::{PlainHttp, serve_on_threads};
+use feast_server::{PlainHttp, serve_on_threads};
 
 type Bodies = Arc<HashMap<String, Bytes>>;
 

@@ -1,51 +1,35 @@
 //! Plugin costs, measured: first load (compile) and cached load of a component, and
-//! the per-call overhead of an ODFV call for 1/10/100/1000 rows (Arrow input built,
-//! IPC-encoded, the guest called, its output decoded and checked against the
-//! registry, converted to Feast values), with reused instances (what the server does)
-//! and with a fresh instance per call.
+//! the per-call overhead of an ODFV call for 1/10/100/1000 rows as the engine makes
+//! it (Arrow input built from Feast values, IPC-encoded, the guest called, its output
+//! decoded and checked against the registry, converted to Feast values), with reused
+//! instances (what the server does) and with a fresh instance per call.
 //!
 //! ```text
 //! cargo build --profile plugin --target wasm32-wasip2 -p transformed-conv-rate
 //! cargo run --release --example plugin_bench -- demo/feature_repo target/wasm32-wasip2/plugin/transformed_conv_rate.wasm
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    reason = "test and benchmark support: a failed step ends the run"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use feast_server::config::RepoConfig;
-use feast_server::plugin::{
-    ColumnType, PluginConfig, PluginRuntime, batch_of, call_odfv, to_array,
-};
-use feast_server::registry::RegistryHandle;
 use feast_server::value::{Val, Value};
+use feast_server::{
+    Metrics, PluginConfig, PluginRuntime, RegistryHandle, RegistrySource, RepoConfig,
+};
 
-fn input(rows: usize) -> arrow_array::RecordBatch {
-    let col = |t: ColumnType, v: Val| {
-        let values: Vec<Value> = (0..rows)
-            .map(|_| Value {
-                val: Some(v.clone()),
-            })
-            .collect();
-        to_array(values.iter().map(Some), t).expect("array")
-    };
-    batch_of(
-        vec![
-            (
-                "conv_rate".into(),
-                col(ColumnType::Float32, Val::FloatVal(0.5)),
-            ),
-            (
-                "val_to_add".into(),
-                col(ColumnType::Int64, Val::Int64Val(1)),
-            ),
-            (
-                "val_to_add_2".into(),
-                col(ColumnType::Int64, Val::Int64Val(2)),
-            ),
-        ],
-        rows,
-    )
-    .expect("batch")
+/// The demo ODFV's inputs for `rows` rows.
+fn input(rows: usize) -> Vec<(&'static str, Vec<Value>)> {
+    let col = |v: Val| vec![Value { val: Some(v) }; rows];
+    vec![
+        ("conv_rate", col(Val::FloatVal(0.5))),
+        ("val_to_add", col(Val::Int64Val(1))),
+        ("val_to_add_2", col(Val::Int64Val(2))),
+    ]
 }
 
 async fn runtime(
@@ -55,7 +39,7 @@ async fn runtime(
     idle: usize,
 ) -> (Arc<PluginRuntime>, Duration) {
     let config = RepoConfig::load(repo, &repo.join("feature_store.yaml")).expect("config");
-    let registry = Arc::new(RegistryHandle::load(&config).expect("registry"));
+    let registry = Arc::new(RegistryHandle::load(RegistrySource::of(&config)).expect("registry"));
     let plugins = PluginConfig {
         directory: Some(dir.to_path_buf()),
         cache_dir: Some(cache.to_path_buf()),
@@ -63,7 +47,7 @@ async fn runtime(
         ..PluginConfig::default()
     };
     let t0 = Instant::now();
-    let rt = PluginRuntime::start(plugins, registry.clone())
+    let rt = PluginRuntime::start(plugins, registry.clone(), &mut Metrics::default())
         .await
         .expect("runtime");
     (rt, t0.elapsed())
@@ -99,37 +83,27 @@ async fn main() {
         cached.as_secs_f64() * 1e3
     );
 
-    let config = RepoConfig::load(&repo, &repo.join("feature_store.yaml")).expect("config");
-    let registry = RegistryHandle::load(&config).expect("registry");
-    let snapshot = registry.snapshot();
-    let odfv = snapshot.registry.odfvs["transformed_conv_rate"].clone();
+    let odfv = "transformed_conv_rate";
     println!("\n| rows | reused instance (median) | fresh instance per call (median) |");
     println!("|---:|---:|---:|");
     for rows in [1usize, 10, 100, 1000] {
-        let batch = input(rows);
+        let columns = input(rows);
+        let inputs: Vec<_> = columns
+            .iter()
+            .map(|(name, values)| (*name, values.iter().map(Some).collect()))
+            .collect();
         let mut results = Vec::new();
         for idle in [16usize, 0] {
             let (rt, _) = runtime(&repo, dir.path(), cache.path(), idle).await;
-            let plugin = rt.for_odfv("transformed_conv_rate").expect("plugin");
-            let spec = plugin
-                .info
-                .odfvs
-                .iter()
-                .find(|s| s.name == "transformed_conv_rate")
-                .expect("spec")
-                .clone();
-            let pc = rt.config().clone();
             for _ in 0..200 {
-                call_odfv(&plugin, &spec, &odfv, &batch, &pc)
+                rt.compute_by_name(odfv, &inputs, rows)
                     .await
                     .expect("warm-up");
             }
             let mut times = Vec::with_capacity(2000);
             for _ in 0..2000 {
                 let t0 = Instant::now();
-                let out = call_odfv(&plugin, &spec, &odfv, &batch, &pc)
-                    .await
-                    .expect("call");
+                let out = rt.compute_by_name(odfv, &inputs, rows).await.expect("call");
                 times.push(t0.elapsed());
                 std::hint::black_box(out);
             }

@@ -7,13 +7,18 @@
 //! cargo run --release --example router_bench -- demo/feature_repo bench/payloads/p100_100x3.json 20000
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    reason = "test and benchmark support: a failed step ends the run"
+)]
+
 use std::path::PathBuf;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::Request;
-use feast_server::config::RepoConfig;
-use feast_server::server::App;
+use feast_server::App;
+use feast_server::RepoConfig;
 use tower::ServiceExt;
 
 /// The server's allocator, so that allocation costs what it costs in `feast-server`.

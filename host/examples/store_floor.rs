@@ -8,12 +8,17 @@
 //! cargo run --release --example store_floor -- sqlite data/online_store.db bench/payloads/p1_1x3.json 8 10
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    reason = "test and benchmark support: a failed step ends the run"
+)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use feast_server::entity_key::KeyLayout;
-use feast_server::online_store::{feature_field, timestamp_field};
+use feast_server::KeyLayout;
 use feast_server::value::{Val, Value};
+use feast_server::{feature_field, timestamp_field};
 
 /// Per view: feature names; and the unique entity keys.
 struct Reads {

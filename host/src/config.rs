@@ -1,14 +1,23 @@
 //! `feature_store.yaml`, as Feast 0.67 writes and reads it.
 //!
-//! Keys this server does not use are ignored, as Feast ignores them. `${VAR}` and
-//! `$VAR` are expanded from the environment before parsing (unset variables are left
-//! as they are, like Python's `os.path.expandvars`). Relative paths resolve against
-//! the repo directory (the directory holding `feature_store.yaml`).
+//! Strictness follows Feast's own models: top-level keys and `registry:` keys this
+//! server does not use are ignored (Feast's `extra="allow"`), while the sections
+//! Feast checks strictly (`online_store`, `feature_server`,
+//! `feature_server.feature_logging`, all `extra="forbid"` there) reject a key Feast
+//! does not know, naming it; `wasm_plugins` (this server's own key) rejects unknown
+//! keys too. The `online_store` section is kept as written and parsed by the store
+//! its `type` names ([`crate::online_store`]); `wasm_plugins` by the plugin runtime.
+//!
+//! `${VAR}` and `$VAR` are expanded from the environment before parsing (unset
+//! variables are left as they are, like Python's `os.path.expandvars`). Relative
+//! paths resolve against the repo directory (the directory holding
+//! `feature_store.yaml`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// A configuration problem found at start-up; every variant names the key or file.
 #[derive(Debug, thiserror::Error)]
@@ -75,13 +84,13 @@ pub struct RepoConfig {
     /// `registry`.
     pub registry: RegistryConfig,
     /// `online_store`.
-    pub online_store: OnlineStoreConfig,
+    pub online_store: StoreSection,
     /// `entity_key_serialization_version` (2 or 3; default 3).
     pub entity_key_serialization_version: u32,
     /// `feature_server`.
     pub feature_server: FeatureServerConfig,
-    /// `wasm_plugins` (this server's own key; Feast ignores it).
-    pub plugins: crate::plugin::PluginConfig,
+    /// `wasm_plugins` as written (this server's own key; Feast ignores it).
+    pub wasm_plugins: Option<serde_yaml::Value>,
 }
 
 /// `registry:` (a path string or an object).
@@ -95,67 +104,14 @@ pub struct RegistryConfig {
     pub enable_online_feature_view_versioning: bool,
 }
 
-/// `online_store:`.
+/// `online_store:` as written: its `type` (Feast's default, `sqlite`, when absent)
+/// and the whole section, which the store of that type parses.
 #[derive(Clone, Debug)]
-pub enum OnlineStoreConfig {
-    /// `type: sqlite`.
-    Sqlite(SqliteConfig),
-    /// `type: redis`.
-    Redis(RedisConfig),
-}
-
-impl OnlineStoreConfig {
-    /// The store's `type` name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            OnlineStoreConfig::Sqlite(_) => "sqlite",
-            OnlineStoreConfig::Redis(_) => "redis",
-        }
-    }
-}
-
-/// `online_store: {type: sqlite, ...}`.
-#[derive(Clone, Debug)]
-pub struct SqliteConfig {
-    /// Absolute path of the database file.
-    pub path: PathBuf,
-}
-
-/// `online_store: {type: redis, ...}` as Feast configures it.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisConfig {
-    /// `type` (already checked).
-    #[serde(rename = "type")]
-    pub store_type: String,
-    /// `redis_type`: `redis`, `redis_cluster` or `redis_sentinel`.
-    #[serde(default = "default_redis_type")]
-    pub redis_type: String,
-    /// `connection_string`: `host:port[,host:port...][,key=value...]`.
-    #[serde(default = "default_connection_string")]
-    pub connection_string: String,
-    /// `sentinel_master`, for `redis_sentinel`.
-    #[serde(default = "default_sentinel_master")]
-    pub sentinel_master: String,
-    /// `key_ttl_seconds` (a write-side setting; parsed and reported).
-    #[serde(default)]
-    pub key_ttl_seconds: Option<u64>,
-    /// `full_scan_for_deletion` (a write-side setting).
-    #[serde(default)]
-    pub full_scan_for_deletion: Option<bool>,
-    /// `skip_dedup` (a write-side setting).
-    #[serde(default)]
-    pub skip_dedup: Option<bool>,
-}
-
-fn default_redis_type() -> String {
-    "redis".into()
-}
-fn default_connection_string() -> String {
-    "localhost:6379".into()
-}
-fn default_sentinel_master() -> String {
-    "mymaster".into()
+pub struct StoreSection {
+    /// `type`.
+    pub type_name: String,
+    /// The section (a null value when `online_store` is absent).
+    pub raw: serde_yaml::Value,
 }
 
 /// `feature_server:`.
@@ -167,7 +123,7 @@ pub struct FeatureServerConfig {
 
 /// `feature_server.feature_logging`, with Feast's defaults.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct FeatureLoggingConfig {
     /// Whether served features are logged.
     pub enabled: bool,
@@ -201,7 +157,7 @@ struct RawRepoConfig {
     online_store: Option<serde_yaml::Value>,
     entity_key_serialization_version: Option<u32>,
     feature_server: Option<RawFeatureServer>,
-    wasm_plugins: Option<crate::plugin::RawPluginConfig>,
+    wasm_plugins: Option<serde_yaml::Value>,
     // Accepted for old scripts (Feast itself ignores them since 0.30).
     #[serde(rename = "go_feature_serving")]
     _go_feature_serving: Option<serde_yaml::Value>,
@@ -230,24 +186,33 @@ struct RawRegistryObject {
     enable_online_feature_view_versioning: bool,
 }
 
+/// `feature_server:` with every key Feast 0.67's local feature server config knows
+/// (`extra="forbid"` there); only `feature_logging` is used.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawFeatureServer {
     #[serde(default)]
     feature_logging: Option<FeatureLoggingConfig>,
-}
-
-#[derive(Deserialize)]
-struct RawSqlite {
-    #[serde(default = "default_sqlite_path")]
-    path: String,
-}
-
-fn default_sqlite_path() -> String {
-    "data/online.db".into()
+    #[serde(rename = "type", default)]
+    _type: Option<String>,
+    #[serde(rename = "enabled", default)]
+    _enabled: Option<bool>,
+    #[serde(rename = "metrics", default)]
+    _metrics: Option<serde_yaml::Value>,
+    #[serde(rename = "audit_logging", default)]
+    _audit_logging: Option<serde_yaml::Value>,
+    #[serde(rename = "offline_push_batching_enabled", default)]
+    _offline_push_batching_enabled: Option<bool>,
+    #[serde(rename = "offline_push_batching_batch_size", default)]
+    _offline_push_batching_batch_size: Option<i64>,
+    #[serde(rename = "offline_push_batching_batch_interval_seconds", default)]
+    _offline_push_batching_batch_interval_seconds: Option<i64>,
+    #[serde(rename = "transformation_service_endpoint", default)]
+    _transformation_service_endpoint: Option<String>,
 }
 
 /// Default registry cache TTL (Feast's `cache_ttl_seconds` default).
-pub const DEFAULT_REGISTRY_TTL: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_REGISTRY_TTL: Duration = Duration::from_secs(600);
 
 impl RepoConfig {
     /// Loads a `feature_store.yaml`; relative paths inside it resolve against
@@ -270,14 +235,7 @@ impl RepoConfig {
                 message: describe_path_error(&e),
             })?;
         let path = || source.to_path_buf();
-        let resolve = |p: &str| -> PathBuf {
-            let p = Path::new(p);
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                repo_dir.join(p)
-            }
-        };
+        let resolve = |p: &str| resolve_in(repo_dir, p);
 
         let project = raw.project.ok_or(ConfigError::Missing {
             path: path(),
@@ -331,7 +289,20 @@ impl RepoConfig {
             }
         };
 
-        let online_store = parse_online_store(raw.online_store, source, &resolve)?;
+        let online_store = match raw.online_store {
+            None => StoreSection {
+                type_name: "sqlite".into(),
+                raw: serde_yaml::Value::Null,
+            },
+            Some(raw) => StoreSection {
+                type_name: raw
+                    .get("type")
+                    .and_then(serde_yaml::Value::as_str)
+                    .unwrap_or("sqlite")
+                    .to_string(),
+                raw,
+            },
+        };
 
         let entity_key_serialization_version = raw.entity_key_serialization_version.unwrap_or(3);
         if !matches!(entity_key_serialization_version, 2 | 3) {
@@ -350,13 +321,8 @@ impl RepoConfig {
                 .unwrap_or_default(),
         };
 
-        let plugins = raw
-            .wasm_plugins
-            .unwrap_or_default()
-            .resolve(&|p: &str| resolve(p));
-
         Ok(RepoConfig {
-            plugins,
+            wasm_plugins: raw.wasm_plugins,
             repo_dir: repo_dir.to_path_buf(),
             source: source.to_path_buf(),
             project,
@@ -368,28 +334,43 @@ impl RepoConfig {
         })
     }
 
-    /// Checks that the files the configuration names exist (the registry, and the
-    /// SQLite database when that is the store).
+    /// Checks that the registry file exists.
     pub fn check_files(&self) -> Result<(), ConfigError> {
-        let missing = |key: &'static str, file: &Path| ConfigError::MissingFile {
-            path: self.source.clone(),
-            key,
-            file: file.to_path_buf(),
-        };
         if !self.registry.path.is_file() {
-            return Err(missing("registry", &self.registry.path));
-        }
-        if let OnlineStoreConfig::Sqlite(s) = &self.online_store
-            && !s.path.is_file()
-        {
-            return Err(missing("online_store.path", &s.path));
-        }
-        if let Some(d) = &self.plugins.directory
-            && !d.is_dir()
-        {
-            return Err(missing("wasm_plugins.directory", d));
+            return Err(ConfigError::MissingFile {
+                path: self.source.clone(),
+                key: "registry",
+                file: self.registry.path.clone(),
+            });
         }
         Ok(())
+    }
+
+    /// A path from the configuration: relative ones are taken from the repo directory.
+    pub fn resolve_path(&self, p: &str) -> PathBuf {
+        resolve_in(&self.repo_dir, p)
+    }
+
+    /// Parses a section of this file (found at `key`, e.g. `online_store`) into `T`;
+    /// errors name the file and the key path.
+    pub fn parse_section<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        raw: serde_yaml::Value,
+    ) -> Result<T, ConfigError> {
+        serde_path_to_error::deserialize(raw).map_err(|e| ConfigError::Parse {
+            path: self.source.clone(),
+            message: format!("{key}.{}", describe_path_error(&e)),
+        })
+    }
+}
+
+fn resolve_in(repo_dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        repo_dir.join(p)
     }
 }
 
@@ -407,56 +388,6 @@ fn check_registry_uri(p: &str, source: &Path) -> Result<String, ConfigError> {
     Ok(p.strip_prefix("file://").unwrap_or(p).to_string())
 }
 
-fn parse_online_store(
-    raw: Option<serde_yaml::Value>,
-    source: &Path,
-    resolve: &dyn Fn(&str) -> PathBuf,
-) -> Result<OnlineStoreConfig, ConfigError> {
-    let Some(value) = raw else {
-        return Ok(OnlineStoreConfig::Sqlite(SqliteConfig {
-            path: resolve(&default_sqlite_path()),
-        }));
-    };
-    let store_type = value
-        .get("type")
-        .and_then(serde_yaml::Value::as_str)
-        .unwrap_or("sqlite")
-        .to_string();
-    let parse_err = |e: serde_path_to_error::Error<serde_yaml::Error>| ConfigError::Parse {
-        path: source.to_path_buf(),
-        message: format!("online_store.{}", describe_path_error(&e)),
-    };
-    match store_type.as_str() {
-        "sqlite" | "feast.infra.online_stores.sqlite.SqliteOnlineStore" => {
-            let raw: RawSqlite = serde_path_to_error::deserialize(value).map_err(parse_err)?;
-            Ok(OnlineStoreConfig::Sqlite(SqliteConfig {
-                path: resolve(&raw.path),
-            }))
-        }
-        "redis" | "feast.infra.online_stores.redis.RedisOnlineStore" => {
-            let cfg: RedisConfig = serde_path_to_error::deserialize(value).map_err(parse_err)?;
-            if !matches!(
-                cfg.redis_type.as_str(),
-                "redis" | "redis_cluster" | "redis_sentinel"
-            ) {
-                return Err(ConfigError::Unsupported {
-                    path: source.to_path_buf(),
-                    key: "online_store.redis_type",
-                    value: cfg.redis_type,
-                    hint: "use redis, redis_cluster or redis_sentinel".into(),
-                });
-            }
-            Ok(OnlineStoreConfig::Redis(cfg))
-        }
-        other => Err(ConfigError::Unsupported {
-            path: source.to_path_buf(),
-            key: "online_store.type",
-            value: other.into(),
-            hint: "supported online stores are sqlite and redis".into(),
-        }),
-    }
-}
-
 fn describe_path_error<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
     let path = e.path().to_string();
     if path == "." || path.is_empty() {
@@ -467,7 +398,7 @@ fn describe_path_error<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) 
 }
 
 /// Expands `$NAME` and `${NAME}` from the environment; unknown names stay as written.
-pub fn expand_env_vars(text: &str) -> String {
+pub(crate) fn expand_env_vars(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
@@ -523,12 +454,11 @@ mod tests {
         assert_eq!(cfg.project, "repo");
         assert_eq!(cfg.registry.path, Path::new("/repo/data/registry.db"));
         assert_eq!(cfg.registry.cache_ttl, DEFAULT_REGISTRY_TTL);
-        match cfg.online_store {
-            OnlineStoreConfig::Sqlite(s) => {
-                assert_eq!(s.path, Path::new("/repo/data/online_store.db"))
-            }
-            other => panic!("unexpected store {other:?}"),
-        }
+        assert_eq!(cfg.online_store.type_name, "sqlite");
+        assert_eq!(
+            cfg.online_store.raw.get("path").and_then(|p| p.as_str()),
+            Some("data/online_store.db")
+        );
         assert_eq!(cfg.entity_key_serialization_version, 3);
         assert_eq!(
             cfg.feature_server.feature_logging,
@@ -539,7 +469,7 @@ mod tests {
     #[test]
     fn registry_object_form_and_logging_knobs() {
         let cfg = parse(
-            "project: p\nregistry:\n  registry_type: file\n  path: /abs/reg.db\n  cache_ttl_seconds: 5\nfeature_server:\n  type: local\n  feature_logging:\n    enabled: true\n    queue_capacity: 7\ngo_feature_serving: true\nsomething_new: {a: 1}\n",
+            "project: p\nregistry:\n  registry_type: file\n  path: /abs/reg.db\n  cache_ttl_seconds: 5\n  cache_mode: thread\nfeature_server:\n  type: local\n  feature_logging:\n    enabled: true\n    queue_capacity: 7\ngo_feature_serving: true\nsomething_new: {a: 1}\n",
         )
         .expect("parses");
         assert_eq!(cfg.registry.path, Path::new("/abs/reg.db"));
@@ -549,52 +479,53 @@ mod tests {
         assert_eq!(fl.queue_capacity, 7);
         assert_eq!(fl.flush_interval_secs, 600);
         // No online_store: Feast's sqlite default.
-        match cfg.online_store {
-            OnlineStoreConfig::Sqlite(s) => assert_eq!(s.path, Path::new("/repo/data/online.db")),
-            other => panic!("unexpected store {other:?}"),
-        }
+        assert_eq!(cfg.online_store.type_name, "sqlite");
+        assert!(cfg.online_store.raw.is_null());
     }
 
     #[test]
-    fn wasm_plugins_key() {
-        let cfg = parse("project: p\nregistry: r.db\nwasm_plugins:\n  directory: plugins\n  timeout_ms: 50\n  max_memory_mb: 32\n")
-            .expect("parses");
-        assert_eq!(
-            cfg.plugins.directory.as_deref(),
-            Some(Path::new("/repo/plugins"))
-        );
-        assert_eq!(cfg.plugins.timeout, Duration::from_millis(50));
-        assert_eq!(cfg.plugins.max_memory_bytes, 32 << 20);
-        let err =
-            parse("project: p\nregistry: r.db\nwasm_plugins:\n  timeout: 5\n").expect_err("typo");
-        assert!(err.to_string().contains("wasm_plugins"), "{err}");
-    }
-
-    #[test]
-    fn redis_config_is_parsed_and_unknown_keys_rejected() {
-        let cfg = parse(
-            "project: p\nregistry: r.db\nonline_store:\n  type: redis\n  connection_string: \"127.0.0.1:6379,db=1\"\n  redis_type: redis_cluster\n  key_ttl_seconds: 60\n",
-        )
-        .expect("parses");
-        match cfg.online_store {
-            OnlineStoreConfig::Redis(r) => {
-                assert_eq!(r.redis_type, "redis_cluster");
-                assert_eq!(r.key_ttl_seconds, Some(60));
-            }
-            other => panic!("unexpected store {other:?}"),
-        }
+    fn strict_sections_reject_keys_feast_does_not_know() {
+        // Top level and registry: ignored, as Feast's extra="allow".
+        parse("project: p\nregistry:\n  path: r.db\n  future_knob: 1\nnew_top_level: x\n")
+            .expect("lenient where Feast is");
+        // feature_server and feature_logging: extra="forbid" in Feast.
+        let err = parse("project: p\nregistry: r.db\nfeature_server:\n  feature_loging: {}\n")
+            .expect_err("typo");
+        assert!(err.to_string().contains("feature_loging"), "{err}");
         let err = parse(
-            "project: p\nregistry: r.db\nonline_store:\n  type: redis\n  conection_string: x\n",
+            "project: p\nregistry: r.db\nfeature_server:\n  feature_logging:\n    enabeld: true\n",
         )
-        .expect_err("typo is an error");
-        assert!(err.to_string().contains("conection_string"), "{err}");
+        .expect_err("typo");
+        assert!(err.to_string().contains("enabeld"), "{err}");
+    }
+
+    #[test]
+    fn sections_are_parsed_with_the_key_path_in_errors() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[expect(dead_code, reason = "only parsed")]
+        struct Section {
+            port: u16,
+        }
+        let cfg = parse("project: p\nregistry: r.db\nonline_store:\n  type: x\n  port: high\n")
+            .expect("parses");
+        assert_eq!(cfg.online_store.type_name, "x");
+        let mut raw = cfg.online_store.raw.clone();
+        if let Some(m) = raw.as_mapping_mut() {
+            m.remove("type");
+        }
+        let err = cfg
+            .parse_section::<Section>("online_store", raw)
+            .expect_err("not a port");
+        let text = err.to_string();
+        assert!(text.contains("online_store.port"), "{text}");
+        assert!(text.contains("/repo/feature_store.yaml"), "{text}");
+        assert_eq!(cfg.resolve_path("data/x"), Path::new("/repo/data/x"));
+        assert_eq!(cfg.resolve_path("/abs"), Path::new("/abs"));
     }
 
     #[test]
     fn unsupported_values_name_the_key() {
-        let err = parse("project: p\nregistry: r.db\nonline_store:\n  type: dynamodb\n")
-            .expect_err("unsupported");
-        assert!(err.to_string().contains("online_store.type"), "{err}");
         let err = parse("project: p\nregistry: s3://bucket/registry.db\n").expect_err("s3");
         assert!(err.to_string().contains("registry.path"), "{err}");
         let err =

@@ -13,7 +13,7 @@ use crate::value::{Val, Value, ValueType};
 
 /// Why a request value could not be used as the declared type.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CoerceError {
+pub(crate) enum CoerceError {
     /// The value was null.
     #[error("null is not a valid {target} value")]
     Null {
@@ -44,7 +44,7 @@ pub enum KeyError {
 }
 
 /// A short rendering of a request value for error messages.
-pub fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     match &v.val {
         None | Some(Val::NullVal(_)) => "null".into(),
         Some(Val::StringVal(s)) => format!("{s:?}"),
@@ -76,7 +76,7 @@ fn target_name(t: ValueType) -> &'static str {
 /// rejecting lossy conversions (`1001.5` for an integer) instead of truncating.
 /// `INVALID` (no declared type) keeps the value as sent.
 #[inline]
-pub fn coerce(v: &Value, target: ValueType) -> Result<Value, CoerceError> {
+pub(crate) fn coerce(v: &Value, target: ValueType) -> Result<Value, CoerceError> {
     // The common case, an INT64 key sent as an integer, without a call.
     match (&v.val, target) {
         (Some(Val::Int64Val(i)), ValueType::Int64) => Ok(Value {
@@ -103,9 +103,9 @@ fn convert(v: &Value, target: ValueType) -> Result<Value, CoerceError> {
         return Err(CoerceError::Null { target: name });
     }
     let out = match target {
-        ValueType::Int64 => Val::Int64Val(as_i64(val).ok_or_else(invalid)?),
+        ValueType::Int64 => Val::Int64Val(as_int(val).ok_or_else(invalid)?),
         ValueType::Int32 => Val::Int32Val(
-            as_i64(val)
+            as_int(val)
                 .and_then(|i| i32::try_from(i).ok())
                 .ok_or_else(invalid)?,
         ),
@@ -181,6 +181,15 @@ fn convert(v: &Value, target: ValueType) -> Result<Value, CoerceError> {
     Ok(Value { val: Some(out) })
 }
 
+/// An integer key or field: also `true`/`false` as 1/0, since Python's bool is an
+/// int and Feast takes it as one.
+fn as_int(v: &Val) -> Option<i64> {
+    match v {
+        Val::BoolVal(b) => Some(i64::from(*b)),
+        v => as_i64(v),
+    }
+}
+
 fn as_i64(v: &Val) -> Option<i64> {
     crate::value::integer(v).or_else(|| match v {
         Val::DoubleVal(f) => integral_f64(*f),
@@ -219,10 +228,11 @@ fn list_items<T>(v: &Val, f: impl Fn(&Val) -> Option<T>) -> Option<Vec<T>> {
 }
 
 /// Python's `str(float)`: the shortest round-trip digits, `1001.0` for integral values.
-pub fn python_float_str(f: f64) -> String {
+#[expect(clippy::expect_used, reason = "write_python_float writes ASCII only")]
+pub(crate) fn python_float_str(f: f64) -> String {
     let mut out = Vec::new();
     crate::value::write_python_float(f, &mut out);
-    String::from_utf8(out).unwrap_or_default()
+    String::from_utf8(out).expect("float digits are ASCII")
 }
 
 /// The constant part of a view's entity keys (join-key names, sorted) and the order
@@ -486,5 +496,22 @@ mod tests {
                 val: Some(Val::BytesVal(vec![0xde, 0xad, 0xbe, 0xef]))
             })
         );
+    }
+
+    #[test]
+    fn booleans_are_integers_as_in_python() {
+        let b = |v| Value {
+            val: Some(Val::BoolVal(v)),
+        };
+        assert_eq!(coerce(&b(true), ValueType::Int64), Ok(int64(1)));
+        assert_eq!(coerce(&b(false), ValueType::Int64), Ok(int64(0)));
+        assert_eq!(
+            coerce(&b(true), ValueType::Int32),
+            Ok(Value {
+                val: Some(Val::Int32Val(1))
+            })
+        );
+        assert_eq!(coerce(&b(true), ValueType::Bool), Ok(b(true)));
+        assert!(coerce(&b(true), ValueType::Double).is_err());
     }
 }

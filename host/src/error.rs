@@ -3,6 +3,7 @@
 //! their status codes in one place each.
 
 use crate::online_store::StoreError;
+use crate::plugin::OdfvError;
 
 /// Who is at fault, and so which status a transport answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,22 +85,12 @@ pub enum Error {
         /// Feast's type number.
         value_type: i32,
     },
-    /// An ODFV cannot be computed as configured.
-    #[error("{0}")]
-    TransformationUnavailable(String),
     /// The online store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A plugin failed to compute an ODFV.
-    #[error("plugin {plugin} failed on on-demand feature view {odfv}: {failure}")]
-    Plugin {
-        /// The plugin.
-        plugin: String,
-        /// The ODFV.
-        odfv: String,
-        /// What went wrong.
-        failure: crate::plugin::PluginFailure,
-    },
+    /// An on-demand view could not be computed (no plugin for it, or its plugin failed).
+    #[error(transparent)]
+    Odfv(#[from] OdfvError),
     /// The server is at its concurrency limit.
     #[error("{0}")]
     Overloaded(String),
@@ -136,11 +127,11 @@ impl Error {
             Error::FeatureViewNotFound { .. }
             | Error::FeatureNotFound { .. }
             | Error::FeatureServiceNotFound { .. } => ErrorKind::NotFound,
-            Error::UnsupportedValueType { .. } | Error::TransformationUnavailable(_) => {
+            Error::UnsupportedValueType { .. } | Error::Odfv(OdfvError::Unavailable(_)) => {
                 ErrorKind::Unimplemented
             }
             Error::Store(e) if e.is_unavailable() => ErrorKind::Unavailable,
-            Error::Store(_) | Error::Plugin { .. } => ErrorKind::Internal,
+            Error::Store(_) | Error::Odfv(OdfvError::Failed { .. }) => ErrorKind::Internal,
             Error::Overloaded(_) => ErrorKind::Unavailable,
             Error::Timeout(_) => ErrorKind::DeadlineExceeded,
         }

@@ -8,9 +8,8 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 use tonic_health::server::HealthReporter;
 
-use crate::engine::{OnlineFeaturesRequest, OnlineFeaturesResponse};
+use crate::api::{OnlineFeaturesRequest, OnlineFeaturesResponse};
 use crate::error::{Error, ErrorKind};
-use crate::frontend::Frontend;
 use crate::proto::feast::serving::get_online_features_request::Kind;
 use crate::proto::feast::serving::get_online_features_response::FeatureVector;
 use crate::proto::feast::serving::serving_service_server::{ServingService, ServingServiceServer};
@@ -18,9 +17,10 @@ use crate::proto::feast::serving::{
     FeatureList, FeatureViewMetadata, GetFeastServingInfoRequest, GetFeastServingInfoResponse,
     GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, GetOnlineFeaturesResponseMetadata,
 };
+use crate::service::{Encode, Service};
 
 /// The gRPC code for an error kind.
-pub fn code_for(kind: ErrorKind) -> tonic::Code {
+fn code_for(kind: ErrorKind) -> tonic::Code {
     match kind {
         ErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
         ErrorKind::NotFound => tonic::Code::NotFound,
@@ -33,32 +33,43 @@ pub fn code_for(kind: ErrorKind) -> tonic::Code {
 
 /// An engine error as a gRPC status (message: the error; Feast's class in the details
 /// is not a gRPC concept, so the class is prefixed to the message).
-pub fn status_for(e: &Error) -> Status {
-    let code = code_for(e.kind());
-    if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
-        tracing::error!(code = ?code, error = %e, "gRPC request failed");
-    }
-    Status::new(code, format!("{}: {e}", e.feast_class()))
+fn status_for(e: &Error) -> Status {
+    Status::new(code_for(e.kind()), format!("{}: {e}", e.feast_class()))
 }
 
 /// `feast.serving.ServingService` over the engine.
 #[derive(Clone, Debug)]
-pub struct Serving {
-    frontend: Frontend,
+pub(crate) struct Serving {
+    service: Service,
 }
 
 impl Serving {
     /// The service, ready to add to a tonic server (message size capped at the body limit).
-    pub fn server(frontend: Frontend) -> ServingServiceServer<Serving> {
-        let limit = frontend.limits.max_body_bytes;
-        ServingServiceServer::new(Serving { frontend })
+    pub(crate) fn server(service: Service) -> ServingServiceServer<Serving> {
+        let limit = service.limits().max_body_bytes;
+        ServingServiceServer::new(Serving { service })
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX)
     }
 }
 
+/// Responses as Feast's `GetOnlineFeaturesResponse`.
+struct Proto;
+
+impl Encode for Proto {
+    type Output = GetOnlineFeaturesResponse;
+
+    fn encode_ref(&self, resp: &OnlineFeaturesResponse) -> GetOnlineFeaturesResponse {
+        to_proto_response(resp.clone())
+    }
+
+    fn encode(&self, resp: OnlineFeaturesResponse) -> GetOnlineFeaturesResponse {
+        to_proto_response(resp)
+    }
+}
+
 /// Converts a gRPC request into the engine's request.
-pub fn to_engine_request(r: GetOnlineFeaturesRequest) -> OnlineFeaturesRequest {
+fn to_engine_request(r: GetOnlineFeaturesRequest) -> OnlineFeaturesRequest {
     let (features, feature_service) = match r.kind {
         Some(Kind::FeatureService(s)) => (Vec::new(), Some(s)),
         Some(Kind::Features(f)) => (f.val, None),
@@ -102,7 +113,7 @@ pub fn to_proto_request(r: OnlineFeaturesRequest) -> GetOnlineFeaturesRequest {
 }
 
 /// Converts the engine's response into Feast's `GetOnlineFeaturesResponse`.
-pub fn to_proto_response(r: OnlineFeaturesResponse) -> GetOnlineFeaturesResponse {
+fn to_proto_response(r: OnlineFeaturesResponse) -> GetOnlineFeaturesResponse {
     GetOnlineFeaturesResponse {
         metadata: Some(GetOnlineFeaturesResponseMetadata {
             feature_names: Some(FeatureList {
@@ -150,17 +161,10 @@ impl ServingService for Serving {
         &self,
         request: Request<GetOnlineFeaturesRequest>,
     ) -> Result<Response<GetOnlineFeaturesResponse>, Status> {
-        let timer = self.frontend.start("grpc:GetOnlineFeatures");
+        let timer = self.service.start("grpc:GetOnlineFeatures");
         let req = to_engine_request(request.into_inner());
-        match self.frontend.get_online_features(&req).await {
-            Ok(resp) => {
-                let engine = &self.frontend.store;
-                // The proto conversion consumes the response: logging needs a copy.
-                let logged = engine.may_log(&req).then(|| resp.clone());
-                let out = to_proto_response(resp);
-                if let Some(resp) = logged {
-                    engine.log_served(&req, resp).await;
-                }
+        match self.service.get_online_features(&req, &Proto).await {
+            Ok(out) => {
                 timer.finish("OK");
                 Ok(Response::new(out))
             }
@@ -175,10 +179,10 @@ impl ServingService for Serving {
 
 /// Keeps the standard health service in step with readiness (the online store
 /// answers), checking every `every` until the task is dropped.
-pub async fn report_health(reporter: HealthReporter, frontend: Frontend, every: Duration) {
+pub(crate) async fn report_health(reporter: HealthReporter, service: Service, every: Duration) {
     let mut last: Option<bool> = None;
     loop {
-        let ok = frontend.store.store().ping().await.is_ok();
+        let ok = service.engine().store().ping().await.is_ok();
         if last != Some(ok) {
             if ok {
                 reporter

@@ -2,53 +2,66 @@
 //!
 //! It reads what real Feast writes (`feature_store.yaml`, the protobuf registry, the
 //! online data that `feast materialize` wrote) and answers Feast's
-//! `get-online-features` API.
+//! `get-online-features` API over HTTP and gRPC. On-demand feature views run as
+//! sandboxed WebAssembly components.
 //!
 //! # Layout
 //!
-//! | module | its one job |
-//! |---|---|
-//! | [`config`] | parse `feature_store.yaml` (Feast 0.67 keys, `${ENV}` expansion, paths) |
-//! | [`proto`] | Rust types generated from the project's own Feast `.proto` files |
-//! | [`registry`] | decode `registry.db` into a typed, serving-ready model; reload it |
-//! | [`value`] | Feast value types, field statuses and timestamps |
-//! | [`entity_key`] | coerce request values to entity types; Feast's entity-key bytes (v2, v3) |
-//! | [`engine`] | the transport-agnostic `get_online_features` engine (plans, reads, assembly) |
-//! | [`feature_logging`] | served features of logged feature services to Parquet files (Feast's schema) |
-//! | [`online_store`] | online store backends (SQLite, Redis) behind one batched read |
-//! | [`plugin`] | on-demand feature views as sandboxed Wasm components: load, limits, hot swap |
-//! | [`frontend`] | what HTTP and gRPC share: admission (concurrency limit, timeout) and request metrics |
-//! | [`http`] | the HTTP API (axum): Feast's JSON request/response and error shapes, health, metrics |
-//! | [`grpc`] | the gRPC API (tonic): Feast's `ServingService` and the standard health service |
-//! | [`metrics`] | Prometheus metrics owned by each app |
-//! | [`threads`] | serving threads: one single-threaded runtime per core, connections pinned to one |
-//! | [`tls`] | TLS certificate and key for HTTPS and gRPC |
-//! | [`clock`] | the injectable "now" used for TTL checks |
-//! | [`error`] | the engine's typed errors, each with a Feast class and a status kind |
-//! | [`server`] | builds the app from a repo directory and serves it until shutdown |
-//! | [`cli`] | the `feast-server` command line, shaped like `feast` |
+//! Modules in layers: each uses only the layers above it (no import cycles).
 //!
-//! HTTP and gRPC are thin layers over [`engine::FeatureStore::get_online_features`].
+//! | layer | module | its one job |
+//! |---|---|---|
+//! | foundations | [`value`], `entity_key`, `clock`, [`proto`], `tls`, `threads`, `file_watch` | Feast values and key bytes, "now", generated protos, TLS files, serving threads, noticing changed files |
+//! | configuration | `config` | parse `feature_store.yaml` (Feast 0.67 keys, `${ENV}` expansion, paths) |
+//! | model | `registry` | decode `registry.db` into a typed model; reload it; caches per snapshot |
+//! | shared types | `api`, `metrics` | request and response types; the registry of Prometheus collectors |
+//! | backends | `online_store`, `plugin` | stores behind one trait (SQLite, Redis); ODFVs as Wasm components |
+//! | errors | `error` | the engine's typed errors, each with a Feast class and a status kind |
+//! | engine | `engine` | `get_online_features`: plans, keys, reads, ODFVs, assembly |
+//! | logging | `feature_logging` | served features of logged feature services to Parquet (Feast's schema) |
+//! | service | `service` | what HTTP and gRPC share: admission, timeouts, serve then log, request metrics |
+//! | transports | `http`, `grpc` | Feast's JSON and gRPC APIs as thin skins over the service |
+//! | process | `server`, [`cli`] | build the app from a repo and serve it; the command line |
+//!
+//! The crate root re-exports what the binary, embedders, tests and benchmarks use.
 
 // The gRPC handler's future (engine + store + plugin calls) nests deeply.
 #![recursion_limit = "256"]
 
+mod api;
 pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod engine;
-pub mod entity_key;
-pub mod error;
-pub mod feature_logging;
-pub mod frontend;
-pub mod grpc;
-pub mod http;
-pub mod metrics;
-pub mod online_store;
-pub mod plugin;
+mod clock;
+mod config;
+mod engine;
+mod entity_key;
+mod error;
+mod feature_logging;
+mod file_watch;
+mod grpc;
+mod http;
+mod metrics;
+mod online_store;
+mod plugin;
 pub mod proto;
-pub mod registry;
-pub mod server;
-pub mod threads;
-pub mod tls;
+mod registry;
+mod server;
+mod service;
+mod threads;
+mod tls;
 pub mod value;
+
+pub use api::{FeatureColumn, FeatureViewMetadata, OnlineFeaturesRequest, OnlineFeaturesResponse};
+pub use clock::Clock;
+pub use config::{ConfigError, RepoConfig};
+pub use entity_key::KeyLayout;
+pub use error::{Error, ErrorKind};
+pub use feature_logging::{FeatureLogger, LoggingError, LoggingStats};
+pub use grpc::to_proto_request;
+pub use http::{parse_request, write_response};
+pub use metrics::Metrics;
+pub use online_store::{OpenError, StoreError, feature_field, timestamp_field};
+pub use plugin::{EngineError, OdfvError, OdfvInput, PluginConfig, PluginRuntime};
+pub use registry::{DecodeOptions, RegistryError, RegistryHandle, RegistrySource};
+pub use server::{App, PlainHttp, ServeError, ServerOptions, StartError, serve_on_threads};
+pub use service::Limits;
+pub use tls::{TlsError, TlsFiles, install_crypto_provider};

@@ -5,6 +5,7 @@
 #![allow(unreachable_pub, reason = "generated code")]
 #![allow(clippy::all, reason = "generated code")]
 #![allow(clippy::allow_attributes_without_reason, reason = "generated code")]
+#![allow(clippy::allow_attributes, reason = "generated code")]
 
 /// Feast protos.
 pub mod feast {

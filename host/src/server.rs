@@ -10,18 +10,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::config::{ConfigError, OnlineStoreConfig, RepoConfig};
-use crate::engine::FeatureStore;
+use crate::config::{ConfigError, RepoConfig};
+use crate::engine::Engine;
 use crate::feature_logging::{FeatureLogger, LoggingError};
-use crate::frontend::{Frontend, Limits};
 use crate::grpc;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
-use crate::online_store::{
-    OnlineStore, RedisOptions, RedisStore, SqliteOptions, SqliteStore, StoreError,
-};
-use crate::plugin::PluginRuntime;
-use crate::registry::{RegistryError, RegistryHandle};
+use crate::online_store::{self, OpenError, SqliteOptions, StoreSettings};
+use crate::plugin::{EngineError, PluginConfig, PluginRuntime};
+use crate::registry::{RegistryError, RegistryHandle, RegistrySource};
+use crate::service::{Limits, Service};
 use crate::threads::ServingThreads;
 use crate::tls::{TlsError, TlsFiles, install_crypto_provider};
 
@@ -39,16 +37,16 @@ pub enum StartError {
     Registry(#[from] RegistryError),
     /// The online store could not be opened.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] OpenError),
     /// TLS files are missing or invalid.
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// Feature logging could not start.
     #[error(transparent)]
     Logging(#[from] LoggingError),
-    /// The configuration asks for something this build does not serve.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The WebAssembly engine for plugins could not start.
+    #[error(transparent)]
+    Plugins(#[from] EngineError),
 }
 
 /// Start-up knobs that are not in `feature_store.yaml`.
@@ -98,40 +96,29 @@ impl Default for ServerOptions {
 pub struct App {
     /// The repository configuration.
     pub config: RepoConfig,
-    /// The engine with limits and metrics, as the transports use it.
-    pub frontend: Frontend,
+    service: Service,
+    metrics: Arc<Metrics>,
     opts: ServerOptions,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
-    /// Loads the registry, opens the online store and starts the registry refresh.
-    pub async fn build(mut config: RepoConfig, opts: ServerOptions) -> Result<Self, StartError> {
-        if let Some(dir) = &opts.plugins_dir {
-            config.plugins.directory = Some(dir.clone());
-        }
-        config.plugins.compiler.clone_from(&opts.plugin_compiler);
+    /// Loads the registry, opens the online store, loads the plugins and starts the
+    /// background tasks (registry refresh, plugin watch, feature log writer).
+    pub async fn build(config: RepoConfig, opts: ServerOptions) -> Result<Self, StartError> {
         config.check_files()?;
-        let registry = Arc::new(RegistryHandle::load(&config)?);
-        let store = match &config.online_store {
-            OnlineStoreConfig::Sqlite(s) => {
-                OnlineStore::Sqlite(SqliteStore::open(&s.path, opts.sqlite.clone())?)
-            }
-            OnlineStoreConfig::Redis(r) => {
-                let redis = RedisOptions::from_config(r)
-                    .map_err(|e| {
-                        StartError::Unsupported(format!("{}: {e}", config.source.display()))
-                    })?
-                    .with_files_under(&config.repo_dir);
-                if redis.tls {
-                    install_crypto_provider();
-                }
-                // One connection per serving thread, and one for every other thread.
-                let connections = crate::threads::resolve_count(opts.threads) + 1;
-                OnlineStore::Redis(RedisStore::new(redis, &config.project, connections)?)
-            }
+        let mut plugin_config = PluginConfig::from_repo(&config, opts.plugins_dir.clone())?;
+        plugin_config.compiler.clone_from(&opts.plugin_compiler);
+        let mut metrics = Metrics::default();
+        let registry = Arc::new(RegistryHandle::load(RegistrySource::of(&config))?);
+        registry.register_metrics(&mut metrics);
+        let settings = StoreSettings {
+            // One connection per serving thread, and one for every other thread.
+            connections: crate::threads::resolve_count(opts.threads) + 1,
+            sqlite: opts.sqlite.clone(),
         };
+        let store = online_store::open(&config, &settings, &mut metrics)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ttl = opts.registry_ttl.unwrap_or(config.registry.cache_ttl);
         let mut tasks =
@@ -140,11 +127,10 @@ impl App {
                     .clone()
                     .spawn_refresh(ttl, opts.registry_poll, shutdown_rx.clone()),
             ];
-        let plugins = match &config.plugins.directory {
+        let plugins = match &plugin_config.directory {
             Some(_) => {
-                let rt = PluginRuntime::start(config.plugins.clone(), registry.clone())
-                    .await
-                    .map_err(StartError::Unsupported)?;
+                let rt =
+                    PluginRuntime::start(plugin_config, registry.clone(), &mut metrics).await?;
                 if let Some(t) = rt.clone().spawn_watch(shutdown.subscribe()) {
                     tasks.push(t);
                 }
@@ -159,18 +145,18 @@ impl App {
         }
         let logging = &config.feature_server.feature_logging;
         let logger = if logging.enabled {
-            let logger =
-                FeatureLogger::start(logging, config.repo_dir.clone(), &registry, opts.clock)?;
-            tasks.push(logger.spawn_ticker(registry.clone(), shutdown.subscribe()));
+            let logger = FeatureLogger::start(
+                logging,
+                config.repo_dir.clone(),
+                registry.clone(),
+                opts.clock,
+            )?;
+            logger.register_metrics(&mut metrics);
+            tasks.push(logger.spawn_ticker(shutdown.subscribe()));
             Some(logger)
         } else {
             None
         };
-        let mut metrics = Metrics::new(Some(registry.clone()));
-        if let Some(l) = &logger {
-            metrics.register_collector(Box::new(crate::metrics::LoggingCollector(l.clone())));
-        }
-        let metrics = Arc::new(metrics);
         let snapshot = registry.snapshot();
         tracing::info!(
             project = %config.project,
@@ -181,17 +167,15 @@ impl App {
             services = snapshot.registry.services.len(),
             "feature repository loaded"
         );
-        let mut engine = FeatureStore::new(registry, store, opts.clock)
-            .with_metrics(metrics.clone())
-            .with_max_entities(opts.limits.max_entities);
+        let mut engine =
+            Engine::new(registry, store, opts.clock).with_max_entities(opts.limits.max_entities);
         if let Some(rt) = plugins {
             engine = engine.with_plugins(rt);
         }
-        if let Some(logger) = logger {
-            engine = engine.with_logger(logger);
-        }
+        let service = Service::new(engine, logger, &mut metrics, opts.limits.clone());
         Ok(App {
-            frontend: Frontend::new(engine, metrics, opts.limits.clone()),
+            service,
+            metrics: Arc::new(metrics),
             config,
             opts,
             shutdown,
@@ -199,9 +183,15 @@ impl App {
         })
     }
 
+    /// The feature logger, when feature logging is on.
+    pub fn feature_logger(&self) -> Option<&Arc<FeatureLogger>> {
+        self.service.logger()
+    }
+
     fn http_state(&self) -> HttpState {
         HttpState {
-            frontend: self.frontend.clone(),
+            service: self.service.clone(),
+            metrics: self.metrics.clone(),
             access_log: self.opts.access_log,
         }
     }
@@ -299,10 +289,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let (reporter, health) = tonic_health::server::health_reporter();
-        let frontend = self.frontend.clone();
         self.tasks.push(tokio::spawn(grpc::report_health(
             reporter,
-            frontend,
+            self.service.clone(),
             Duration::from_secs(1),
         )));
         let mut builder = tonic::transport::Server::builder();
@@ -329,7 +318,7 @@ impl App {
         };
         let serve = builder
             .add_service(health)
-            .add_service(grpc::Serving::server(self.frontend.clone()))
+            .add_service(grpc::Serving::server(self.service.clone()))
             .serve_with_incoming_shutdown(incoming, shutdown);
         let grace = self.opts.shutdown_grace;
         let grace_over = async move {
@@ -357,7 +346,7 @@ impl App {
             t.abort();
             let _ = t.await;
         }
-        if let Some(logger) = self.frontend.store.logger() {
+        if let Some(logger) = self.service.logger() {
             logger.shutdown().await;
         }
     }

@@ -23,7 +23,7 @@ thread_local! {
 
 /// The slot, among `count`, of resources kept per serving thread: slot 0 for any
 /// other thread, slot `i + 1` (wrapping) for serving thread `i`.
-pub fn slot(count: usize) -> usize {
+pub(crate) fn slot(count: usize) -> usize {
     match INDEX.with(Cell::get) {
         Some(i) if count > 1 => 1 + i % (count - 1),
         _ => 0,
@@ -32,7 +32,7 @@ pub fn slot(count: usize) -> usize {
 
 /// The number of serving threads for a `--workers` value: `count`, or one per core
 /// for 0.
-pub fn resolve_count(count: usize) -> usize {
+pub(crate) fn resolve_count(count: usize) -> usize {
     match count {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
@@ -41,11 +41,11 @@ pub fn resolve_count(count: usize) -> usize {
 
 /// Resolves when the server stops: the connection should finish its in-flight
 /// request and close.
-pub struct Stopping(watch::Receiver<()>);
+pub(crate) struct Stopping(watch::Receiver<()>);
 
 impl Stopping {
     /// Waits for the stop.
-    pub async fn wait(mut self) {
+    pub(crate) async fn wait(mut self) {
         // The sender is never used to send: it is dropped on stop.
         while self.0.changed().await.is_ok() {}
     }
@@ -58,7 +58,7 @@ struct Thread {
 }
 
 /// The serving threads of one listener.
-pub struct ServingThreads {
+pub(crate) struct ServingThreads {
     threads: Vec<Thread>,
     next: AtomicUsize,
 }
@@ -74,7 +74,7 @@ impl std::fmt::Debug for ServingThreads {
 impl ServingThreads {
     /// Starts `count` threads (0: one per core) named `<name>-<i>`. Each runs
     /// `serve(stream, stopping)` for every connection it is given.
-    pub fn start<F, Fut>(count: usize, name: &str, serve: F) -> std::io::Result<Self>
+    pub(crate) fn start<F, Fut>(count: usize, name: &str, serve: F) -> std::io::Result<Self>
     where
         F: Fn(TcpStream, Stopping) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -108,7 +108,7 @@ impl ServingThreads {
     }
 
     /// Hands a new connection to the thread with the fewest open connections.
-    pub fn dispatch(&self, stream: TcpStream) -> std::io::Result<()> {
+    pub(crate) fn dispatch(&self, stream: TcpStream) -> std::io::Result<()> {
         let n = self.threads.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let (_, thread) = (0..n)
@@ -126,7 +126,7 @@ impl ServingThreads {
 
     /// Stops taking connections, lets every open connection finish its in-flight
     /// request, and waits for the threads to end.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         let handles: Vec<_> = self
             .threads
             .into_iter()

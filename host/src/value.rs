@@ -134,10 +134,11 @@ impl EventTime {
     }
 
     /// The RFC 3339 form as a `String`.
+    #[expect(clippy::expect_used, reason = "write_rfc3339 writes ASCII only")]
     pub fn to_rfc3339(self) -> String {
         let mut out = Vec::with_capacity(30);
         self.write_rfc3339(&mut out);
-        String::from_utf8(out).unwrap_or_default()
+        String::from_utf8(out).expect("RFC 3339 text is ASCII")
     }
 }
 

@@ -19,7 +19,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
-use feast_server::server::App;
+use feast_server::App;
 use feast_server::value::EventTime;
 use feast_server_e2e::logging::{
     LoggedService, add_service, count_rows, enable_logging, feast_server_binary, log_files,
@@ -474,9 +474,9 @@ async fn kill_9_leaves_only_whole_files_and_loses_at_most_the_last_write_interva
 /// Requests served over gRPC are logged like HTTP ones, with the same values.
 #[tokio::test]
 async fn grpc_requests_are_logged_too() {
-    use feast_server::grpc::to_proto_request;
-    use feast_server::http::request::parse_request;
+    use feast_server::parse_request;
     use feast_server::proto::feast::serving::serving_service_client::ServingServiceClient;
+    use feast_server::to_proto_request;
     use feast_server_e2e::Api;
 
     let repo = RepoCopy::demo();
@@ -505,4 +505,63 @@ async fn grpc_requests_are_logged_too() {
         .column_by_name("driver_hourly_stats__conv_rate")
         .expect("conv_rate column");
     assert_eq!(conv.null_count(), 0, "values were logged, not nulls");
+}
+
+#[tokio::test]
+async fn request_data_is_logged_as_the_on_demand_view_got_it() {
+    let (repo, _plugins) = RepoCopy::demo_with_plugins();
+    let dest = tempfile::tempdir().expect("dir");
+    add_service(
+        &repo,
+        &LoggedService {
+            name: "odfv_logged",
+            projections: vec![(
+                "transformed_conv_rate",
+                vec![("conv_rate_plus_val1", vt::DOUBLE)],
+            )],
+            sample_rate: 1.0,
+            file_path: Some(dest.path()),
+            partition_by: Vec::new(),
+        },
+    );
+    enable_logging(&repo, 600, 600, 100_000, 10_000);
+    let server = TestServer::demo(&repo).await;
+    // `val_to_add` is both in `entities` and in `request_context`: request data is
+    // taken from `request_context`, and "5" (a string) is served as the INT64 5.
+    let resp = server
+        .get_online_features(&json!({
+            "feature_service": "odfv_logged",
+            "entities": {"driver_id": [1001, 1002], "val_to_add": [100, 200], "val_to_add_2": [1, 2]},
+            "request_context": {"val_to_add": ["5", 6]},
+        }))
+        .await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let served = resp.column("conv_rate_plus_val1")["values"].clone();
+    server.stop().await;
+
+    let batches = all_rows(&log_files(dest.path(), false));
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+    let b = &batches[0];
+    let ints = |name: &str| -> Vec<Option<i64>> {
+        let col = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        let col = col
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap_or_else(|| panic!("{name} is {}", col.data_type()));
+        col.iter().collect()
+    };
+    assert_eq!(ints("val_to_add"), [Some(5), Some(6)], "as served, coerced");
+    assert_eq!(ints("val_to_add_2"), [Some(1), Some(2)]);
+    let logged = b
+        .column_by_name("transformed_conv_rate__conv_rate_plus_val1")
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow_array::Float64Array>()
+                .cloned()
+        })
+        .expect("the output, as DOUBLE");
+    let logged: Vec<Json> = logged.iter().map(|v| json!(v)).collect();
+    assert_eq!(Json::Array(logged), served);
 }

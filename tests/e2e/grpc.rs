@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use feast_server::engine::{FeatureColumn, OnlineFeaturesResponse};
-use feast_server::grpc::to_proto_request;
-use feast_server::http::request::parse_request;
-use feast_server::http::response::write_response;
+use feast_server::parse_request;
 use feast_server::proto::feast::serving::serving_service_client::ServingServiceClient;
 use feast_server::proto::feast::serving::{
     FieldStatus, GetFeastServingInfoRequest, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse,
 };
+use feast_server::to_proto_request;
 use feast_server::value::{EventTime, RepeatedValue};
+use feast_server::write_response;
+use feast_server::{FeatureColumn, OnlineFeaturesResponse};
 use feast_server_e2e::redis_server::{free_port, redis_feature_store_yaml};
 use feast_server_e2e::{Api, RepoCopy, TestServer, compare_columns, golden_cases, test_options};
 use serde_json::Value as Json;
@@ -57,6 +57,7 @@ fn as_json(resp: GetOnlineFeaturesResponse) -> Json {
             })
             .collect(),
         feature_view_metadata: None,
+        request_data: Vec::new(),
     };
     let mut out = Vec::new();
     write_response(&r, &mut out);

@@ -1,6 +1,12 @@
 //! End-to-end tests: the real server on a loopback port, over real copies of the
 //! feature repository Feast wrote, compared with Feast's own answers.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test and benchmark support: a failed step ends the run"
+)]
+
+mod composite;
 mod feature_logging;
 mod golden;
 mod grpc;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use feast_server::frontend::Limits;
+use feast_server::Limits;
 use feast_server::proto::feast::serving::GetFeastServingInfoRequest;
 use feast_server::proto::feast::serving::serving_service_client::ServingServiceClient;
 use feast_server_e2e::redis_server::{RedisServer, load_feast_dump, redis_feature_store_yaml};

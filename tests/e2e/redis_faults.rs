@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use feast_server::grpc::to_proto_request;
-use feast_server::http::request::parse_request;
+use feast_server::parse_request;
 use feast_server::proto::feast::serving::serving_service_client::ServingServiceClient;
+use feast_server::to_proto_request;
 use feast_server_e2e::redis_server::{
     RedisCluster, RedisServer, feast_redis_dump, free_port, load_feast_dump,
     redis_feature_store_yaml,
@@ -130,8 +130,7 @@ async fn malformed_stored_bytes_fail_only_the_requests_that_read_them() {
         .find(|h| h.key.windows(8).any(|w| w == 1001i64.to_le_bytes()))
         .expect("1001 in the dump")
         .key;
-    let conv_rate_field =
-        feast_server::online_store::feature_field("driver_hourly_stats", "conv_rate");
+    let conv_rate_field = feast_server::feature_field("driver_hourly_stats", "conv_rate");
     redis::cmd("HSET")
         .arg(&key_1001)
         .arg(&conv_rate_field[..])
@@ -161,9 +160,7 @@ async fn malformed_stored_bytes_fail_only_the_requests_that_read_them() {
         .key;
     redis::cmd("HSET")
         .arg(&key_1003)
-        .arg(feast_server::online_store::timestamp_field(
-            "driver_hourly_stats",
-        ))
+        .arg(feast_server::timestamp_field("driver_hourly_stats"))
         .arg(&b"\x08\x01\x10\xfb\xff\xff\xff\xff\xff\xff\xff\xff\x01"[..])
         .query::<i64>(&mut redis.connection())
         .expect("HSET");

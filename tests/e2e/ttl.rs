@@ -2,7 +2,7 @@
 //! past it, NOT_FOUND for missing entities, NULL_VALUE for stored nulls, and views
 //! with ttl 0 never expire.
 
-use feast_server::clock::Clock;
+use feast_server::Clock;
 use feast_server_e2e::{PINNED_NOW, RepoCopy, TestServer, test_options};
 use serde_json::json;
 

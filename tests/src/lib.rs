@@ -3,6 +3,11 @@
 //! pinned clock, an HTTP client, and the golden request/response pairs captured from
 //! `feast serve` 0.67.0 (see `tests/golden/README.md`).
 
+#![allow(
+    clippy::expect_used,
+    reason = "test and benchmark support: a failed step ends the run"
+)]
+
 pub mod logging;
 pub mod plugins;
 pub mod redis_server;
@@ -11,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use feast_server::clock::Clock;
-use feast_server::config::RepoConfig;
-use feast_server::feature_logging::FeatureLogger;
-use feast_server::server::{App, ServerOptions};
+use feast_server::Clock;
+use feast_server::FeatureLogger;
+use feast_server::RepoConfig;
+use feast_server::{App, ServerOptions};
 use serde_json::Value as Json;
 use tokio::sync::oneshot;
 
@@ -38,8 +43,19 @@ pub struct RepoCopy {
 impl RepoCopy {
     /// Copies the demo repository into a fresh temporary directory.
     pub fn demo() -> Self {
+        Self::of("demo/feature_repo")
+    }
+
+    /// Copies the `composite` repository (composite, INT32 and STRING keys, python and
+    /// pandas on-demand views; `tests/fixtures/composite`) into a fresh directory.
+    pub fn composite() -> Self {
+        Self::of("tests/fixtures/composite/feature_repo")
+    }
+
+    /// Copies a repository of the workspace into a fresh temporary directory.
+    fn of(path: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        copy_dir(&workspace_root().join("demo/feature_repo"), dir.path());
+        copy_dir(&workspace_root().join(path), dir.path());
         RepoCopy { dir }
     }
 
@@ -160,7 +176,7 @@ impl TestServer {
             .await
             .expect("bind loopback");
         let port = listener.local_addr().expect("local addr").port();
-        let feature_logger = app.frontend.store.logger().cloned();
+        let feature_logger = app.feature_logger().cloned();
         let (stop, stopped) = oneshot::channel::<()>();
         let files = tls.map(|t| t.files.clone());
         let task = tokio::spawn(async move {
@@ -175,7 +191,7 @@ impl TestServer {
                 panic!("server failed: {e}");
             }
         });
-        feast_server::tls::install_crypto_provider();
+        feast_server::install_crypto_provider();
         let mut client = reqwest::Client::builder().timeout(Duration::from_secs(30));
         let base_url = match tls {
             Some(t) => {
@@ -289,7 +305,7 @@ pub struct SelfSigned {
     /// The same certificate in DER.
     pub cert_der: Vec<u8>,
     /// The files the server reads.
-    pub files: feast_server::tls::TlsFiles,
+    pub files: feast_server::TlsFiles,
     _dir: tempfile::TempDir,
 }
 
@@ -307,7 +323,7 @@ impl SelfSigned {
         SelfSigned {
             cert_pem,
             cert_der: key.cert.der().to_vec(),
-            files: feast_server::tls::TlsFiles {
+            files: feast_server::TlsFiles {
                 cert: cert_path,
                 key: key_path,
             },

@@ -36,6 +36,8 @@ pub struct LoggedService<'a> {
 pub mod vt {
     /// INT64.
     pub const INT64: i32 = 4;
+    /// DOUBLE.
+    pub const DOUBLE: i32 = 5;
     /// FLOAT.
     pub const FLOAT: i32 = 6;
 }

@@ -1,15 +1,16 @@
 //! Request plans: what a feature list or feature service resolves to against one
 //! registry (views to read with which features and join keys, output columns and
-//! names). Built once per request shape and cached per registry snapshot, so the hot
-//! path never walks the registry.
+//! names, which request columns are echoed). Built once per request shape and cached
+//! per registry snapshot, so the hot path never walks the registry.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, RwLock};
 
-use super::FeatureViewMetadata;
+use crate::api::{FeatureViewMetadata, OnlineFeaturesRequest};
 use crate::error::Error;
-use crate::online_store::ReadTarget;
+use crate::online_store::{ReadTarget, Store};
 use crate::registry::{FeatureView, OdfvSource, OnDemandFeatureView, Projection, Registry};
 use crate::value::is_known_value_type;
 
@@ -23,7 +24,7 @@ const MAX_CACHED_KEY_BYTES: usize = 16 << 20;
 
 /// A join key the request must provide.
 #[derive(Debug, Clone)]
-pub struct PlanJoinKey {
+pub(super) struct PlanJoinKey {
     /// Name in the request (the join key, or its `join_key_map` rename).
     pub name: String,
     /// Entity names also accepted in its place (Feast's deprecated form).
@@ -34,7 +35,7 @@ pub struct PlanJoinKey {
 
 /// One view read by the plan.
 #[derive(Debug)]
-pub struct ViewRead {
+pub(super) struct ViewRead {
     /// The view.
     pub view: Arc<FeatureView>,
     /// What the store reads.
@@ -45,7 +46,7 @@ pub struct ViewRead {
 
 /// Where an output column's values come from.
 #[derive(Debug, Clone, Copy)]
-pub enum OutputSource {
+pub(super) enum OutputSource {
     /// A feature read from a view: `reads[read]`, slot `slot` of its target.
     Feature {
         /// Index into `Plan::reads`.
@@ -64,7 +65,7 @@ pub enum OutputSource {
 
 /// Where an ODFV input comes from.
 #[derive(Debug, Clone, Copy)]
-pub enum OdfvInput {
+pub(super) enum OdfvInput {
     /// A feature of a source view: `reads[read]`, slot `slot`.
     Feature {
         /// Index into `Plan::reads`.
@@ -81,7 +82,7 @@ pub enum OdfvInput {
 
 /// An on-demand feature view the request needs computed.
 #[derive(Debug)]
-pub struct OdfvStep {
+pub(super) struct OdfvStep {
     /// The ODFV.
     pub odfv: Arc<OnDemandFeatureView>,
     /// Every input its sources define, by name.
@@ -90,35 +91,127 @@ pub struct OdfvStep {
 
 /// A request data field an ODFV needs.
 #[derive(Debug, Clone)]
-pub struct RequestField {
+pub(super) struct RequestField {
     /// Field name (a key of `entities` or `request_context`).
     pub name: String,
     /// Declared value type.
     pub value_type: i32,
 }
 
+/// A request column the response echoes: a join key of some entity of the registry
+/// (or an entity's name, standing for its join key), as Feast echoes every join key
+/// a request gives, whether or not a requested view uses it.
+#[derive(Debug, Clone)]
+pub(super) struct Echo {
+    /// The column's name in the response (the join key).
+    pub name: String,
+    /// The index in `Plan::join_keys` when a read view uses it (its values are then
+    /// the ones read with, in the key's type); `None`: echoed as sent.
+    pub join_key: Option<usize>,
+}
+
+/// Which request columns a response echoes, for one order of request columns.
+#[derive(Debug)]
+pub(super) struct EchoLayout {
+    /// Response column names: the echoed join keys in request order, then features.
+    pub names: Arc<[String]>,
+    /// Per echoed column: where it comes from.
+    pub columns: Vec<EchoColumn>,
+}
+
+/// Where an echoed column's values come from.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum EchoColumn {
+    /// A join key read with: `Plan::join_keys[idx]`.
+    JoinKey(usize),
+    /// `entities[idx]` of the request, as sent.
+    Sent(usize),
+}
+
+/// Echo layouts kept per plan (one per order of request columns seen).
+const MAX_ECHO_LAYOUTS: usize = 8;
+
+/// Echo layouts by the request's column names, in request order.
+type EchoLayouts = Vec<(Box<[String]>, Arc<EchoLayout>)>;
+
 /// Everything a request shape needs, resolved against one registry.
 #[derive(Debug)]
-pub struct Plan {
-    /// Output column names: join keys first, then features.
-    pub names: Arc<[String]>,
-    /// Join keys to take from the request, in output order.
+pub(super) struct Plan {
+    /// Join keys to take from the request, in the order views need them.
     pub join_keys: Vec<PlanJoinKey>,
+    /// Names of the output features, in output order.
+    pub feature_names: Vec<String>,
+    /// Request columns the response echoes, by request name.
+    pub echo: HashMap<String, Echo>,
+    layouts: RwLock<EchoLayouts>,
     /// Views to read.
     pub reads: Vec<ViewRead>,
     /// On-demand feature views to compute.
     pub odfvs: Vec<OdfvStep>,
     /// Request data the ODFVs need.
     pub request_fields: Vec<RequestField>,
-    /// Feature outputs, parallel to `names[join_keys.len()..]`.
+    /// Feature outputs, parallel to `feature_names`.
     pub outputs: Vec<OutputSource>,
     /// `feature_view_metadata` for `include_feature_view_version_metadata`.
     pub view_metadata: Vec<FeatureViewMetadata>,
 }
 
+impl Plan {
+    /// Which of the request's columns the response echoes, and the response's
+    /// column names: cached per order of request columns.
+    pub(super) fn echo_layout(&self, req: &OnlineFeaturesRequest) -> Arc<EchoLayout> {
+        let same = |names: &[String]| {
+            names.len() == req.entities.len()
+                && names.iter().zip(&req.entities).all(|(a, (b, _))| a == b)
+        };
+        if let Ok(layouts) = self.layouts.read()
+            && let Some((_, layout)) = layouts.iter().find(|(names, _)| same(names))
+        {
+            return layout.clone();
+        }
+        let layout = Arc::new(self.build_echo_layout(req));
+        if let Ok(mut layouts) = self.layouts.write()
+            && layouts.len() < MAX_ECHO_LAYOUTS
+            && !layouts.iter().any(|(names, _)| same(names))
+        {
+            let names = req.entities.iter().map(|(n, _)| n.clone()).collect();
+            layouts.push((names, layout.clone()));
+        }
+        layout
+    }
+
+    fn build_echo_layout(&self, req: &OnlineFeaturesRequest) -> EchoLayout {
+        let mut names: Vec<String> = Vec::new();
+        let mut columns = Vec::new();
+        for (idx, (name, _)) in req.entities.iter().enumerate() {
+            // Request data is not echoed, even when it is named like a join key.
+            if self.request_fields.iter().any(|f| f.name == *name) {
+                continue;
+            }
+            let Some(echo) = self.echo.get(name) else {
+                continue;
+            };
+            // A join key given twice (by name and by entity name) is echoed once.
+            if names.contains(&echo.name) {
+                continue;
+            }
+            names.push(echo.name.clone());
+            columns.push(match echo.join_key {
+                Some(k) => EchoColumn::JoinKey(k),
+                None => EchoColumn::Sent(idx),
+            });
+        }
+        names.extend(self.feature_names.iter().cloned());
+        EchoLayout {
+            names: names.into(),
+            columns,
+        }
+    }
+}
+
 /// What a request asks for.
 #[derive(Debug, Clone, Copy)]
-pub enum Selection<'a> {
+pub(super) enum Selection<'a> {
     /// `view:feature` references.
     Refs(&'a [String]),
     /// A feature service by name.
@@ -127,75 +220,84 @@ pub enum Selection<'a> {
 
 /// Plans built against one registry snapshot, by request shape.
 #[derive(Debug, Default)]
-pub struct PlanCache {
+pub(super) struct PlanCache {
     plans: RwLock<CachedPlans>,
 }
 
 #[derive(Debug, Default)]
 struct CachedPlans {
-    by_shape: HashMap<String, Arc<Plan>>,
+    by_shape: HashMap<Box<[u8]>, Arc<Plan>>,
     key_bytes: usize,
 }
 
+thread_local! {
+    /// The shape key of the request being planned, built without allocating.
+    static SHAPE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 impl PlanCache {
-    /// The plan for a selection, from the cache or built now.
-    pub fn get(
+    /// The plan for a selection, from the cache or built now (reading from `store`).
+    pub(super) fn get(
         &self,
         registry: &Registry,
+        store: &Store,
         selection: Selection<'_>,
         full_feature_names: bool,
     ) -> Result<Arc<Plan>, Error> {
-        let key = cache_key(selection, full_feature_names);
-        if let Some(plan) = self
-            .plans
-            .read()
-            .ok()
-            .and_then(|m| m.by_shape.get(&key).cloned())
-        {
-            return Ok(plan);
-        }
-        let plan = Arc::new(build_plan(registry, selection, full_feature_names)?);
-        if let Ok(mut guard) = self.plans.write() {
-            let cached = &mut *guard;
-            let len = key.len();
-            if cached.by_shape.len() < MAX_CACHED_PLANS
-                && cached.key_bytes + len <= MAX_CACHED_KEY_BYTES
-                && let Entry::Vacant(slot) = cached.by_shape.entry(key)
+        SHAPE.with_borrow_mut(|key| {
+            shape_key(selection, full_feature_names, key);
+            if let Some(plan) = self
+                .plans
+                .read()
+                .ok()
+                .and_then(|m| m.by_shape.get(key.as_slice()).cloned())
             {
-                slot.insert(plan.clone());
-                cached.key_bytes += len;
+                return Ok(plan);
             }
-        }
-        Ok(plan)
+            let plan = Arc::new(build_plan(registry, store, selection, full_feature_names)?);
+            if let Ok(mut guard) = self.plans.write() {
+                let cached = &mut *guard;
+                let len = key.len();
+                if cached.by_shape.len() < MAX_CACHED_PLANS
+                    && cached.key_bytes + len <= MAX_CACHED_KEY_BYTES
+                    && let Entry::Vacant(slot) = cached.by_shape.entry(key.as_slice().into())
+                {
+                    slot.insert(plan.clone());
+                    cached.key_bytes += len;
+                }
+            }
+            Ok(plan)
+        })
     }
 
     /// Plans cached now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.plans.read().map(|m| m.by_shape.len()).unwrap_or(0)
-    }
-
-    /// Whether no plan is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
-fn cache_key(selection: Selection<'_>, full: bool) -> String {
-    let mut key = String::with_capacity(64);
-    key.push(if full { 'F' } else { 'S' });
+/// Writes the key of a request shape into `key`: every part length-prefixed, so no
+/// two different selections share a key whatever bytes their names hold.
+fn shape_key(selection: Selection<'_>, full: bool, key: &mut Vec<u8>) {
+    key.clear();
+    key.push(u8::from(full));
+    let mut part = |s: &str| {
+        key.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        key.extend_from_slice(s.as_bytes());
+    };
     match selection {
         Selection::Service(s) => {
-            key.push('@');
-            key.push_str(s);
+            part("@");
+            part(s);
         }
         Selection::Refs(refs) => {
+            part(":");
             for r in refs {
-                key.push('\n');
-                key.push_str(r);
+                part(r);
             }
         }
     }
-    key
 }
 
 /// What makes two projections one read: the same view under the same name and
@@ -252,6 +354,10 @@ struct Pick {
     features: Vec<String>,
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "a pick is pushed right before it is taken"
+)]
 fn picks_from_refs(refs: &[String]) -> Result<Vec<Pick>, Error> {
     if refs.is_empty() {
         return Err(Error::InvalidRequest(
@@ -277,9 +383,7 @@ fn picks_from_refs(refs: &[String]) -> Result<Vec<Pick>, Error> {
                     },
                     features: Vec::new(),
                 });
-                picks
-                    .last_mut()
-                    .ok_or_else(|| Error::InvalidRequest("empty".into()))?
+                picks.last_mut().expect("the pick just pushed")
             }
         };
         // A feature asked twice stays twice: the plan rejects it as a name collision,
@@ -291,6 +395,7 @@ fn picks_from_refs(refs: &[String]) -> Result<Vec<Pick>, Error> {
 
 fn build_plan(
     registry: &Registry,
+    store: &Store,
     selection: Selection<'_>,
     full_feature_names: bool,
 ) -> Result<Plan, Error> {
@@ -332,7 +437,7 @@ fn build_plan(
     for pick in picks {
         builder.add(pick)?;
     }
-    builder.finish()
+    builder.finish(store)
 }
 
 struct PlanBuilder<'r> {
@@ -590,7 +695,7 @@ impl PlanBuilder<'_> {
         Ok(self.reads.len() - 1)
     }
 
-    fn finish(self) -> Result<Plan, Error> {
+    fn finish(self, store: &Store) -> Result<Plan, Error> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut dups: Vec<String> = Vec::new();
         for n in &self.names {
@@ -612,7 +717,6 @@ impl PlanBuilder<'_> {
                 )
             }));
         }
-        let project = &self.registry.project;
         let reads = self
             .reads
             .into_iter()
@@ -624,16 +728,17 @@ impl PlanBuilder<'_> {
                     None => view.online_name.clone(),
                 };
                 ViewRead {
-                    target: Arc::new(ReadTarget::new(project, &view, &online_name, features)),
+                    target: Arc::new(store.target(&view.name, &online_name, features)),
                     view,
                     key_columns,
                 }
             })
             .collect();
-        let mut names: Vec<String> = self.join_keys.iter().map(|k| k.name.clone()).collect();
-        names.extend(self.names);
+        let echo = echoed_columns(self.registry, &self.join_keys);
         Ok(Plan {
-            names: names.into(),
+            feature_names: self.names,
+            echo,
+            layouts: RwLock::default(),
             join_keys: self.join_keys,
             reads,
             odfvs: self.odfvs,
@@ -644,9 +749,39 @@ impl PlanBuilder<'_> {
     }
 }
 
+/// The request columns a response echoes: every entity's join key (and its name,
+/// standing for it), and the plan's join keys under the names the request uses.
+fn echoed_columns(registry: &Registry, join_keys: &[PlanJoinKey]) -> HashMap<String, Echo> {
+    let mut echo = HashMap::new();
+    let plan_key = |name: &str| join_keys.iter().position(|k| k.name == name);
+    for entity in registry.entities.values() {
+        let e = Echo {
+            name: entity.join_key.clone(),
+            join_key: plan_key(&entity.join_key),
+        };
+        echo.entry(entity.name.clone()).or_insert_with(|| e.clone());
+        echo.insert(entity.join_key.clone(), e);
+    }
+    for (i, k) in join_keys.iter().enumerate() {
+        let e = Echo {
+            name: k.name.clone(),
+            join_key: Some(i),
+        };
+        for alias in &k.aliases {
+            echo.insert(alias.clone(), e.clone());
+        }
+        echo.insert(k.name.clone(), e);
+    }
+    echo
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn store() -> Store {
+        crate::online_store::demo_sqlite()
+    }
 
     fn demo_registry() -> Registry {
         let bytes = include_bytes!("../../../demo/feature_repo/data/registry.db");
@@ -666,7 +801,7 @@ mod tests {
                 "driver_hourly_stats:conv_rate".to_string(),
             ];
             let err = PlanCache::default()
-                .get(&registry, Selection::Refs(&refs), full)
+                .get(&registry, &store(), Selection::Refs(&refs), full)
                 .expect_err("a collision");
             assert!(matches!(err, Error::FeatureNameCollision(_)), "{err:?}");
         }
@@ -682,7 +817,7 @@ mod tests {
         Arc::make_mut(view).disabled = true;
         let refs = ["transformed_conv_rate:conv_rate_plus_val1".to_string()];
         let err = PlanCache::default()
-            .get(&registry, Selection::Refs(&refs), false)
+            .get(&registry, &store(), Selection::Refs(&refs), false)
             .expect_err("not servable");
         assert!(
             matches!(&err, Error::ViewNotServable(m) if m.contains("driver_hourly_stats")),
@@ -693,6 +828,7 @@ mod tests {
     #[test]
     fn cached_request_shapes_are_bounded_in_bytes() {
         let registry = demo_registry();
+        let store = store();
         let cache = PlanCache::default();
         let features = ["conv_rate", "acc_rate", "avg_daily_trips"];
         let shape: Vec<String> = features
@@ -700,23 +836,90 @@ mod tests {
             .map(|f| format!("driver_hourly_stats:{f}"))
             .collect();
         cache
-            .get(&registry, Selection::Refs(&shape), false)
+            .get(&registry, &store, Selection::Refs(&shape), false)
             .expect("plan");
         assert_eq!(cache.len(), 1);
         let shape_bytes = cache.plans.read().expect("lock").key_bytes;
-        assert_eq!(shape_bytes, cache_key(Selection::Refs(&shape), false).len());
+        let mut key = Vec::new();
+        shape_key(Selection::Refs(&shape), false, &mut key);
+        assert_eq!(shape_bytes, key.len());
         // The same shape again is not counted twice.
         cache
-            .get(&registry, Selection::Refs(&shape), false)
+            .get(&registry, &store, Selection::Refs(&shape), false)
             .expect("plan");
         assert_eq!(cache.plans.read().expect("lock").key_bytes, shape_bytes);
         // Once the byte budget is spent, new shapes are planned but not kept.
         cache.plans.write().expect("lock").key_bytes = MAX_CACHED_KEY_BYTES;
         let other = vec!["driver_hourly_stats:acc_rate".to_string()];
         cache
-            .get(&registry, Selection::Refs(&other), false)
+            .get(&registry, &store, Selection::Refs(&other), false)
             .expect("plan");
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn shapes_whose_names_hold_separators_do_not_share_a_key() {
+        let key = |sel: Selection<'_>, full: bool| {
+            let mut k = Vec::new();
+            shape_key(sel, full, &mut k);
+            k
+        };
+        let one = ["v:a\nv:b".to_string()];
+        let two = ["v:a".to_string(), "v:b".to_string()];
+        assert_ne!(
+            key(Selection::Refs(&one), false),
+            key(Selection::Refs(&two), false)
+        );
+        assert_ne!(
+            key(Selection::Refs(&two), false),
+            key(Selection::Refs(&two), true)
+        );
+        assert_ne!(
+            key(Selection::Service("s"), false),
+            key(Selection::Refs(&["s".to_string()]), false)
+        );
+        // And the cache keeps them apart: the malformed one is refused every time.
+        let registry = demo_registry();
+        let store = store();
+        let cache = PlanCache::default();
+        let good = [
+            "driver_hourly_stats:conv_rate".to_string(),
+            "driver_hourly_stats:acc_rate".to_string(),
+        ];
+        cache
+            .get(&registry, &store, Selection::Refs(&good), false)
+            .expect("plan");
+        let joined = [good.join("\n")];
+        for _ in 0..2 {
+            let err = cache
+                .get(&registry, &store, Selection::Refs(&joined), false)
+                .expect_err("not a feature of the view");
+            assert!(matches!(err, Error::FeatureNotFound { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn every_join_key_and_entity_name_is_echoed_in_request_order() {
+        let registry = demo_registry();
+        let refs = ["driver_hourly_stats:conv_rate".to_string()];
+        let plan = PlanCache::default()
+            .get(&registry, &store(), Selection::Refs(&refs), false)
+            .expect("plan");
+        let req = |cols: &[&str]| OnlineFeaturesRequest {
+            entities: cols.iter().map(|c| (c.to_string(), Vec::new())).collect(),
+            ..Default::default()
+        };
+        let layout = plan.echo_layout(&req(&["unknown", "driver_id"]));
+        assert_eq!(&*layout.names, ["driver_id", "conv_rate"]);
+        assert!(matches!(layout.columns[..], [EchoColumn::JoinKey(0)]));
+        // The entity name stands for its join key.
+        let layout = plan.echo_layout(&req(&["driver"]));
+        assert_eq!(&*layout.names, ["driver_id", "conv_rate"]);
+        // Cached per order of request columns.
+        assert!(Arc::ptr_eq(
+            &plan.echo_layout(&req(&["driver"])),
+            &plan.echo_layout(&req(&["driver"]))
+        ));
     }
 
     #[test]

@@ -16,22 +16,22 @@ use arrow_schema::{ArrowError, DataType, TimeUnit};
 use super::entry::LogEntry;
 use super::schema::{ColumnKind, Part, UTC};
 use super::target::ServiceTarget;
-use crate::engine::FeatureColumn;
+use crate::api::FeatureColumn;
 use crate::value::{Val, Value};
 
 /// Microseconds in a day.
 const DAY_US: i64 = 86_400_000_000;
 
 /// One log row: an entry and a row of it.
-pub type Row<'a> = (&'a LogEntry, usize);
+pub(super) type Row<'a> = (&'a LogEntry, usize);
 
 /// `__log_date` of a log time: days since the epoch.
-pub fn log_date(log_time_us: i64) -> i32 {
+pub(super) fn log_date(log_time_us: i64) -> i32 {
     log_time_us.div_euclid(DAY_US) as i32
 }
 
 /// `__request_id` text (lower-case hyphenated UUID).
-pub fn request_id_text(id: u128) -> String {
+pub(super) fn request_id_text(id: u128) -> String {
     uuid::Uuid::from_u128(id).hyphenated().to_string()
 }
 
@@ -43,7 +43,7 @@ fn value(col: &FeatureColumn, row: usize) -> Option<&Val> {
 const MS: i64 = 1000;
 
 /// The record batch of `rows`, all of `target`, in the storage schema.
-pub fn build_batch<'a>(
+pub(super) fn build_batch<'a>(
     target: &ServiceTarget,
     rows: &[Row<'a>],
 ) -> Result<RecordBatch, ArrowError> {
@@ -270,7 +270,7 @@ fn list_array<'v>(
 /// directory partitioning writes it (`2026-11-23`, `1001`, the string itself);
 /// a null value adds no segment. Separators and `.`/`..` are escaped so a value
 /// can never leave the destination.
-pub fn partition_of(target: &ServiceTarget, row: Row<'_>) -> String {
+pub(super) fn partition_of(target: &ServiceTarget, row: Row<'_>) -> String {
     let (entry, r) = row;
     let mut out = String::new();
     for &col in &target.partition_by {
@@ -342,7 +342,7 @@ fn escape_segment(s: &str) -> String {
 }
 
 /// `YYYY-MM-DD` of a day number.
-pub fn date_text(days: i32) -> String {
+pub(super) fn date_text(days: i32) -> String {
     let (y, m, d) = crate::value::civil_from_days(i64::from(days));
     format!("{y:04}-{m:02}-{d:02}")
 }

@@ -1,16 +1,16 @@
 //! One logged request: the columns its log rows need, taken out of the engine's
-//! response once it is encoded, before it is sent (any column the service produces, found by name)
-//! and copied from the request.
+//! response once it is encoded, before it is sent (any column the service produces,
+//! found by name, and the request data the on-demand views were computed from).
 
 use std::sync::Arc;
 
 use super::schema::Input;
 use super::target::{ServiceLog, ServiceTarget};
-use crate::engine::{FeatureColumn, OnlineFeaturesRequest, OnlineFeaturesResponse};
+use crate::api::{FeatureColumn, OnlineFeaturesResponse};
 
 /// The rows of one logged request, waiting to be written.
 #[derive(Debug)]
-pub struct LogEntry {
+pub(super) struct LogEntry {
     /// The service and schema the rows belong to.
     pub target: Arc<ServiceTarget>,
     /// Entity rows (= log rows).
@@ -27,9 +27,8 @@ pub struct LogEntry {
 impl LogEntry {
     /// Takes what `log` needs from a served request (a response column is moved, and
     /// copied only when two inputs use it).
-    pub fn capture(
+    pub(super) fn capture(
         log: &ServiceLog,
-        req: &OnlineFeaturesRequest,
         resp: OnlineFeaturesResponse,
         rows: usize,
         log_time_us: i64,
@@ -42,6 +41,7 @@ impl LogEntry {
                 *n += 1;
             }
         }
+        let mut request_data = resp.request_data;
         let mut served = resp.columns;
         let mut take = |i: usize| -> FeatureColumn {
             match (uses.get_mut(i), served.get_mut(i)) {
@@ -67,13 +67,12 @@ impl LogEntry {
                     values: take(*i).values,
                     ..FeatureColumn::default()
                 },
+                // As the on-demand views got it: coerced to the declared type.
                 (Input::RequestData(name), _) => FeatureColumn {
-                    values: req
-                        .request_context
-                        .iter()
-                        .chain(&req.entities)
+                    values: request_data
+                        .iter_mut()
                         .find(|(n, _)| n == name)
-                        .map(|(_, v)| v.clone())
+                        .map(|(_, v)| std::mem::take(v))
                         .unwrap_or_default(),
                     ..FeatureColumn::default()
                 },

@@ -48,7 +48,7 @@ const READ_BATCH_ROWS: usize = 8 * 1024;
 
 /// A file operation of the log writer that failed.
 #[derive(Debug, thiserror::Error)]
-pub enum FileError {
+pub(super) enum FileError {
     /// A filesystem call failed.
     #[error("{path}: {source}")]
     Io {
@@ -105,7 +105,7 @@ fn published_props() -> WriterProperties {
 }
 
 /// A fresh random id as 32 hex digits (how Feast names its files: `uuid4().hex`).
-pub fn new_id() -> String {
+pub(super) fn new_id() -> String {
     let mut b = fastrand::u128(..).to_be_bytes();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
@@ -180,7 +180,7 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Writes batches (one schema) as a staged file of a partition; returns its path.
-pub fn write_staged(
+pub(super) fn write_staged(
     staging: &Path,
     partition: &str,
     schema: SchemaRef,
@@ -213,7 +213,7 @@ pub fn write_staged(
 
 /// What a flush published.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Published {
+pub(super) struct Published {
     /// Files written into the destination.
     pub files: usize,
     /// Rows in them.
@@ -223,7 +223,7 @@ pub struct Published {
 /// The quick first step of a flush: renames `staged/` to `flushing-<uuid>/`, after
 /// which new writes go to a new `staged/`. Call it where staged files are written
 /// (so no write is under way), and publish from anywhere.
-pub fn begin_flush(staging: &Path) -> Result<(), FileError> {
+pub(super) fn begin_flush(staging: &Path) -> Result<(), FileError> {
     let staged = staging.join("staged");
     if staged.is_dir() {
         let target = staging.join(format!("flushing-{}", new_id()));
@@ -235,7 +235,7 @@ pub fn begin_flush(staging: &Path) -> Result<(), FileError> {
 /// The slow second step of a flush: publishes every `flushing-` directory of
 /// `staging` into `destination`, then deletes it. Calls for one `staging` must not
 /// overlap.
-pub fn publish_flushing(staging: &Path, destination: &Path) -> Result<Published, FileError> {
+pub(super) fn publish_flushing(staging: &Path, destination: &Path) -> Result<Published, FileError> {
     let mut pending: Vec<PathBuf> = match std::fs::read_dir(staging) {
         Ok(rd) => rd
             .filter_map(Result::ok)

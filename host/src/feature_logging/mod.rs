@@ -7,9 +7,10 @@
 //! `logging_config` with a file destination (other destinations are warned about
 //! once per registry load and not logged); `sample_rate` is applied per request.
 //!
-//! Path of a row: once the response is encoded, the transport hands it to
-//! [`FeatureLogger::log`] (through `FeatureStore::log_served`), which moves its columns
-//! into a log entry and enqueues it ([`queue`]: at most `queue_capacity` rows, waiting
+//! Path of a row: the service (`crate::service`) asks [`FeatureLogger::sample`]
+//! whether a request is logged, encodes the response for the client, then hands it
+//! to [`FeatureLogger::log`], which moves its columns into a log entry (request data
+//! and join keys as served: in the types the views declare) and enqueues it ([`queue`]: at most `queue_capacity` rows, waiting
 //! at most `emit_timeout_micro_secs` for room, else the rows are dropped and counted).
 //! One writer thread ([`writer`]) buffers rows in memory as Arrow batches, **writes**
 //! them every `write_to_disk_interval_secs` to staged Arrow IPC files inside the
@@ -21,28 +22,31 @@
 //! at the next start, so a `kill -9` loses at most the rows not yet written (those of
 //! the last write interval).
 
-pub mod batch;
-pub mod entry;
-pub mod files;
-pub mod queue;
-pub mod schema;
-pub mod target;
-pub mod writer;
+mod batch;
+mod entry;
+mod files;
+mod queue;
+mod schema;
+mod target;
+mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 use tokio::sync::{oneshot, watch};
 
+use crate::api::{OnlineFeaturesRequest, OnlineFeaturesResponse};
 use crate::clock::Clock;
 use crate::config::FeatureLoggingConfig;
-use crate::engine::{OnlineFeaturesRequest, OnlineFeaturesResponse};
-use crate::registry::{Registry, RegistryHandle, RegistrySnapshot};
+use crate::metrics::{Metrics, encode_counters};
+use crate::registry::{Registry, RegistryHandle};
 use entry::LogEntry;
 use queue::{Counters, Msg, RowQueue};
-use target::TargetCache;
+use target::{ServiceLog, TargetCache};
 
 /// How often the registry is checked for services that cannot be logged.
 const REGISTRY_CHECK: Duration = Duration::from_secs(1);
@@ -78,6 +82,7 @@ pub struct LoggingStats {
 #[derive(Debug)]
 pub struct FeatureLogger {
     clock: Clock,
+    registry: Arc<RegistryHandle>,
     queue: RowQueue,
     targets: TargetCache,
     counters: Arc<Counters>,
@@ -92,7 +97,7 @@ impl FeatureLogger {
     pub fn start(
         config: &FeatureLoggingConfig,
         repo_dir: PathBuf,
-        registry: &RegistryHandle,
+        registry: Arc<RegistryHandle>,
         clock: Clock,
     ) -> Result<Arc<Self>, LoggingError> {
         let counters = Arc::new(Counters::default());
@@ -117,8 +122,9 @@ impl FeatureLogger {
         );
         Ok(Arc::new(FeatureLogger {
             clock,
+            targets: TargetCache::new(repo_dir.clone(), snapshot),
+            registry,
             queue,
-            targets: TargetCache::new(repo_dir.clone()),
             counters,
             config: config.clone(),
             repo_dir,
@@ -130,7 +136,6 @@ impl FeatureLogger {
     /// that cannot be logged, until `shutdown` flips.
     pub fn spawn_ticker(
         self: &Arc<Self>,
-        registry: Arc<RegistryHandle>,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
@@ -144,6 +149,7 @@ impl FeatureLogger {
         let mut flush = every(self.config.flush_interval_secs);
         let mut check = every(REGISTRY_CHECK.as_secs());
         tokio::spawn(async move {
+            let registry = this.registry.clone();
             let mut seen = registry.snapshot();
             loop {
                 tokio::select! {
@@ -162,30 +168,21 @@ impl FeatureLogger {
         })
     }
 
-    /// Whether `req` may need logging (it names a feature service); a cheap test
-    /// for transports that must copy the response to log it.
-    pub fn may_log(req: &OnlineFeaturesRequest) -> bool {
-        req.feature_service.is_some()
+    /// Whether `req` is logged: its feature service is logged, and this request is
+    /// sampled in (`sample_rate`).
+    pub(crate) fn sample(&self, req: &OnlineFeaturesRequest) -> Option<Arc<ServiceLog>> {
+        let service = req.feature_service.as_deref()?;
+        let snapshot = self.registry.snapshot();
+        let log = self
+            .targets
+            .get(&snapshot, service, req.full_feature_names)?;
+        log.target.sampled().then_some(log)
     }
 
-    /// Logs a served request if its feature service is logged and sampled in.
-    /// Never fails the request: rows that find no room are dropped and counted.
-    pub async fn log(
-        &self,
-        snapshot: &Arc<RegistrySnapshot>,
-        req: &OnlineFeaturesRequest,
-        resp: OnlineFeaturesResponse,
-    ) {
-        let Some(service) = req.feature_service.as_deref() else {
-            return;
-        };
-        let Some(log) = self.targets.get(snapshot, service, req.full_feature_names) else {
-            return;
-        };
-        if !log.target.sampled() {
-            return;
-        }
-        let rows = resp.columns.first().map_or(0, |c| c.values.len());
+    /// Logs a served response of a request [`Self::sample`] chose. Never fails the
+    /// request: rows that find no room are dropped and counted.
+    pub(crate) async fn log(&self, log: &ServiceLog, resp: OnlineFeaturesResponse) {
+        let rows = resp.rows();
         if rows == 0 {
             return;
         }
@@ -195,14 +192,19 @@ impl FeatureLogger {
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        let entry = LogEntry::capture(&log, req, resp, rows, now_us);
+        let entry = LogEntry::capture(log, resp, rows, now_us);
         self.queue.push(entry).await;
+    }
+
+    /// Reports the logger's counters in `metrics`.
+    pub(crate) fn register_metrics(self: &Arc<Self>, metrics: &mut Metrics) {
+        metrics.register_collector(Box::new(LoggingCollector(self.clone())));
     }
 
     /// The counters now.
     pub fn stats(&self) -> LoggingStats {
         let c = &self.counters;
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         LoggingStats {
             enqueued_rows: get(&c.enqueued_rows),
             dropped_rows: get(&c.dropped_rows),
@@ -250,4 +252,44 @@ fn check_services(
         tracing::info!(service = %t.service, destination = %t.destination.display(), sample_rate = t.sample_rate, "feature logging: service logged");
     }
     targets
+}
+
+/// Feature logging counters, read from the logger at scrape time.
+#[derive(Debug)]
+struct LoggingCollector(Arc<FeatureLogger>);
+
+impl Collector for LoggingCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.0.stats();
+        encode_counters(
+            &mut encoder,
+            &[
+                (
+                    "feature_logging_enqueued_rows",
+                    "Log rows queued for writing",
+                    s.enqueued_rows,
+                ),
+                (
+                    "feature_logging_dropped_rows",
+                    "Log rows dropped because the queue was full (requests were served)",
+                    s.dropped_rows,
+                ),
+                (
+                    "feature_logging_written_rows",
+                    "Log rows written to staged files",
+                    s.written_rows,
+                ),
+                (
+                    "feature_logging_failed_rows",
+                    "Log rows lost to encoding or write errors",
+                    s.failed_rows,
+                ),
+                (
+                    "feature_logging_published_files",
+                    "Parquet log files published into destinations",
+                    s.published_files,
+                ),
+            ],
+        )
+    }
 }

@@ -15,7 +15,7 @@ const DROP_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What the writer receives.
 #[derive(Debug)]
-pub enum Msg {
+pub(super) enum Msg {
     /// Rows to buffer (they hold `rows` queue permits until buffered).
     Entry(LogEntry),
     /// Write buffered rows to staged files now.
@@ -28,7 +28,7 @@ pub enum Msg {
 
 /// Counters of the feature logger.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(super) struct Counters {
     /// Rows accepted into the queue.
     pub enqueued_rows: AtomicU64,
     /// Rows dropped because the queue stayed full (or the writer had stopped).
@@ -47,7 +47,7 @@ pub struct Counters {
 
 /// The sending side of the queue.
 #[derive(Debug)]
-pub struct RowQueue {
+pub(super) struct RowQueue {
     permits: Arc<Semaphore>,
     tx: mpsc::UnboundedSender<Msg>,
     capacity: usize,
@@ -61,7 +61,7 @@ pub struct RowQueue {
 
 /// The receiving side, for the writer.
 #[derive(Debug)]
-pub struct RowReceiver {
+pub(super) struct RowReceiver {
     /// Messages in order.
     pub rx: mpsc::UnboundedReceiver<Msg>,
     permits: Arc<Semaphore>,
@@ -69,13 +69,13 @@ pub struct RowReceiver {
 
 impl RowReceiver {
     /// Gives back the queue room of rows taken out of the queue.
-    pub fn release(&self, rows: usize) {
+    pub(super) fn release(&self, rows: usize) {
         self.permits.add_permits(rows);
     }
 }
 
 /// A queue of `capacity` rows.
-pub fn row_queue(
+pub(super) fn row_queue(
     capacity: usize,
     emit_timeout: Duration,
     counters: Arc<Counters>,
@@ -101,7 +101,7 @@ pub fn row_queue(
 impl RowQueue {
     /// Enqueues a request's rows, waiting at most the emit timeout for room.
     /// Returns whether they were accepted.
-    pub async fn push(&self, entry: LogEntry) -> bool {
+    pub(super) async fn push(&self, entry: LogEntry) -> bool {
         let rows = entry.rows;
         let n = match u32::try_from(rows) {
             Ok(n) if rows <= self.capacity => n,
@@ -136,7 +136,7 @@ impl RowQueue {
     }
 
     /// Sends a control message; false when the writer has stopped.
-    pub fn control(&self, msg: Msg) -> bool {
+    pub(super) fn control(&self, msg: Msg) -> bool {
         self.tx.send(msg).is_ok()
     }
 

@@ -16,18 +16,18 @@ use crate::registry::{DUMMY_ENTITY_ID, FeatureService, OdfvSource, Registry};
 use crate::value::{ValueType, value_type_name};
 
 /// `__log_timestamp`: when the request was served.
-pub const LOG_TIMESTAMP_FIELD: &str = "__log_timestamp";
+pub(super) const LOG_TIMESTAMP_FIELD: &str = "__log_timestamp";
 /// `__log_date`: the UTC date of `__log_timestamp`.
-pub const LOG_DATE_FIELD: &str = "__log_date";
+pub(super) const LOG_DATE_FIELD: &str = "__log_date";
 /// `__request_id`: one UUID per logged request.
-pub const REQUEST_ID_FIELD: &str = "__request_id";
+pub(super) const REQUEST_ID_FIELD: &str = "__request_id";
 
 /// Timezone of the timestamp columns Feast declares with `tz=UTC`.
 pub(crate) const UTC: &str = "UTC";
 
 /// Why a feature service's log schema cannot be built.
 #[derive(Debug, thiserror::Error)]
-pub enum SchemaError {
+pub(super) enum SchemaError {
     /// A projection names a view the registry does not have.
     #[error("feature service {service}: feature view {view} is not in the registry")]
     UnknownView {
@@ -62,7 +62,7 @@ pub enum SchemaError {
 
 /// Where a logged column's values come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// A join key, echoed in the response under this name.
     JoinKey(String),
     /// A request-data field, taken from the request.
@@ -79,7 +79,7 @@ pub enum Input {
 
 /// The part of an input a column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// The values.
     Value,
     /// The event times (seconds).
@@ -90,7 +90,7 @@ pub enum Part {
 
 /// What one log column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ColumnKind {
+pub(crate) enum ColumnKind {
     /// A part of `inputs[input]`.
     Input {
         /// Index into [`LogSchema::inputs`].
@@ -108,7 +108,7 @@ pub enum ColumnKind {
 
 /// A feature service's log schema and where each column comes from.
 #[derive(Debug)]
-pub struct LogSchema {
+pub(crate) struct LogSchema {
     /// The Arrow schema, in Feast's column order.
     pub arrow: SchemaRef,
     /// The schema as stored in Parquet: `arrow` with `timestamp[s]` as
@@ -123,13 +123,13 @@ pub struct LogSchema {
 
 impl LogSchema {
     /// Index of a column by name.
-    pub fn column(&self, name: &str) -> Option<usize> {
+    pub(crate) fn column(&self, name: &str) -> Option<usize> {
         self.arrow.index_of(name).ok()
     }
 }
 
 /// Feast's Arrow type for a value type (`FEAST_TYPE_TO_ARROW_TYPE`), if it has one.
-pub fn arrow_type(value_type: i32) -> Option<DataType> {
+pub(super) fn arrow_type(value_type: i32) -> Option<DataType> {
     let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
     let t = match ValueType::try_from(value_type).ok()? {
         ValueType::Int32 => DataType::Int32,
@@ -154,7 +154,7 @@ pub fn arrow_type(value_type: i32) -> Option<DataType> {
 }
 
 /// How a log column's type is stored in Parquet (seconds become milliseconds).
-pub fn storage_type(t: &DataType) -> DataType {
+pub(super) fn storage_type(t: &DataType) -> DataType {
     match t {
         DataType::Timestamp(TimeUnit::Second, tz) => {
             DataType::Timestamp(TimeUnit::Millisecond, tz.clone())
@@ -258,7 +258,7 @@ impl Builder<'_> {
 }
 
 /// The log schema of `service` against `registry`.
-pub fn build_schema(
+pub(super) fn build_schema(
     registry: &Registry,
     service: &FeatureService,
 ) -> Result<LogSchema, SchemaError> {

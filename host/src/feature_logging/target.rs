@@ -10,15 +10,17 @@ use std::sync::{Arc, RwLock};
 use arc_swap::ArcSwapOption;
 
 use super::schema::{ColumnKind, Input, LogSchema, SchemaError, build_schema};
-use crate::registry::{FeatureService, LoggingDestination, Registry, RegistrySnapshot};
+use crate::registry::{
+    FeatureService, LoggingDestination, Registry, RegistrySnapshot, SnapshotCache,
+};
 
 /// Directory, inside a destination, where rows wait between write and flush.
 /// Readers (pyarrow, dask) skip names starting with a dot.
-pub const STAGING_DIR: &str = ".feast-server-logging";
+pub(super) const STAGING_DIR: &str = ".feast-server-logging";
 
 /// Why a service with a `logging_config` is not logged.
 #[derive(Debug, thiserror::Error)]
-pub enum TargetError {
+pub(super) enum TargetError {
     /// The destination is not a file destination.
     #[error(
         "feature service {service}: logging destination {kind} is not supported by this server (only file destinations are); its requests are not logged"
@@ -54,7 +56,7 @@ pub enum TargetError {
 
 /// A logged feature service, resolved against one registry.
 #[derive(Debug)]
-pub struct ServiceTarget {
+pub(crate) struct ServiceTarget {
     /// The service name.
     pub service: String,
     /// The log schema.
@@ -71,13 +73,13 @@ pub struct ServiceTarget {
 
 impl ServiceTarget {
     /// Whether this request is logged (`sample_rate` applied per request).
-    pub fn sampled(&self) -> bool {
+    pub(crate) fn sampled(&self) -> bool {
         self.sample_rate >= 1.0 || (self.sample_rate > 0.0 && fastrand::f32() < self.sample_rate)
     }
 }
 
 /// `service`'s target, `Ok(None)` when it has no `logging_config`.
-pub fn resolve(
+pub(super) fn resolve(
     registry: &Registry,
     service: &FeatureService,
     repo_dir: &Path,
@@ -151,7 +153,7 @@ fn sanitize(name: &str) -> String {
 }
 
 /// Every logged service of a registry: targets, and why the others are not logged.
-pub fn resolve_all(
+pub(super) fn resolve_all(
     registry: &Registry,
     repo_dir: &Path,
 ) -> (Vec<Arc<ServiceTarget>>, Vec<TargetError>) {
@@ -173,7 +175,7 @@ pub fn resolve_all(
 
 /// Where each input of a target is found for one response shape.
 #[derive(Debug)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// The response's column names this binding was made for.
     pub names: Arc<[String]>,
     /// Per input: the response column, or `None` for request data (taken from the
@@ -206,7 +208,7 @@ impl Binding {
 /// A logged service as requests see it: its target and the binding of the last
 /// response shape seen.
 #[derive(Debug)]
-pub struct ServiceLog {
+pub(crate) struct ServiceLog {
     /// The target.
     pub target: Arc<ServiceTarget>,
     full_feature_names: bool,
@@ -215,7 +217,7 @@ pub struct ServiceLog {
 
 impl ServiceLog {
     /// The binding for a response with these column names (rebuilt when they change).
-    pub fn binding(&self, names: &Arc<[String]>) -> Arc<Binding> {
+    pub(crate) fn binding(&self, names: &Arc<[String]>) -> Arc<Binding> {
         if let Some(b) = self.binding.load_full()
             && (Arc::ptr_eq(&b.names, names) || *b.names == **names)
         {
@@ -231,43 +233,37 @@ impl ServiceLog {
     }
 }
 
-#[derive(Debug, Default)]
-struct CacheState {
-    snapshot: Option<Arc<RegistrySnapshot>>,
-    /// By service name: `[short names, full names]`.
-    services: HashMap<String, [Option<Arc<ServiceLog>>; 2]>,
-}
+/// Resolved services of one registry snapshot: by service name, `[short names,
+/// full names]`.
+type Resolved = RwLock<HashMap<String, [Option<Arc<ServiceLog>>; 2]>>;
 
 /// Resolved services per registry snapshot.
 #[derive(Debug)]
-pub struct TargetCache {
+pub(super) struct TargetCache {
     repo_dir: PathBuf,
-    state: RwLock<CacheState>,
+    services: SnapshotCache<Resolved>,
 }
 
 impl TargetCache {
     /// An empty cache resolving destinations against `repo_dir`.
-    pub fn new(repo_dir: PathBuf) -> Self {
+    pub(super) fn new(repo_dir: PathBuf, snapshot: Arc<RegistrySnapshot>) -> Self {
         TargetCache {
             repo_dir,
-            state: RwLock::new(CacheState::default()),
+            services: SnapshotCache::new(snapshot, Resolved::default()),
         }
     }
 
     /// The logged service behind a request, `None` when it is not logged.
-    pub fn get(
+    pub(super) fn get(
         &self,
         snapshot: &Arc<RegistrySnapshot>,
         service: &str,
         full_feature_names: bool,
     ) -> Option<Arc<ServiceLog>> {
         let slot = usize::from(full_feature_names);
-        if let Ok(state) = self.state.read()
-            && state
-                .snapshot
-                .as_ref()
-                .is_some_and(|s| Arc::ptr_eq(s, snapshot))
-            && let Some(entry) = state.services.get(service)
+        let services = self.services.get(snapshot, Resolved::default);
+        if let Ok(known) = services.read()
+            && let Some(entry) = known.get(service)
         {
             return entry[slot].clone();
         }
@@ -292,16 +288,8 @@ impl TargetCache {
         };
         let entry = [log(false), log(true)];
         let found = entry[slot].clone();
-        if let Ok(mut state) = self.state.write() {
-            if !state
-                .snapshot
-                .as_ref()
-                .is_some_and(|s| Arc::ptr_eq(s, snapshot))
-            {
-                state.snapshot = Some(snapshot.clone());
-                state.services.clear();
-            }
-            state.services.entry(service.to_string()).or_insert(entry);
+        if let Ok(mut known) = services.write() {
+            known.entry(service.to_string()).or_insert(entry);
         }
         found
     }

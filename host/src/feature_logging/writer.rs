@@ -96,7 +96,7 @@ impl TargetBuffer {
 }
 
 /// The writer's state.
-pub struct Writer {
+pub(super) struct Writer {
     queue: RowReceiver,
     counters: Arc<Counters>,
     buffers: HashMap<usize, TargetBuffer>,
@@ -191,7 +191,7 @@ fn publish_now(counters: &Counters, staging: &std::path::Path, destination: &std
 impl Writer {
     /// A writer over a queue; `targets` are the services logged at start, whose
     /// leftover staged files (from a crash) are published first.
-    pub fn new(
+    pub(super) fn new(
         queue: RowReceiver,
         counters: Arc<Counters>,
         targets: &[Arc<ServiceTarget>],
@@ -214,7 +214,7 @@ impl Writer {
     /// Runs until `Shutdown` (or until every sender is gone). The queue is polled
     /// every `POLL` rather than waited on, so enqueuing a row never has to wake
     /// this thread (a system call on the request path).
-    pub fn run(mut self) {
+    pub(super) fn run(mut self) {
         self.flush();
         loop {
             loop {

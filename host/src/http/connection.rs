@@ -36,7 +36,7 @@ const LINGER_BYTES: usize = 64 * 1024 * 1024;
 /// that takes longer than `header_read_timeout` (zero: no limit) to send a request's
 /// head, counted from the end of the previous response, is disconnected: one that
 /// sends nothing (an idle keep-alive connection) or its headers too slowly.
-pub async fn serve_connection(
+pub(crate) async fn serve_connection(
     router: Router,
     stream: TcpStream,
     stopping: Stopping,

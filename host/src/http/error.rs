@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind};
 
 /// An engine error on its way out as an HTTP response.
 #[derive(Debug)]
-pub struct ApiError(pub Error);
+pub(crate) struct ApiError(pub(crate) Error);
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
@@ -26,7 +26,7 @@ impl From<Error> for ApiError {
 }
 
 /// The HTTP status for an error kind.
-pub fn status_for(kind: ErrorKind) -> StatusCode {
+pub(super) fn status_for(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
@@ -37,9 +37,10 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
 }
 
 /// Feast's error body for a class and message.
-pub fn feast_error_body(class: &str, message: &str) -> Vec<u8> {
+pub(super) fn feast_error_body(class: &str, message: &str) -> Vec<u8> {
     // Python's json.dumps separators inside, compact JSON string outside.
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    #[expect(clippy::expect_used, reason = "a str always serializes to JSON")]
+    let q = |s: &str| serde_json::to_string(s).expect("a string is valid JSON");
     let inner = format!(
         "{{\"module\": \"feast.errors\", \"class\": {}, \"message\": {}}}",
         q(class),
@@ -52,12 +53,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let kind = self.0.kind();
         let status = status_for(kind);
+        // Failures of the engine are logged by the service, once for every transport.
         let message = self.0.to_string();
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), error = %message, "request failed");
-        } else {
-            tracing::debug!(status = status.as_u16(), error = %message, "request rejected");
-        }
         let body = feast_error_body(self.0.feast_class(), &message);
         let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -8,9 +8,9 @@
 //! access log (one line per request) is off unless asked for.
 
 mod connection;
-pub mod error;
-pub mod request;
-pub mod response;
+mod error;
+mod request;
+mod response;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,26 +24,45 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tracing::Instrument;
 
-use crate::frontend::Frontend;
-pub(crate) use connection::header_limit;
-pub use connection::serve_connection;
-pub use error::ApiError;
+use crate::api::OnlineFeaturesResponse;
+use crate::metrics::Metrics;
+use crate::service::{Encode, Service};
+pub(crate) use connection::{header_limit, serve_connection};
+use error::ApiError;
+pub use request::parse_request;
+pub use response::write_response;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone, Debug)]
-pub struct HttpState {
-    /// The engine, with limits and metrics.
-    pub frontend: Frontend,
+pub(crate) struct HttpState {
+    /// The engine, with limits.
+    pub(crate) service: Service,
+    /// Every metric of the server, for `GET /metrics`.
+    pub(crate) metrics: Arc<Metrics>,
     /// Log one line per request.
-    pub access_log: bool,
+    pub(crate) access_log: bool,
+}
+
+/// Responses as Feast's JSON.
+struct Json;
+
+impl Encode for Json {
+    type Output = Vec<u8>;
+
+    fn encode_ref(&self, resp: &OnlineFeaturesResponse) -> Vec<u8> {
+        // A value, its status and its event time take up to about 64 bytes.
+        let mut out = Vec::with_capacity(256 + resp.columns.len() * (96 + resp.rows() * 64));
+        write_response(resp, &mut out);
+        out
+    }
 }
 
 /// The state as the handlers get it: cloned for every request, so one reference count.
 type Shared = Arc<HttpState>;
 
 /// The router with every endpoint.
-pub fn router(state: HttpState) -> Router {
-    let max_body = state.frontend.limits.max_body_bytes;
+pub(crate) fn router(state: HttpState) -> Router {
+    let max_body = state.service.limits().max_body_bytes;
     let state = Arc::new(state);
     Router::new()
         .route(
@@ -62,7 +81,7 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// A router serving only `GET /metrics` (for a separate metrics port).
-pub fn metrics_router(state: HttpState) -> Router {
+pub(crate) fn metrics_router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .with_state(Arc::new(state))
@@ -71,6 +90,10 @@ pub fn metrics_router(state: HttpState) -> Router {
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A new request id: `<8 hex digits of this process>-<12 hex digits of a counter>`.
+#[expect(
+    clippy::expect_used,
+    reason = "hex digits and a dash are a valid header"
+)]
 fn new_request_id() -> HeaderValue {
     static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let prefix = *PREFIX.get_or_init(|| {
@@ -83,7 +106,7 @@ fn new_request_id() -> HeaderValue {
     let mut id = [b'-'; 21];
     write_hex(u64::from(prefix), &mut id[..8]);
     write_hex(seq, &mut id[9..]);
-    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&id).expect("hex digits make a header value")
 }
 
 /// Writes the low `out.len()` hex digits of `v` into `out`.
@@ -112,10 +135,15 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
         .cloned()
         .unwrap_or_else(new_request_id);
-    let timer = state.frontend.start(endpoint_label(req.uri().path()));
+    let timer = state.service.start(endpoint_label(req.uri().path()));
+    #[expect(
+        clippy::expect_used,
+        reason = "ids are text: checked above or generated"
+    )]
+    let text_id = id.to_str().expect("a text request id");
     let span = tracing::info_span!(
         "request",
-        id = id.to_str().unwrap_or_default(),
+        id = text_id,
         method = %req.method(),
         path = %req.uri().path()
     );
@@ -136,7 +164,7 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
 }
 
 async fn get_online_features(State(state): State<Shared>, req: Request) -> Response {
-    let limits = &state.frontend.limits;
+    let limits = state.service.limits();
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -175,15 +203,8 @@ async fn get_online_features(State(state): State<Shared>, req: Request) -> Respo
         Ok(req) => req,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    match state.frontend.get_online_features(&req).await {
-        Ok(resp) => {
-            let rows = resp.columns.first().map_or(0, |c| c.values.len());
-            // A value, its status and its event time take up to about 64 bytes.
-            let mut out = Vec::with_capacity(256 + resp.columns.len() * (96 + rows * 64));
-            response::write_response(&resp, &mut out);
-            state.frontend.store.log_served(&req, resp).await;
-            ([(header::CONTENT_TYPE, "application/json")], out).into_response()
-        }
+    match state.service.get_online_features(&req, &Json).await {
+        Ok(out) => ([(header::CONTENT_TYPE, "application/json")], out).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -214,7 +235,7 @@ fn unfinished_body_headers() -> [(header::HeaderName, &'static str); 2] {
 /// Ready: the registry is loaded (always, once started) and the store answers.
 /// 200 with an empty body, as Feast's `/health`.
 async fn ready(State(state): State<Shared>) -> Response {
-    match state.frontend.store.store().ping().await {
+    match state.service.engine().store().ping().await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => ApiError::from(crate::error::Error::from(e)).into_response(),
     }
@@ -223,8 +244,8 @@ async fn ready(State(state): State<Shared>) -> Response {
 /// The loaded Wasm plugins (an empty list without a plugin directory).
 async fn plugins(State(state): State<Shared>) -> Response {
     let list = state
-        .frontend
-        .store
+        .service
+        .engine()
         .plugins()
         .map(|p| p.status())
         .unwrap_or_default();
@@ -245,7 +266,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.frontend.metrics.render(),
+        state.metrics.render(),
     )
         .into_response()
 }

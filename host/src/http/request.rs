@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use crate::engine::OnlineFeaturesRequest;
+use crate::api::OnlineFeaturesRequest;
 use crate::error::Error;
 use crate::proto::feast::types::{BoolList, DoubleList, Int64List, Map, StringList};
 use crate::value::{RepeatedValue, Val, Value};
@@ -22,9 +22,62 @@ struct RawRequest {
     #[serde(default)]
     request_context: Option<Columns>,
     #[serde(default)]
-    full_feature_names: Option<bool>,
+    full_feature_names: LaxBool,
     #[serde(default)]
-    include_feature_view_version_metadata: Option<bool>,
+    include_feature_view_version_metadata: LaxBool,
+}
+
+/// A request flag, read as pydantic's lax mode reads a `bool` (Feast's request model):
+/// `true`/`false`, `1`/`0` (also `1.0`/`0.0`) and the strings `true`, `t`, `yes`,
+/// `y`, `on`, `1` and `false`, `f`, `no`, `n`, `off`, `0` in any case. Anything
+/// else, `null` included, is refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LaxBool(bool);
+
+impl<'de> Deserialize<'de> for LaxBool {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LaxBool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a boolean (true, false, 1, 0, \"yes\", \"no\", \"on\", \"off\"...)")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<LaxBool, E> {
+                Ok(LaxBool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LaxBool, E> {
+                match v {
+                    0 | 1 => Ok(LaxBool(v == 1)),
+                    _ => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LaxBool, E> {
+                match v {
+                    0 | 1 => Ok(LaxBool(v == 1)),
+                    _ => Err(E::invalid_value(de::Unexpected::Unsigned(v), &self)),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LaxBool, E> {
+                if v == 0.0 || v == 1.0 {
+                    Ok(LaxBool(v == 1.0))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(v), &self))
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LaxBool, E> {
+                const TRUE: [&str; 6] = ["true", "t", "yes", "y", "on", "1"];
+                const FALSE: [&str; 6] = ["false", "f", "no", "n", "off", "0"];
+                if TRUE.iter().any(|t| t.eq_ignore_ascii_case(v)) {
+                    Ok(LaxBool(true))
+                } else if FALSE.iter().any(|f| f.eq_ignore_ascii_case(v)) {
+                    Ok(LaxBool(false))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Parses a request body. Any content type is accepted as long as the body is JSON.
@@ -52,10 +105,8 @@ pub fn parse_request(body: &[u8]) -> Result<OnlineFeaturesRequest, Error> {
         feature_service: raw.feature_service,
         entities: entities.0,
         request_context: raw.request_context.map(|c| c.0).unwrap_or_default(),
-        full_feature_names: raw.full_feature_names.unwrap_or(false),
-        include_feature_view_version_metadata: raw
-            .include_feature_view_version_metadata
-            .unwrap_or(false),
+        full_feature_names: raw.full_feature_names.0,
+        include_feature_view_version_metadata: raw.include_feature_view_version_metadata.0,
     })
 }
 
@@ -254,6 +305,54 @@ fn narrow_list(items: Vec<Value>) -> Val {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_flags_are_read_as_pydantic_reads_a_bool() {
+        let flag = |v: &str| {
+            let body = format!(r#"{{"entities":{{"k":[1]}},"full_feature_names":{v}}}"#);
+            parse_request(body.as_bytes()).map(|r| r.full_feature_names)
+        };
+        let yes = [
+            "true", "1", "1.0", "\"true\"", "\"TRUE\"", "\"yes\"", "\"On\"", "\"1\"", "\"t\"",
+            "\"y\"",
+        ];
+        for v in yes {
+            assert_eq!(flag(v).ok(), Some(true), "{v}");
+        }
+        let no = [
+            "false",
+            "0",
+            "0.0",
+            "\"false\"",
+            "\"no\"",
+            "\"OFF\"",
+            "\"0\"",
+            "\"f\"",
+            "\"n\"",
+        ];
+        for v in no {
+            assert_eq!(flag(v).ok(), Some(false), "{v}");
+        }
+        let bad = [
+            "null",
+            "2",
+            "\"2\"",
+            "\"\"",
+            "\" true\"",
+            "\"maybe\"",
+            "[]",
+            "{}",
+        ];
+        for v in bad {
+            let err = flag(v).expect_err(v);
+            assert!(err.to_string().contains("full_feature_names"), "{v}: {err}");
+        }
+        let meta = parse_request(
+            br#"{"entities":{"k":[1]},"include_feature_view_version_metadata":"yes"}"#,
+        )
+        .expect("parses");
+        assert!(meta.include_feature_view_version_metadata);
+    }
 
     fn err(body: &str) -> String {
         match parse_request(body.as_bytes()) {

@@ -6,7 +6,7 @@
 
 use base64::Engine as _;
 
-use crate::engine::{FeatureColumn, OnlineFeaturesResponse};
+use crate::api::{FeatureColumn, OnlineFeaturesResponse};
 use crate::proto::feast::types::ZonedTimestamp;
 use crate::value::{EventTime, Val, Value, status_name, write_python_float};
 
@@ -114,7 +114,7 @@ fn write_values(col: &FeatureColumn, written: &mut Vec<(usize, usize)>, out: &mu
 }
 
 /// Writes one value as Feast's Python server does (`convert_response_to_dict`).
-pub fn write_value(v: &Value, out: &mut Vec<u8>) {
+pub(super) fn write_value(v: &Value, out: &mut Vec<u8>) {
     let Some(val) = &v.val else {
         out.extend_from_slice(b"null");
         return;
@@ -265,7 +265,7 @@ fn fixed_offset_secs(zone: &str) -> Option<i64> {
 }
 
 /// Writes a JSON string (UTF-8 kept as is, control characters escaped).
-pub fn write_str(s: &str, out: &mut Vec<u8>) {
+pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {

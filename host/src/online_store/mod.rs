@@ -1,18 +1,220 @@
-//! Online store backends behind one batched read: each request hands the store every
-//! (view, unique entity keys, features) it needs at once, so a store can answer in as
-//! few round trips as its layout allows (one query per view for SQLite).
+//! Online stores: the [`OnlineStore`] trait every backend implements, the factory
+//! that opens the backend `online_store.type` names ([`open`]), and the [`Store`]
+//! handle the engine reads through (it also records the store metrics).
+//!
+//! Each request hands the store every (view, unique entity keys, features) it needs
+//! at once, so a store can answer in as few round trips as its layout allows (one
+//! query per view for SQLite, one pipeline for Redis). What a backend derives from a
+//! view's names (a table name, hash fields) is computed once per request plan
+//! ([`Store::target`]) and kept in the [`ReadTarget`].
 
 mod redis;
 mod sqlite;
 
-use foldhash::HashMap;
+use std::any::Any;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-pub use self::redis::{RedisOptions, RedisStore, feature_field, timestamp_field};
-pub use sqlite::{SqliteOptions, SqliteStore};
+use foldhash::HashMap;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 
-use crate::registry::FeatureView;
+pub use self::redis::{feature_field, timestamp_field};
+pub(crate) use sqlite::SqliteOptions;
+
+use crate::config::{ConfigError, RepoConfig};
+use crate::metrics::{Metrics, latency_histogram};
 use crate::value::{EventTime, Value};
+
+/// What a backend needs to know to open, beyond its `online_store` section.
+#[derive(Clone, Debug)]
+pub(crate) struct StoreSettings {
+    /// Connections for stores that keep one per serving thread: the serving
+    /// threads, plus one for every other thread.
+    pub connections: usize,
+    /// SQLite reader tuning.
+    pub sqlite: SqliteOptions,
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Its `online_store` section is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store itself refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens a backend from its configuration.
+type Opener = fn(&RepoConfig, &StoreSettings) -> Result<Arc<dyn OnlineStore>, OpenError>;
+
+/// The backends, by the `type` values that select them (Feast's short names and
+/// class paths).
+const BACKENDS: &[(&[&str], Opener)] = &[
+    (
+        &[
+            "sqlite",
+            "feast.infra.online_stores.sqlite.SqliteOnlineStore",
+        ],
+        sqlite::open,
+    ),
+    (
+        &["redis", "feast.infra.online_stores.redis.RedisOnlineStore"],
+        redis::open,
+    ),
+];
+
+/// Opens the store `online_store.type` names, with its metrics registered in `metrics`.
+pub(crate) fn open(
+    config: &RepoConfig,
+    settings: &StoreSettings,
+    metrics: &mut Metrics,
+) -> Result<Store, OpenError> {
+    let type_name = config.online_store.type_name.as_str();
+    let Some((_, opener)) = BACKENDS
+        .iter()
+        .find(|(names, _)| names.contains(&type_name))
+    else {
+        return Err(ConfigError::Unsupported {
+            path: config.source.clone(),
+            key: "online_store.type",
+            value: type_name.into(),
+            hint: "supported online stores are sqlite and redis".into(),
+        }
+        .into());
+    };
+    let backend = opener(config, settings)?;
+    Ok(Store {
+        metrics: StoreMetrics::register(metrics, backend.type_name()),
+        backend,
+    })
+}
+
+/// An online store backend.
+#[async_trait::async_trait]
+pub(crate) trait OnlineStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The store type (for messages and metrics).
+    fn type_name(&self) -> &'static str;
+
+    /// What the backend derives, once per request plan, for reading `features` of the
+    /// view stored as `online_name`; handed back in [`ReadTarget::prepared`].
+    fn prepare(&self, online_name: &str, features: &[String]) -> Box<dyn Any + Send + Sync>;
+
+    /// Reads every batch; the result is parallel to `batches`.
+    async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The configured store, as the engine uses it.
+#[derive(Clone, Debug)]
+pub(crate) struct Store {
+    backend: Arc<dyn OnlineStore>,
+    metrics: StoreMetrics,
+}
+
+impl Store {
+    /// The store type name.
+    pub(crate) fn type_name(&self) -> &'static str {
+        self.backend.type_name()
+    }
+
+    /// A target reading `features` of the view `view` stored as `online_name`.
+    pub(crate) fn target(
+        &self,
+        view: &str,
+        online_name: &str,
+        features: Vec<String>,
+    ) -> ReadTarget {
+        ReadTarget {
+            prepared: self.backend.prepare(online_name, &features),
+            slot_by_name: features
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.clone(), i))
+                .collect(),
+            view: view.to_string(),
+            online_name: online_name.to_string(),
+            features,
+        }
+    }
+
+    /// Reads every batch (timed, failures counted by kind).
+    pub(crate) async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
+        let started = Instant::now();
+        let result = self.backend.read(batches).await;
+        self.metrics
+            .observe(started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    /// Checks that the store answers.
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        self.backend.ping().await
+    }
+}
+
+/// Store read durations and failures.
+#[derive(Clone, Debug)]
+struct StoreMetrics {
+    store: &'static str,
+    reads: Family<StoreLabels, Histogram, fn() -> Histogram>,
+    errors: Family<StoreErrorLabels, Counter>,
+}
+
+/// Labels of an online store operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct StoreLabels {
+    store: &'static str,
+}
+
+/// Labels of an online store failure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct StoreErrorLabels {
+    store: &'static str,
+    /// `unavailable`, `failed` or `corrupt`.
+    kind: &'static str,
+}
+
+impl StoreMetrics {
+    fn register(metrics: &mut Metrics, store: &'static str) -> Self {
+        let m = StoreMetrics {
+            store,
+            reads: Family::new_with_constructor(latency_histogram),
+            errors: Family::default(),
+        };
+        metrics.register(
+            "online_store_read_duration_seconds",
+            "Time of one batched online store read",
+            m.reads.clone(),
+        );
+        metrics.register(
+            "online_store_errors",
+            "Failed online store reads",
+            m.errors.clone(),
+        );
+        m
+    }
+
+    fn observe(&self, took: Duration, failure: Option<&StoreError>) {
+        let store = self.store;
+        self.reads
+            .get_or_create(&StoreLabels { store })
+            .observe(took.as_secs_f64());
+        if let Some(e) = failure {
+            self.errors
+                .get_or_create(&StoreErrorLabels {
+                    store,
+                    kind: e.kind_name(),
+                })
+                .inc();
+        }
+    }
+}
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -63,67 +265,41 @@ impl StoreError {
     }
 }
 
-/// What a plan reads from one view: its online name, the features (in slot order) and
-/// what stores derive from them, computed once per plan.
+/// What a plan reads from one view: its online name, the features (in slot order)
+/// and what the store derived from them, computed once per plan.
 #[derive(Debug)]
-pub struct ReadTarget {
+pub(crate) struct ReadTarget {
     /// Registry name of the view (for messages).
     pub view: String,
     /// Name the online store knows the view by (`<view>` or `<view>_v<N>`).
     pub online_name: String,
-    /// SQLite table: `<project>_<online_name>`.
-    pub table: String,
     /// Feature names, in slot order.
     pub features: Vec<String>,
-    /// Redis hash fields of the features, in slot order.
-    pub redis_fields: Vec<[u8; 4]>,
-    /// Redis hash field of the view's event time (`_ts:<online_name>`).
-    pub redis_ts_field: Vec<u8>,
     slot_by_name: HashMap<String, usize>,
+    prepared: Box<dyn Any + Send + Sync>,
 }
 
 impl ReadTarget {
-    /// A target reading `features` (names of `view`'s features) of the view stored as
-    /// `online_name` in `project`; field hashes come from the registry when the online
-    /// name is the view's own.
-    pub fn new(
-        project: &str,
-        view: &FeatureView,
-        online_name: &str,
-        features: Vec<String>,
-    ) -> Self {
-        let slot_by_name = features
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.clone(), i))
-            .collect();
-        let redis_fields = features
-            .iter()
-            .map(|f| match view.feature(f) {
-                Some(i) if online_name == view.online_name => view.redis_fields[i],
-                _ => feature_field(online_name, f),
-            })
-            .collect();
-        ReadTarget {
-            view: view.name.clone(),
-            online_name: online_name.to_string(),
-            table: format!("{project}_{online_name}"),
-            redis_ts_field: timestamp_field(online_name),
-            redis_fields,
-            features,
-            slot_by_name,
-        }
+    /// The slot of a feature name, if it is read.
+    pub(crate) fn slot(&self, feature: &str) -> Option<usize> {
+        self.slot_by_name.get(feature).copied()
     }
 
-    /// The slot of a feature name, if it is read.
-    pub fn slot(&self, feature: &str) -> Option<usize> {
-        self.slot_by_name.get(feature).copied()
+    /// What the store's [`OnlineStore::prepare`] derived for this target.
+    #[expect(
+        clippy::expect_used,
+        reason = "a target is made by the store that reads it"
+    )]
+    pub(crate) fn prepared<T: 'static>(&self) -> &T {
+        self.prepared
+            .downcast_ref()
+            .expect("a read target is prepared by the store that reads it")
     }
 }
 
 /// One view's read: which target and which unique, serialized entity keys.
 #[derive(Debug)]
-pub struct ReadBatch {
+pub(crate) struct ReadBatch {
     /// What to read.
     pub target: Arc<ReadTarget>,
     /// Unique serialized entity keys (without any store-specific suffix).
@@ -132,7 +308,7 @@ pub struct ReadBatch {
 
 /// A stored feature value and its event time.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Cell {
+pub(crate) struct Cell {
     /// The value (an empty `Value` when Feast stored a null).
     pub value: Value,
     /// The row's event time.
@@ -141,14 +317,14 @@ pub struct Cell {
 
 /// The answer for one [`ReadBatch`]: a grid of keys x feature slots.
 #[derive(Debug)]
-pub struct ViewRows {
+pub(crate) struct ViewRows {
     slots: usize,
     cells: Vec<Option<Cell>>,
 }
 
 impl ViewRows {
     /// An all-missing grid.
-    pub fn empty(keys: usize, slots: usize) -> Self {
+    pub(crate) fn empty(keys: usize, slots: usize) -> Self {
         ViewRows {
             slots,
             cells: vec![None; keys * slots],
@@ -162,55 +338,33 @@ impl ViewRows {
     }
 
     /// The cell of a key and slot; `None` when the store has no value for it.
-    pub fn get(&self, key: usize, slot: usize) -> Option<&Cell> {
+    pub(crate) fn get(&self, key: usize, slot: usize) -> Option<&Cell> {
         self.cells.get(self.index(key, slot)?)?.as_ref()
     }
 
     /// Moves a cell out (leaving it missing).
-    pub fn take(&mut self, key: usize, slot: usize) -> Option<Cell> {
+    pub(crate) fn take(&mut self, key: usize, slot: usize) -> Option<Cell> {
         let i = self.index(key, slot)?;
         self.cells.get_mut(i)?.take()
     }
 
     /// Stores a cell (nowhere for a key or slot out of range).
-    pub fn set(&mut self, key: usize, slot: usize, cell: Cell) {
+    pub(crate) fn set(&mut self, key: usize, slot: usize, cell: Cell) {
         if let Some(c) = self.index(key, slot).and_then(|i| self.cells.get_mut(i)) {
             *c = Some(cell);
         }
     }
 }
 
-/// The configured online store.
-#[derive(Debug, Clone)]
-pub enum OnlineStore {
-    /// Feast's SQLite layout.
-    Sqlite(SqliteStore),
-    /// Feast's Redis layout (standalone, cluster or sentinel).
-    Redis(RedisStore),
-}
-
-impl OnlineStore {
-    /// The store type name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            OnlineStore::Sqlite(_) => "sqlite",
-            OnlineStore::Redis(_) => "redis",
-        }
-    }
-
-    /// Reads every batch; the result is parallel to `batches`.
-    pub async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
-        match self {
-            OnlineStore::Sqlite(s) => s.read(batches).await,
-            OnlineStore::Redis(s) => s.read(batches).await,
-        }
-    }
-
-    /// Checks that the store answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            OnlineStore::Sqlite(s) => s.ping().await,
-            OnlineStore::Redis(s) => s.ping().await,
-        }
+/// The demo repository's SQLite store, for unit tests.
+#[cfg(test)]
+pub(crate) fn demo_sqlite() -> Store {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../demo/feature_repo/data/online_store.db");
+    let store = sqlite::SqliteStore::open(&path, "repo", SqliteOptions::default())
+        .expect("the demo store opens");
+    Store {
+        metrics: StoreMetrics::register(&mut Metrics::default(), "sqlite"),
+        backend: Arc::new(store),
     }
 }

@@ -24,7 +24,10 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
-use super::{Cell, ReadBatch, ReadTarget, StoreError, ViewRows};
+use super::{
+    Cell, OnlineStore, OpenError, ReadBatch, ReadTarget, StoreError, StoreSettings, ViewRows,
+};
+use crate::config::{ConfigError, RepoConfig};
 use crate::value::{EventTime, Value};
 
 const STORE: &str = "sqlite";
@@ -53,15 +56,70 @@ impl Default for SqliteOptions {
     }
 }
 
+/// `online_store: {type: sqlite, ...}`: the keys Feast 0.67's SQLite config knows
+/// (it rejects others); only `path` is used here.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqliteConfig {
+    #[serde(rename = "type", default)]
+    _type: Option<String>,
+    #[serde(default = "default_path")]
+    path: String,
+    #[serde(rename = "text_search_enabled", default)]
+    _text_search_enabled: Option<bool>,
+    #[serde(rename = "enable_openai_compatible_store", default)]
+    _enable_openai_compatible_store: Option<bool>,
+    #[serde(rename = "vector_enabled", default)]
+    _vector_enabled: Option<bool>,
+    #[serde(rename = "vector_len", default)]
+    _vector_len: Option<i64>,
+    #[serde(rename = "similarity", default)]
+    _similarity: Option<String>,
+}
+
+fn default_path() -> String {
+    "data/online.db".into()
+}
+
+/// Opens the store `online_store` configures (the file must exist).
+pub(super) fn open(
+    config: &RepoConfig,
+    settings: &StoreSettings,
+) -> Result<Arc<dyn OnlineStore>, OpenError> {
+    let section = match &config.online_store.raw {
+        serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
+        raw => raw.clone(),
+    };
+    let cfg: SqliteConfig = config.parse_section("online_store", section)?;
+    let path = config.resolve_path(&cfg.path);
+    if !path.is_file() {
+        return Err(ConfigError::MissingFile {
+            path: config.source.clone(),
+            key: "online_store.path",
+            file: path,
+        }
+        .into());
+    }
+    let store = SqliteStore::open(&path, &config.project, settings.sqlite.clone())?;
+    Ok(Arc::new(store))
+}
+
+/// What a read of one view needs: its table.
+struct Target {
+    /// `<project>_<online name>`.
+    table: String,
+}
+
 /// A pooled, read-only reader of a Feast SQLite online store.
 #[derive(Clone, Debug)]
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    project: String,
     opts: SqliteOptions,
     idle: Mutex<Vec<Pooled>>,
     /// The file at `path` when last looked at, and when that was.
@@ -108,10 +166,15 @@ struct Pooled {
 const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 impl SqliteStore {
-    /// Opens the store (one connection now, to fail fast on a bad file).
-    pub fn open(path: &Path, opts: SqliteOptions) -> Result<Self, StoreError> {
+    /// Opens the store of `project` (one connection now, to fail fast on a bad file).
+    pub(crate) fn open(
+        path: &Path,
+        project: &str,
+        opts: SqliteOptions,
+    ) -> Result<Self, StoreError> {
         let inner = Inner {
             path: path.to_path_buf(),
+            project: project.to_string(),
             permits: Arc::new(Semaphore::new(opts.pool_size.max(1))),
             opts,
             idle: Mutex::new(Vec::new()),
@@ -124,9 +187,26 @@ impl SqliteStore {
             inner: Arc::new(inner),
         })
     }
+}
+
+#[async_trait::async_trait]
+impl OnlineStore for SqliteStore {
+    fn type_name(&self) -> &'static str {
+        STORE
+    }
+
+    fn prepare(
+        &self,
+        online_name: &str,
+        _features: &[String],
+    ) -> Box<dyn std::any::Any + Send + Sync> {
+        Box::new(Target {
+            table: format!("{}_{online_name}", self.inner.project),
+        })
+    }
 
     /// Reads every batch with one query per view, on a pooled connection.
-    pub async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
+    async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
         let keys: usize = batches.iter().map(|b| b.keys.len()).sum();
         if keys <= INLINE_MAX_KEYS {
             match self.inner.read_now(&batches, Duration::ZERO) {
@@ -154,7 +234,7 @@ impl SqliteStore {
     }
 
     /// Checks that the database can be queried.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let conn = inner.checkout()?;
@@ -269,11 +349,12 @@ impl Inner {
         for (chunk_no, chunk) in batch.keys.chunks(MAX_KEYS_PER_QUERY).enumerate() {
             let base = chunk_no * MAX_KEYS_PER_QUERY;
             let padded = chunk.len().next_power_of_two();
-            let sql = select_sql(target, padded);
+            let table = &target.prepared::<Target>().table;
+            let sql = select_sql(table, padded);
             let mut stmt = match conn.prepare_cached(&sql) {
                 Ok(s) => s,
                 Err(e) if is_missing_table(&e) => {
-                    self.note_missing_table(target);
+                    self.note_missing_table(table, target);
                     return Ok(rows);
                 }
                 Err(e) => return Err(classify(&e)),
@@ -329,15 +410,15 @@ impl Inner {
         Ok(rows)
     }
 
-    fn note_missing_table(&self, target: &ReadTarget) {
+    fn note_missing_table(&self, table: &str, target: &ReadTarget) {
         let first = self
             .missing_tables
             .lock()
-            .map(|mut s| s.insert(target.table.clone()))
+            .map(|mut s| s.insert(table.to_string()))
             .unwrap_or(false);
         if first {
             tracing::warn!(
-                table = %target.table,
+                table = %table,
                 view = %target.view,
                 "online table does not exist (the view was never materialized); its features read as NOT_FOUND"
             );
@@ -349,10 +430,10 @@ fn is_missing_table(e: &rusqlite::Error) -> bool {
     e.to_string().contains("no such table")
 }
 
-fn select_sql(target: &ReadTarget, keys: usize) -> String {
-    let mut sql = String::with_capacity(96 + target.table.len() + keys * 2);
+fn select_sql(table: &str, keys: usize) -> String {
+    let mut sql = String::with_capacity(96 + table.len() + keys * 2);
     sql.push_str("SELECT entity_key, feature_name, value, event_ts FROM \"");
-    sql.push_str(&target.table.replace('"', "\"\""));
+    sql.push_str(&table.replace('"', "\"\""));
     sql.push_str("\" WHERE entity_key IN (?");
     for _ in 1..keys {
         sql.push_str(",?");

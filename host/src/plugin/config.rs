@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::{ConfigError, RepoConfig};
+
 /// Plugin settings with their defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PluginConfig {
@@ -67,10 +69,36 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("feast-server").join("wasm"))
 }
 
+impl PluginConfig {
+    /// The `wasm_plugins:` section of a repository configuration (defaults without
+    /// one); `directory` overrides the section's directory (`serve --plugins DIR`).
+    /// The directory must exist.
+    pub fn from_repo(config: &RepoConfig, directory: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let raw: RawPluginConfig = match &config.wasm_plugins {
+            Some(raw) => config.parse_section("wasm_plugins", raw.clone())?,
+            None => RawPluginConfig::default(),
+        };
+        let mut plugins = raw.resolve(&|p: &str| config.resolve_path(p));
+        if directory.is_some() {
+            plugins.directory = directory;
+        }
+        if let Some(d) = &plugins.directory
+            && !d.is_dir()
+        {
+            return Err(ConfigError::MissingFile {
+                path: config.source.clone(),
+                key: "wasm_plugins.directory",
+                file: d.clone(),
+            });
+        }
+        Ok(plugins)
+    }
+}
+
 /// `wasm_plugins:` as written in YAML.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPluginConfig {
+struct RawPluginConfig {
     directory: Option<String>,
     timeout_ms: Option<u64>,
     max_memory_mb: Option<usize>,
@@ -83,7 +111,7 @@ pub struct RawPluginConfig {
 
 impl RawPluginConfig {
     /// Applies the YAML values over the defaults; `resolve` anchors relative paths.
-    pub fn resolve(&self, resolve: &dyn Fn(&str) -> PathBuf) -> PluginConfig {
+    fn resolve(&self, resolve: &dyn Fn(&str) -> PathBuf) -> PluginConfig {
         let d = PluginConfig::default();
         PluginConfig {
             directory: self.directory.as_deref().map(resolve),
@@ -108,5 +136,52 @@ fn shellexpand_home(p: &str) -> String {
     match (p.strip_prefix("~/"), std::env::var("HOME")) {
         (Some(rest), Ok(home)) => format!("{home}/{rest}"),
         _ => p.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn repo(text: &str) -> RepoConfig {
+        RepoConfig::parse(
+            text,
+            Path::new("/repo"),
+            Path::new("/repo/feature_store.yaml"),
+        )
+        .expect("parses")
+    }
+
+    #[test]
+    fn the_section_is_read_with_its_defaults_and_typos_refused() {
+        let cfg = repo(
+            "project: p\nregistry: r.db\nwasm_plugins:\n  timeout_ms: 50\n  max_memory_mb: 32\n",
+        );
+        let plugins = PluginConfig::from_repo(&cfg, None).expect("valid");
+        assert_eq!(plugins.directory, None);
+        assert_eq!(plugins.timeout, Duration::from_millis(50));
+        assert_eq!(plugins.max_memory_bytes, 32 << 20);
+        assert_eq!(
+            plugins.max_idle_instances,
+            PluginConfig::default().max_idle_instances
+        );
+        let err = PluginConfig::from_repo(
+            &repo("project: p\nregistry: r.db\nwasm_plugins:\n  timeout: 5\n"),
+            None,
+        )
+        .expect_err("typo");
+        assert!(err.to_string().contains("wasm_plugins.timeout"), "{err}");
+        let err = PluginConfig::from_repo(
+            &repo("project: p\nregistry: r.db\nwasm_plugins:\n  directory: plugins\n"),
+            None,
+        )
+        .expect_err("no such directory");
+        assert!(err.to_string().contains("/repo/plugins"), "{err}");
+        let dir = std::env::temp_dir();
+        let plugins =
+            PluginConfig::from_repo(&cfg, Some(dir.clone())).expect("an existing directory");
+        assert_eq!(plugins.directory, Some(dir));
     }
 }

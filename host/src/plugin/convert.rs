@@ -11,11 +11,11 @@ use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, Timesta
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, TimeUnit};
 
-use super::ColumnType;
+use super::instance::ColumnType;
 use crate::value::{Val, Value, ValueType, integer, number};
 
 /// The Arrow type of a plugin column.
-pub fn data_type(t: ColumnType) -> DataType {
+pub(super) fn data_type(t: ColumnType) -> DataType {
     match t {
         ColumnType::Int32 => DataType::Int32,
         ColumnType::Int64 => DataType::Int64,
@@ -29,7 +29,7 @@ pub fn data_type(t: ColumnType) -> DataType {
 }
 
 /// The plugin column type that carries a Feast value type, when there is one.
-pub fn column_type_for(value_type: i32) -> Option<ColumnType> {
+pub(super) fn column_type_for(value_type: i32) -> Option<ColumnType> {
     Some(match ValueType::try_from(value_type).ok()? {
         ValueType::Int32 => ColumnType::Int32,
         ValueType::Int64 => ColumnType::Int64,
@@ -51,7 +51,7 @@ fn bad(v: &Value, t: ColumnType) -> String {
 }
 
 /// One Arrow column of type `t` from Feast values (`None` or a null value: null).
-pub fn to_array<'a>(
+pub(super) fn to_array<'a>(
     values: impl ExactSizeIterator<Item = Option<&'a Value>>,
     t: ColumnType,
 ) -> Result<ArrayRef, String> {
@@ -109,7 +109,7 @@ pub fn to_array<'a>(
 
 /// Feast values of a plugin output column, typed as the registry declares the
 /// feature (`column` must already have the column type of `value_type`).
-pub fn from_array(column: &dyn Array, value_type: i32) -> Result<Vec<Value>, String> {
+pub(super) fn from_array(column: &dyn Array, value_type: i32) -> Result<Vec<Value>, String> {
     let json = value_type == ValueType::Json as i32;
     let wrap = |v: Option<Val>| Value { val: v };
     let n = column.len();

@@ -7,15 +7,11 @@
 //! Cranelift's working memory (over 100 MB for a 1.6 MB component) then leaves with the
 //! child instead of staying in this process's allocator.
 
-#![allow(
-    unsafe_code,
-    reason = "loading our own cached compiled artifacts (see `load_cached`)"
-)]
-
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -39,14 +35,51 @@ pub enum CompiledBy {
 
 /// The engine and its ticker.
 #[derive(Clone)]
-pub struct WasmEngine {
+pub(crate) struct WasmEngine {
     engine: Engine,
     cache_dir: Option<PathBuf>,
     compiler: Option<PathBuf>,
     max_memory_bytes: usize,
-    stop: Arc<AtomicBool>,
+    /// Shared by every clone: the thread stops when the last clone is dropped.
+    _ticker: Arc<Ticker>,
     /// Whether instances come from the pooling allocator.
-    pub pooling: bool,
+    pub(crate) pooling: bool,
+}
+
+/// The thread that advances the engine's epoch every [`TICK`], stopped and joined
+/// when dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Acquire) {
+                    std::thread::park_timeout(TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for WasmEngine {
@@ -71,7 +104,7 @@ impl WasmEngine {
     /// Builds the engine; instances get at most `max_memory_bytes` of linear memory.
     /// `compiler` (used only with a `cache_dir`) compiles out of process; see
     /// [`compile_to_file`].
-    pub fn new(
+    pub(crate) fn new(
         max_memory_bytes: usize,
         cache_dir: Option<PathBuf>,
         compiler: Option<PathBuf>,
@@ -93,41 +126,26 @@ impl WasmEngine {
                 (Engine::new(&base_config())?, false)
             }
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = engine.clone();
-        let stopped = stop.clone();
-        std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                while !stopped.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    ticker.increment_epoch();
-                }
-            })
+        let ticker = Ticker::start(engine.clone())
             .map_err(|e| wasmtime::format_err!("cannot start the epoch thread: {e}"))?;
         Ok(WasmEngine {
             engine,
             cache_dir,
             compiler,
             max_memory_bytes,
-            stop,
+            _ticker: Arc::new(ticker),
             pooling,
         })
     }
 
     /// The wasmtime engine.
-    pub fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    /// Stops the epoch ticker (the engine stays usable but deadlines no longer fire).
-    pub fn shutdown(&self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 
     /// Compiles a component, or loads it from the cache when this engine compiled the
     /// same bytes before. Returns the component and where it came from.
-    pub fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, CompiledBy)> {
+    pub(crate) fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, CompiledBy)> {
         let Some(path) = self.cache_path(bytes) else {
             return Ok((Component::new(&self.engine, bytes)?, CompiledBy::InProcess));
         };
@@ -205,21 +223,17 @@ impl WasmEngine {
     }
 }
 
-impl Drop for WasmEngine {
-    fn drop(&mut self) {
-        if Arc::strong_count(&self.stop) == 1 {
-            self.shutdown();
-        }
-    }
-}
-
 fn wasmtime_version() -> &'static str {
     "48.0.8"
 }
 
 /// Compiles a component for an engine built with `max_memory_bytes` and writes it where
 /// that engine's cache expects it: what `feast-server compile-plugin` does for a server.
-pub fn compile_to_file(max_memory_bytes: usize, bytes: &[u8], path: &Path) -> Result<(), String> {
+pub(crate) fn compile_to_file(
+    max_memory_bytes: usize,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(), String> {
     let engine = WasmEngine::new(max_memory_bytes, None, None).map_err(|e| format!("{e:#}"))?;
     let component = Component::new(&engine.engine, bytes).map_err(|e| format!("{e:#}"))?;
     store_cached(&component, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -235,13 +249,16 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// Loads a compiled component from our cache.
-///
-/// Safety: `Component::deserialize_file` trusts its input to be wasmtime's own
-/// output. The cache directory is ours, each file is written atomically (temp file +
-/// rename) from `Component::serialize`, and its name carries the source's SHA-256 and
-/// this engine's compatibility hash, so a file is only ever read by an engine that
-/// could have written it, for the bytes it was compiled from.
+#[expect(
+    unsafe_code,
+    reason = "wasmtime loads precompiled machine code only through an unsafe call"
+)]
 fn load_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: `Component::deserialize_file` trusts its input to be wasmtime's own
+    // output. The cache directory is ours, each file is written atomically (temp
+    // file + rename) from `Component::serialize`, and its name carries the source's
+    // SHA-256 and this engine's compatibility hash, so a file is only ever read by an
+    // engine that could have written it, for the bytes it was compiled from.
     unsafe { Component::deserialize_file(engine, path) }
 }
 
@@ -255,4 +272,27 @@ fn store_cached(component: &Component, path: &Path) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_thread_stops_with_the_last_clone() {
+        let engine = WasmEngine::new(1 << 20, None, None).expect("engine");
+        let stop = engine._ticker.stop.clone();
+        let clones: Vec<WasmEngine> = (0..4).map(|_| engine.clone()).collect();
+        drop(engine);
+        assert!(!stop.load(Ordering::Acquire), "clones still hold it");
+        // The last clones dropped together, from two threads.
+        let (a, b): (Vec<_>, Vec<_>) = clones
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 0);
+        let t = std::thread::spawn(move || drop(a));
+        drop(b);
+        t.join().expect("joined");
+        assert!(stop.load(Ordering::Acquire), "the thread was told to stop");
+    }
 }

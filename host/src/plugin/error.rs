@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// A plugin file that could not be loaded (the previous version, if any, keeps serving).
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     /// The file could not be read.
     #[error("cannot read the file: {0}")]
     Read(String),

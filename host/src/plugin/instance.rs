@@ -1,6 +1,7 @@
 //! One loaded plugin: its compiled component ready to instantiate, a pool of idle
 //! instances that are reused (an instance that trapped is dropped), and calls under
-//! the limits: an epoch deadline, a memory limit, no capabilities, stderr captured.
+//! the limits: an epoch deadline, a memory limit, stderr captured, and only the
+//! capabilities listed in the module documentation of [`super`].
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -27,7 +28,7 @@ mod bindings {
 }
 
 use bindings::feast::plugin::types::PluginError;
-pub use bindings::feast::plugin::types::{ColumnType, Field, OdfvSpec, PluginInfo};
+pub(super) use bindings::feast::plugin::types::{ColumnType, OdfvSpec, PluginInfo};
 use bindings::{OdfvPlugin, OdfvPluginPre};
 
 /// Guest stderr kept per instance (panic messages, logs); beyond it output is dropped.
@@ -192,7 +193,7 @@ impl std::fmt::Debug for LoadedPlugin {
 impl LoadedPlugin {
     /// Compiles (or loads from the cache) the component in `bytes` (on the blocking
     /// pool) and asks it to describe itself.
-    pub async fn load(
+    pub(crate) async fn load(
         engine: &WasmEngine,
         file: PathBuf,
         bytes: Vec<u8>,
@@ -265,8 +266,9 @@ impl LoadedPlugin {
 
     async fn instantiate(&self) -> Result<Instance, PluginFailure> {
         let stderr = StderrBuffer::default();
-        // No preopened directories, no environment, no arguments; sockets are denied
-        // by default; stdout is discarded.
+        // No preopened directories, no environment, no arguments, no sockets (denied
+        // by default); stdout is discarded. The wall and monotonic clocks and random
+        // bytes are WASI's defaults, kept on purpose (see the module documentation).
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
         let mut store = Store::new(
             self.engine.engine(),
@@ -320,25 +322,13 @@ impl LoadedPlugin {
         }
     }
 
-    /// Calls `transform` with Arrow IPC input; returns the guest's raw output.
-    #[allow(
-        clippy::ptr_arg,
-        reason = "the generated binding takes the list as &Vec<u8>"
-    )]
-    pub async fn transform(&self, odfv: &str, input: &Vec<u8>) -> Result<Vec<u8>, PluginFailure> {
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = self.transform_inner(odfv, input).await;
-        if let Err(e) = &result {
-            self.record_error(e);
-        }
-        result
-    }
-
-    #[allow(
-        clippy::ptr_arg,
-        reason = "the generated binding takes the list as &Vec<u8>"
-    )]
-    async fn transform_inner(&self, odfv: &str, input: &Vec<u8>) -> Result<Vec<u8>, PluginFailure> {
+    /// Calls `transform` with Arrow IPC input; returns the guest's raw output. Not
+    /// counted: the caller counts the calls it serves.
+    pub(crate) async fn transform(
+        &self,
+        odfv: &str,
+        input: &Vec<u8>,
+    ) -> Result<Vec<u8>, PluginFailure> {
         let mut inst = match self.checkout() {
             Some(i) => i,
             None => self.instantiate().await?,

@@ -13,9 +13,8 @@ use super::{
     ViewKind,
 };
 use crate::entity_key::KeyLayout;
-use crate::online_store::feature_field;
 use crate::proto::feast::core as pb;
-use crate::value::{EventTime, ValueType};
+use crate::value::ValueType;
 
 /// Why a registry could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +56,7 @@ pub struct DecodeOptions {
 }
 
 /// Decodes registry bytes and keeps the objects of `project`.
-pub fn decode_registry(
+pub(crate) fn decode_registry(
     bytes: &[u8],
     project: &str,
     opts: DecodeOptions,
@@ -75,10 +74,6 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
         project: project.to_string(),
         versioning: opts.versioning,
         version_id: raw.version_id.clone(),
-        last_updated: raw.last_updated.map(|t| EventTime {
-            seconds: t.seconds,
-            nanos: t.nanos,
-        }),
         ..Registry::default()
     };
     let mut other_projects = std::collections::BTreeSet::new();
@@ -172,7 +167,7 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
                 version: meta.current_version_number,
             });
         } else {
-            let odfv = build_odfv(s, meta.current_version_number);
+            let odfv = build_odfv(s);
             reg.odfvs.insert(odfv.name.clone(), Arc::new(odfv));
         }
     }
@@ -299,13 +294,8 @@ fn build_view(v: RawView, entities: &HashMap<String, Entity>, opts: DecodeOption
     } else {
         v.name.clone()
     };
-    let redis_fields = features
-        .iter()
-        .map(|f| feature_field(&online_name, &f.name))
-        .collect();
     FeatureView {
         feature_index: index_of(&features),
-        redis_fields,
         name: v.name,
         kind: v.kind,
         join_keys,
@@ -340,9 +330,9 @@ fn projection(p: pb::FeatureViewProjection) -> Projection {
     }
 }
 
-fn build_odfv(s: pb::OnDemandFeatureViewSpec, version: i32) -> OnDemandFeatureView {
+fn build_odfv(s: pb::OnDemandFeatureViewSpec) -> OnDemandFeatureView {
     let mut sources = Vec::new();
-    for (key, src) in s.sources {
+    for src in s.sources.into_values() {
         match src.source {
             Some(pb::on_demand_source::Source::FeatureViewProjection(p)) => {
                 sources.push(OdfvSource::View(projection(p)))
@@ -371,29 +361,17 @@ fn build_odfv(s: pb::OnDemandFeatureViewSpec, version: i32) -> OnDemandFeatureVi
                     }
                     None => Vec::new(),
                 };
-                let name = if ds.name.is_empty() { key } else { ds.name };
-                sources.push(OdfvSource::Request { name, fields });
+                sources.push(OdfvSource::Request { fields });
             }
             None => {}
         }
     }
     let features: Vec<Field> = s.features.into_iter().map(field).collect();
-    let mode = if s.mode.is_empty() {
-        match s.feature_transformation.and_then(|t| t.transformation) {
-            Some(pb::feature_transformation_v2::Transformation::UserDefinedFunction(u)) => u.mode,
-            None => String::new(),
-        }
-    } else {
-        s.mode
-    };
     OnDemandFeatureView {
         feature_index: index_of(&features),
         name: s.name,
         features,
         sources,
-        mode,
-        singleton: s.singleton,
         disabled: s.disabled,
-        current_version: version,
     }
 }

@@ -13,26 +13,25 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use decode::{DecodeOptions, RegistryError, decode_registry};
-pub use reload::{RegistryHandle, RegistrySnapshot, ReloadOutcome};
+pub(crate) use decode::decode_registry;
+pub use decode::{DecodeOptions, RegistryError};
+pub use reload::{RegistryHandle, RegistrySource};
+pub(crate) use reload::{RegistrySnapshot, SnapshotCache};
 
 use crate::entity_key::KeyLayout;
-use crate::value::EventTime;
 
 /// Feast's entity name for views without entities.
-pub const DUMMY_ENTITY_NAME: &str = "__dummy";
+pub(crate) const DUMMY_ENTITY_NAME: &str = "__dummy";
 /// Join key of the dummy entity.
-pub const DUMMY_ENTITY_ID: &str = "__dummy_id";
+pub(crate) const DUMMY_ENTITY_ID: &str = "__dummy_id";
 
 /// One project's serving model.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     /// The project served.
     pub project: String,
     /// `version_id` written by Feast at the last `apply`.
     pub version_id: String,
-    /// `last_updated` written by Feast.
-    pub last_updated: Option<EventTime>,
     /// Entities by name.
     pub entities: HashMap<String, Entity>,
     /// Views served from the online store, by name.
@@ -49,7 +48,7 @@ pub struct Registry {
 
 /// An entity: a name and the join key that identifies it.
 #[derive(Clone, Debug)]
-pub struct Entity {
+pub(crate) struct Entity {
     /// Entity name.
     pub name: String,
     /// Join key column.
@@ -60,7 +59,7 @@ pub struct Entity {
 
 /// What kind of registry object a served view came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ViewKind {
+pub(crate) enum ViewKind {
     /// `FeatureView`.
     Batch,
     /// `StreamFeatureView`.
@@ -73,7 +72,7 @@ pub enum ViewKind {
 
 /// A join key of a view, with the type its entity-key bytes use.
 #[derive(Clone, Debug)]
-pub struct JoinKey {
+pub(crate) struct JoinKey {
     /// Column name.
     pub name: String,
     /// Declared value type (0 = unknown: infer from the request).
@@ -82,7 +81,7 @@ pub struct JoinKey {
 
 /// A feature (or request field): a name and a declared value type.
 #[derive(Clone, Debug)]
-pub struct Field {
+pub(crate) struct Field {
     /// Name.
     pub name: String,
     /// Declared value type, as Feast's enum number.
@@ -91,10 +90,11 @@ pub struct Field {
 
 /// A view whose rows `feast materialize` wrote to the online store.
 #[derive(Clone, Debug)]
-pub struct FeatureView {
+pub(crate) struct FeatureView {
     /// View name.
     pub name: String,
     /// Where it came from.
+    #[expect(dead_code, reason = "read by the write path, which is not built yet")]
     pub kind: ViewKind,
     /// Join keys in declared order; empty for views without entities.
     pub join_keys: Vec<JoinKey>,
@@ -113,34 +113,29 @@ pub struct FeatureView {
     pub online_name: String,
     /// Entity-key layout for `join_keys` (or the dummy key when there are none).
     pub key_layout: KeyLayout,
-    /// Redis hash field of each feature (MurmurHash3 of `<online_name>:<feature>`),
-    /// parallel to `features`.
-    pub redis_fields: Vec<[u8; 4]>,
     /// Why this view cannot be served, when the registry is inconsistent.
     pub problem: Option<String>,
 }
 
 impl FeatureView {
     /// Index of a feature by name.
-    pub fn feature(&self, name: &str) -> Option<usize> {
+    pub(crate) fn feature(&self, name: &str) -> Option<usize> {
         self.feature_index.get(name).copied()
     }
 
     /// Whether the view has no entities (keyed by Feast's dummy key).
-    pub fn is_entityless(&self) -> bool {
+    pub(crate) fn is_entityless(&self) -> bool {
         self.join_keys.is_empty()
     }
 }
 
 /// Where an ODFV takes an input from.
 #[derive(Clone, Debug)]
-pub enum OdfvSource {
+pub(crate) enum OdfvSource {
     /// Features of a feature view (read even if not requested).
     View(Projection),
     /// Fields the request must carry (a `RequestSource`).
     Request {
-        /// Source name.
-        name: String,
         /// The fields and their types.
         fields: Vec<Field>,
     },
@@ -148,7 +143,7 @@ pub enum OdfvSource {
 
 /// An on-demand feature view, computed at request time by a plugin.
 #[derive(Debug)]
-pub struct OnDemandFeatureView {
+pub(crate) struct OnDemandFeatureView {
     /// ODFV name.
     pub name: String,
     /// Output features in declared order.
@@ -156,26 +151,20 @@ pub struct OnDemandFeatureView {
     feature_index: HashMap<String, usize>,
     /// Inputs, in registry order.
     pub sources: Vec<OdfvSource>,
-    /// Feast's transformation mode (`python`, `pandas`, `substrait`).
-    pub mode: String,
-    /// `singleton` (python mode: one row per call).
-    pub singleton: bool,
     /// `disabled` in the registry.
     pub disabled: bool,
-    /// `meta.current_version_number`.
-    pub current_version: i32,
 }
 
 impl OnDemandFeatureView {
     /// Index of an output feature by name.
-    pub fn feature(&self, name: &str) -> Option<usize> {
+    pub(crate) fn feature(&self, name: &str) -> Option<usize> {
         self.feature_index.get(name).copied()
     }
 }
 
 /// A selection of a view's features, as feature services and ODFV sources hold it.
 #[derive(Clone, Debug)]
-pub struct Projection {
+pub(crate) struct Projection {
     /// The view (or ODFV) name.
     pub view_name: String,
     /// `feature_view_name_alias`, used in full feature names.
@@ -190,14 +179,14 @@ pub struct Projection {
 
 impl Projection {
     /// The name used for full feature names: the alias, else the view name.
-    pub fn name_to_use(&self) -> &str {
+    pub(crate) fn name_to_use(&self) -> &str {
         self.alias.as_deref().unwrap_or(&self.view_name)
     }
 }
 
 /// Where a feature service's logs go (`logging_config`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct LoggingConfig {
+pub(crate) struct LoggingConfig {
     /// Fraction of requests logged.
     pub sample_rate: f32,
     /// Where the rows are written.
@@ -206,7 +195,7 @@ pub struct LoggingConfig {
 
 /// A feature service's logging destination.
 #[derive(Clone, Debug, PartialEq)]
-pub enum LoggingDestination {
+pub(crate) enum LoggingDestination {
     /// Parquet files under a path.
     File {
         /// Directory (relative to the repo when not absolute).
@@ -222,7 +211,7 @@ pub enum LoggingDestination {
 
 /// A named list of projections.
 #[derive(Debug)]
-pub struct FeatureService {
+pub(crate) struct FeatureService {
     /// Service name.
     pub name: String,
     /// Projections in declaration order.

@@ -314,8 +314,8 @@ pub(super) fn is_connection_error(e: &RedisError) -> bool {
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    use super::super::options::RedisConfig;
     use super::*;
-    use crate::config::RedisConfig;
 
     #[tokio::test]
     async fn a_failing_connection_is_made_again_at_most_once_per_min_age() {

@@ -19,17 +19,46 @@ use std::sync::Arc;
 
 use prost::Message;
 
-pub use options::RedisOptions;
-
 use self::connection::{Connection, is_connection_error, slot_of, tls_certificates};
-use super::{Cell, ReadBatch, StoreError, ViewRows};
+use self::options::{RedisConfig, RedisOptions};
+use super::{
+    Cell, OnlineStore, OpenError, ReadBatch, ReadTarget, StoreError, StoreSettings, ViewRows,
+};
+use crate::config::{ConfigError, RepoConfig};
 use crate::value::{EventTime, Value};
 
 const STORE: &str = "redis";
 
+/// Opens the store `online_store` configures (connections are made on first use).
+pub(super) fn open(
+    config: &RepoConfig,
+    settings: &StoreSettings,
+) -> Result<Arc<dyn OnlineStore>, OpenError> {
+    let cfg: RedisConfig = config.parse_section("online_store", config.online_store.raw.clone())?;
+    let opts = RedisOptions::from_config(&cfg)
+        .map_err(|e| ConfigError::Parse {
+            path: config.source.clone(),
+            message: e.to_string(),
+        })?
+        .with_files_under(&config.repo_dir);
+    if opts.tls {
+        crate::tls::install_crypto_provider();
+    }
+    let store = RedisStore::new(opts, &config.project, settings.connections)?;
+    Ok(Arc::new(store))
+}
+
+/// What a read of one view needs: its hash fields.
+struct Target {
+    /// The hash field of each feature, in slot order.
+    fields: Vec<[u8; 4]>,
+    /// The hash field of the view's event time (`_ts:<online_name>`).
+    ts_field: Vec<u8>,
+}
+
 /// A Redis (standalone, cluster or sentinel) reader of Feast's layout.
 #[derive(Clone)]
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     inner: Arc<Inner>,
 }
 
@@ -50,13 +79,17 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// The hash field of a feature: MurmurHash3 x86_32 of `<view>:<feature>`, little endian.
+#[expect(
+    clippy::expect_used,
+    reason = "hashing reads from an in-memory cursor, which cannot fail"
+)]
 pub fn feature_field(view: &str, feature: &str) -> [u8; 4] {
     let mut input = Vec::with_capacity(view.len() + feature.len() + 1);
     input.extend_from_slice(view.as_bytes());
     input.push(b':');
     input.extend_from_slice(feature.as_bytes());
     murmur3::murmur3_32(&mut std::io::Cursor::new(&input), 0)
-        .unwrap_or_default()
+        .expect("reading from memory cannot fail")
         .to_le_bytes()
 }
 
@@ -75,7 +108,11 @@ struct Lookup {
 impl RedisStore {
     /// Prepares the store for `project` with `connections` connections, one per
     /// [`crate::threads::slot`] (each made on first use).
-    pub fn new(opts: RedisOptions, project: &str, connections: usize) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        opts: RedisOptions,
+        project: &str,
+        connections: usize,
+    ) -> Result<Self, StoreError> {
         let opts = Arc::new(opts);
         let invalid = |e: redis::RedisError| StoreError::Failed {
             store: STORE,
@@ -101,9 +138,30 @@ impl RedisStore {
         let conns = &self.inner.conns;
         &conns[crate::threads::slot(conns.len())]
     }
+}
+
+#[async_trait::async_trait]
+impl OnlineStore for RedisStore {
+    fn type_name(&self) -> &'static str {
+        STORE
+    }
+
+    fn prepare(
+        &self,
+        online_name: &str,
+        features: &[String],
+    ) -> Box<dyn std::any::Any + Send + Sync> {
+        Box::new(Target {
+            fields: features
+                .iter()
+                .map(|f| feature_field(online_name, f))
+                .collect(),
+            ts_field: timestamp_field(online_name),
+        })
+    }
 
     /// Reads every batch: one `HMGET` per distinct entity key, pipelined.
-    pub async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
+    async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
         let lookups = self.plan_lookups(&batches);
         let replies = self.run(&batches, &lookups).await?;
         let mut rows: Vec<ViewRows> = batches
@@ -143,6 +201,23 @@ impl RedisStore {
         Ok(rows)
     }
 
+    /// Checks that Redis answers a PING.
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("PING");
+        let deadline = self.inner.opts.response_timeout + self.inner.opts.connect_timeout;
+        match tokio::time::timeout(deadline, self.conn().query_slot(&pipe)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(StoreError::Unavailable {
+                store: STORE,
+                reason: format!("no answer within {deadline:?}"),
+            }),
+        }
+    }
+}
+
+impl RedisStore {
     /// Groups the batches' keys by Redis hash key (views sharing an entity live in the
     /// same hash).
     fn plan_lookups(&self, batches: &[ReadBatch]) -> Vec<Lookup> {
@@ -191,18 +266,18 @@ impl RedisStore {
         let hmget = |l: &Lookup| {
             let (mut args, mut bytes) = (2, "HMGET".len() + l.key.len());
             for &(b, _) in &l.parts {
-                let target = &batches[b].target;
-                args += target.redis_fields.len() + 1;
-                bytes += target.redis_fields.len() * 4 + target.redis_ts_field.len();
+                let target = batches[b].target.prepared::<Target>();
+                args += target.fields.len() + 1;
+                bytes += target.fields.len() * 4 + target.ts_field.len();
             }
             let mut cmd = redis::Cmd::with_capacity(args, bytes);
             cmd.arg("HMGET").arg(&l.key);
             for &(b, _) in &l.parts {
-                let target = &batches[b].target;
-                for f in &target.redis_fields {
+                let target = batches[b].target.prepared::<Target>();
+                for f in &target.fields {
                     cmd.arg(&f[..]);
                 }
-                cmd.arg(&target.redis_ts_field);
+                cmd.arg(&target.ts_field);
             }
             cmd
         };
@@ -246,21 +321,6 @@ impl RedisStore {
             }),
         }
     }
-
-    /// Checks that Redis answers a PING.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("PING");
-        let deadline = self.inner.opts.response_timeout + self.inner.opts.connect_timeout;
-        match tokio::time::timeout(deadline, self.conn().query_slot(&pipe)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(classify(&e)),
-            Err(_) => Err(StoreError::Unavailable {
-                store: STORE,
-                reason: format!("no answer within {deadline:?}"),
-            }),
-        }
-    }
 }
 
 fn classify(e: &redis::RedisError) -> StoreError {
@@ -287,7 +347,7 @@ fn bytes_of(v: &redis::Value) -> Option<&[u8]> {
 /// Fills one entity's cells of a view from its `HMGET` replies. An entity with no
 /// field at all (not even `_ts`) stays not found.
 fn decode_entity(
-    target: &super::ReadTarget,
+    target: &ReadTarget,
     values: &[redis::Value],
     ts: &redis::Value,
     rows: &mut ViewRows,

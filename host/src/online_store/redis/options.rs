@@ -6,7 +6,53 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::RedisConfig;
+use serde::Deserialize;
+
+/// `online_store: {type: redis, ...}`: the keys Feast 0.67's Redis config knows (it
+/// rejects others).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(
+    dead_code,
+    reason = "the write-side settings are read by the write path, not built yet"
+)]
+pub(crate) struct RedisConfig {
+    /// `type` (already matched by the store factory).
+    #[serde(rename = "type", default)]
+    pub(crate) _type: Option<String>,
+    /// `redis_type`: `redis`, `redis_cluster` or `redis_sentinel`.
+    #[serde(default = "default_redis_type")]
+    pub(crate) redis_type: String,
+    /// `connection_string`: `host:port[,host:port...][,key=value...]`.
+    #[serde(default = "default_connection_string")]
+    pub(crate) connection_string: String,
+    /// `sentinel_master`, for `redis_sentinel`.
+    #[serde(default = "default_sentinel_master")]
+    pub(crate) sentinel_master: String,
+    /// `key_ttl_seconds`: how long written entity hashes live (a write-side setting).
+    #[serde(default)]
+    pub(crate) key_ttl_seconds: Option<i64>,
+    /// `full_scan_for_deletion` (a write-side setting of `feast apply`).
+    #[serde(rename = "full_scan_for_deletion", default)]
+    pub(crate) _full_scan_for_deletion: Option<bool>,
+    /// `skip_dedup` (a write-side setting).
+    #[serde(default)]
+    pub(crate) skip_dedup: Option<bool>,
+    /// `client`: which Python client Feast reads with (`redis` or `glide`); no
+    /// difference here.
+    #[serde(rename = "client", default)]
+    pub(crate) _client: Option<String>,
+}
+
+fn default_redis_type() -> String {
+    "redis".into()
+}
+fn default_connection_string() -> String {
+    "localhost:6379".into()
+}
+fn default_sentinel_master() -> String {
+    "mymaster".into()
+}
 
 /// Options of Feast's connection string this server understands (see the README's
 /// Redis section for what each does); the last four are accepted and have no effect.
@@ -29,7 +75,7 @@ const SUPPORTED_OPTIONS: &[&str] = &[
 
 /// Which Redis deployment to talk to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Topology {
+pub(crate) enum Topology {
     /// One server.
     Standalone,
     /// A Redis Cluster; nodes are seeds.
@@ -43,7 +89,7 @@ pub enum Topology {
 
 /// Parsed connection settings.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RedisOptions {
+pub(crate) struct RedisOptions {
     /// Deployment kind.
     pub topology: Topology,
     /// `(host, port)` of each node.
@@ -68,20 +114,39 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
 }
 
-/// A connection string problem, naming the part.
+/// A problem with the Redis settings, naming the key and the part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("online_store.connection_string: {0}")]
-pub struct OptionsError(pub String);
+#[error("online_store.{key}: {message}")]
+pub(crate) struct OptionsError {
+    key: &'static str,
+    message: String,
+}
+
+/// A problem with the connection string.
+fn conn_error(message: String) -> OptionsError {
+    OptionsError {
+        key: "connection_string",
+        message,
+    }
+}
 
 impl RedisOptions {
     /// Parses the store configuration.
-    pub fn from_config(cfg: &RedisConfig) -> Result<Self, OptionsError> {
+    pub(crate) fn from_config(cfg: &RedisConfig) -> Result<Self, OptionsError> {
         let topology = match cfg.redis_type.as_str() {
+            "redis" => Topology::Standalone,
             "redis_cluster" => Topology::Cluster,
             "redis_sentinel" => Topology::Sentinel {
                 master: cfg.sentinel_master.clone(),
             },
-            _ => Topology::Standalone,
+            other => {
+                return Err(OptionsError {
+                    key: "redis_type",
+                    message: format!(
+                        "{other:?} is not supported: use redis, redis_cluster or redis_sentinel"
+                    ),
+                });
+            }
         };
         let mut opts = RedisOptions {
             topology,
@@ -113,7 +178,7 @@ impl RedisOptions {
             }
         }
         if opts.nodes.is_empty() {
-            return Err(OptionsError(format!(
+            return Err(conn_error(format!(
                 "{:?} names no host:port",
                 cfg.connection_string
             )));
@@ -122,7 +187,7 @@ impl RedisOptions {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             _ => {
-                return Err(OptionsError(
+                return Err(conn_error(
                     "ssl_certfile and ssl_keyfile go together (a client certificate and its key)"
                         .into(),
                 ));
@@ -132,7 +197,7 @@ impl RedisOptions {
     }
 
     /// Resolves relative certificate paths against `dir` (the feature repository).
-    pub fn with_files_under(mut self, dir: &Path) -> Self {
+    pub(crate) fn with_files_under(mut self, dir: &Path) -> Self {
         let under = |p: &mut PathBuf| *p = dir.join(&*p);
         if let Some(ca) = &mut self.tls_ca_file {
             under(ca);
@@ -145,7 +210,7 @@ impl RedisOptions {
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), OptionsError> {
-        let bad = |what: &str| OptionsError(format!("{key}={value:?}: {what}"));
+        let bad = |what: &str| conn_error(format!("{key}={value:?}: {what}"));
         match key {
             "password" => self.password = Some(value.to_string()),
             "username" => self.username = Some(value.to_string()),
@@ -167,7 +232,7 @@ impl RedisOptions {
             }
             k if SUPPORTED_OPTIONS.contains(&k) => {}
             _ => {
-                return Err(OptionsError(format!(
+                return Err(conn_error(format!(
                     "unknown option {key:?}; supported: {}",
                     SUPPORTED_OPTIONS.join(", ")
                 )));
@@ -205,13 +270,13 @@ fn parse_node(part: &str) -> Result<(String, u16), OptionsError> {
         Some((h, p)) => (
             h,
             p.parse::<u16>()
-                .map_err(|_| OptionsError(format!("{part:?}: the port is not a number")))?,
+                .map_err(|_| conn_error(format!("{part:?}: the port is not a number")))?,
         ),
         None => (part, 6379),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return Err(OptionsError(format!("{part:?}: no host")));
+        return Err(conn_error(format!("{part:?}: no host")));
     }
     Ok((host.to_string(), port))
 }
@@ -221,15 +286,10 @@ mod tests {
     use super::*;
 
     fn cfg(conn: &str, redis_type: &str) -> RedisConfig {
-        RedisConfig {
-            store_type: "redis".into(),
-            redis_type: redis_type.into(),
-            connection_string: conn.into(),
-            sentinel_master: "mymaster".into(),
-            key_ttl_seconds: None,
-            full_scan_for_deletion: None,
-            skip_dedup: None,
-        }
+        serde_yaml::from_str(&format!(
+            "{{type: redis, redis_type: {redis_type}, connection_string: {conn:?}}}"
+        ))
+        .expect("a Redis section")
     }
 
     #[tokio::test]
@@ -294,5 +354,17 @@ mod tests {
         assert!(RedisOptions::from_config(&cfg("db=1", "redis")).is_err());
         assert!(RedisOptions::from_config(&cfg("h:1,db=one", "redis")).is_err());
         assert!(RedisOptions::from_config(&cfg("h:1,ssl=maybe", "redis")).is_err());
+        let e = RedisOptions::from_config(&cfg("h:1", "redis_clustr")).expect_err("typo");
+        assert!(e.to_string().starts_with("online_store.redis_type"), "{e}");
+    }
+
+    #[test]
+    fn the_section_has_feasts_keys_only() {
+        let parse = |text: &str| serde_yaml::from_str::<RedisConfig>(text);
+        let cfg = parse("{type: redis, connection_string: 'h:1', key_ttl_seconds: 60, client: glide, skip_dedup: true}")
+            .expect("Feast's keys");
+        assert_eq!(cfg.key_ttl_seconds, Some(60));
+        let e = parse("{type: redis, conection_string: 'h:1'}").expect_err("typo");
+        assert!(e.to_string().contains("conection_string"), "{e}");
     }
 }

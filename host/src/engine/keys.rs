@@ -1,0 +1,336 @@
+//! From the request's columns to each view's entity keys: row count checks, join
+//! keys found by name (or entity name) and coerced to their declared types, unique
+//! serialized keys per view and how request rows map to them, and the request data
+//! on-demand views take.
+
+use std::sync::Arc;
+
+use foldhash::HashMap;
+
+use super::plan::{Plan, PlanJoinKey, ViewRead};
+use crate::api::{FeatureColumn, OnlineFeaturesRequest};
+use crate::entity_key::coerce;
+use crate::error::Error;
+use crate::value::{Value, ValueType};
+
+/// The number of entity rows; every column must have it and it must not be zero.
+pub(super) fn row_count(req: &OnlineFeaturesRequest) -> Result<usize, Error> {
+    let mut columns = req.entities.iter().chain(&req.request_context);
+    let Some((first_name, first)) = columns.next() else {
+        return Err(Error::InvalidRequest(
+            "`entities` is empty: give at least one join key with a list of values, e.g. {\"driver_id\": [1001]}".into(),
+        ));
+    };
+    let n = first.len();
+    for (name, col) in columns {
+        if col.len() != n {
+            return Err(Error::InvalidRequest(format!(
+                "All entity rows must have the same columns: `{first_name}` has {n} values but `{name}` has {}",
+                col.len()
+            )));
+        }
+    }
+    if n == 0 {
+        return Err(Error::InvalidRequest(format!(
+            "`entities.{first_name}` is empty: give at least one entity row"
+        )));
+    }
+    Ok(n)
+}
+
+/// The request data the plan's ODFVs need, coerced to the declared types, parallel
+/// to `plan.request_fields`; all missing fields are named at once.
+pub(super) fn request_data(
+    plan: &Plan,
+    req: &OnlineFeaturesRequest,
+) -> Result<Vec<Vec<Value>>, Error> {
+    let mut missing = Vec::new();
+    let mut out = Vec::with_capacity(plan.request_fields.len());
+    for field in &plan.request_fields {
+        match req.request_data(&field.name) {
+            None => missing.push(field.name.clone()),
+            Some(values) => {
+                let target = ValueType::try_from(field.value_type).unwrap_or(ValueType::Invalid);
+                out.push(
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(row, v)| {
+                            coerce(v, target).map_err(|e| {
+                                Error::InvalidRequest(format!(
+                                    "entities.{}[{row}]: {e}",
+                                    field.name
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::RequestDataNotFound(missing));
+    }
+    Ok(out)
+}
+
+/// A join-key column coerced to one type: ((join key index, value type), values).
+type CoercedColumn = ((usize, i32), Arc<Vec<Value>>);
+
+/// The request's join-key columns, found by name or entity name, with coerced copies
+/// cached per (join key, type).
+pub(super) struct EntityInputs<'a> {
+    columns: Vec<&'a [Value]>,
+    coerced: std::cell::RefCell<Vec<CoercedColumn>>,
+}
+
+impl<'a> EntityInputs<'a> {
+    pub(super) fn resolve(plan: &Plan, req: &'a OnlineFeaturesRequest) -> Result<Self, Error> {
+        let mut columns = Vec::with_capacity(plan.join_keys.len());
+        for jk in &plan.join_keys {
+            let found = req
+                .entities
+                .iter()
+                .find(|(n, _)| *n == jk.name)
+                .or_else(|| {
+                    req.entities
+                        .iter()
+                        .find(|(n, _)| jk.aliases.iter().any(|a| a == n))
+                });
+            match found {
+                Some((_, values)) => columns.push(values.as_slice()),
+                None => {
+                    let users: Vec<&str> = plan
+                        .reads
+                        .iter()
+                        .filter(|r| {
+                            r.key_columns
+                                .iter()
+                                .any(|&k| plan.join_keys[k].name == jk.name)
+                        })
+                        .map(|r| r.view.name.as_str())
+                        .collect();
+                    return Err(Error::MissingJoinKey(format!(
+                        "`entities` has no values for join key '{}', which feature view {} needs",
+                        jk.name,
+                        users.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(EntityInputs {
+            columns,
+            coerced: Default::default(),
+        })
+    }
+
+    /// The values of join key `idx` coerced to `value_type` (cached).
+    fn coerced(&self, idx: usize, name: &str, value_type: i32) -> Result<Arc<Vec<Value>>, Error> {
+        if let Some((_, v)) = self
+            .coerced
+            .borrow()
+            .iter()
+            .find(|(k, _)| *k == (idx, value_type))
+        {
+            return Ok(v.clone());
+        }
+        let target = ValueType::try_from(value_type).unwrap_or(ValueType::Invalid);
+        let column = self.columns[idx];
+        let mut values = Vec::with_capacity(column.len());
+        for (row, v) in column.iter().enumerate() {
+            match coerce(v, target) {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    return Err(Error::InvalidRequest(format!(
+                        "entities.{name}[{row}]: {e}"
+                    )));
+                }
+            }
+        }
+        let values = Arc::new(values);
+        self.coerced
+            .borrow_mut()
+            .push(((idx, value_type), values.clone()));
+        Ok(values)
+    }
+
+    /// Unique serialized keys of a view and how request rows map to them.
+    pub(super) fn keys_for(
+        &self,
+        read: &ViewRead,
+        rows: usize,
+    ) -> Result<(Vec<Vec<u8>>, RowKeys), Error> {
+        let view = &read.view;
+        if view.is_entityless() {
+            let mut key = Vec::new();
+            let dummy = Value {
+                val: Some(crate::value::Val::StringVal(String::new())),
+            };
+            view.key_layout
+                .serialize(&[&dummy], &mut key)
+                .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+            return Ok((
+                vec![key],
+                RowKeys {
+                    key_of_row: vec![0; rows],
+                    first_row: vec![0],
+                },
+            ));
+        }
+        let cols = read
+            .key_columns
+            .iter()
+            .zip(&view.join_keys)
+            .map(|(&idx, jk)| self.coerced(idx, &jk.name, jk.value_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut keys = KeySet::default();
+        let mut row_keys = RowKeys {
+            key_of_row: Vec::with_capacity(rows),
+            first_row: Vec::new(),
+        };
+        let mut row_values: Vec<&Value> = Vec::with_capacity(cols.len());
+        let mut buf = Vec::with_capacity(64);
+        for row in 0..rows {
+            row_values.clear();
+            row_values.extend(cols.iter().map(|c| &c[row]));
+            buf.clear();
+            view.key_layout
+                .serialize(&row_values, &mut buf)
+                .map_err(|e| {
+                    Error::InvalidRequest(format!(
+                        "entity row {row} for feature view {}: {e}",
+                        view.name
+                    ))
+                })?;
+            let (k, new) = keys.insert(&buf);
+            if new {
+                row_keys.first_row.push(row as u32);
+            }
+            row_keys.key_of_row.push(k);
+        }
+        Ok((keys.into_keys(), row_keys))
+    }
+
+    /// An echoed join-key column: the values read with, in the key's declared type.
+    pub(super) fn join_key_column(
+        &self,
+        idx: usize,
+        jk: &PlanJoinKey,
+    ) -> Result<FeatureColumn, Error> {
+        let values = self.coerced(idx, &jk.name, jk.value_type)?;
+        Ok(FeatureColumn::supplied(values.as_ref().clone()))
+    }
+}
+
+/// How request rows map to a view's unique keys.
+pub(super) struct RowKeys {
+    /// For each request row, the index of its unique key.
+    pub(super) key_of_row: Vec<u32>,
+    /// For each unique key, the first row that uses it.
+    pub(super) first_row: Vec<u32>,
+}
+
+impl RowKeys {
+    /// For each row, the first row with its key; `None` when no key repeats.
+    pub(super) fn repeats(&self, rows: usize) -> Option<Arc<[u32]>> {
+        (self.first_row.len() < rows).then(|| {
+            self.key_of_row
+                .iter()
+                .map(|&k| self.first_row[k as usize])
+                .collect()
+        })
+    }
+}
+
+/// Whether two serialized keys are equal, comparing their last bytes first: keys of
+/// one view share their prefix (the join key names) and differ in the values at the end.
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    let tail = a.len().saturating_sub(8);
+    a.len() == b.len() && a[tail..] == b[tail..] && a[..tail] == b[..tail]
+}
+
+/// Unique entity keys in first-seen order: a linear scan while there are few (the
+/// common case), a hash index beyond that.
+#[derive(Default)]
+pub(super) struct KeySet {
+    keys: Vec<Vec<u8>>,
+    index: Option<HashMap<Vec<u8>, u32>>,
+}
+
+impl KeySet {
+    const LINEAR_MAX: usize = 16;
+
+    /// The index of `key`, and whether it was new.
+    fn insert(&mut self, key: &[u8]) -> (u32, bool) {
+        let found = match &self.index {
+            Some(ix) => ix.get(key).copied(),
+            None => self
+                .keys
+                .iter()
+                .position(|k| same_key(k, key))
+                .map(|i| i as u32),
+        };
+        if let Some(i) = found {
+            return (i, false);
+        }
+        let i = self.keys.len() as u32;
+        self.keys.push(key.to_vec());
+        if let Some(ix) = &mut self.index {
+            ix.insert(key.to_vec(), i);
+        } else if self.keys.len() > Self::LINEAR_MAX {
+            self.index = Some(
+                self.keys
+                    .iter()
+                    .enumerate()
+                    .map(|(j, k)| (k.clone(), j as u32))
+                    .collect(),
+            );
+        }
+        (i, true)
+    }
+
+    fn into_keys(self) -> Vec<Vec<u8>> {
+        self.keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ragged_and_empty_entities_are_rejected() {
+        let v = |n: usize| vec![Value::default(); n];
+        let req = OnlineFeaturesRequest {
+            entities: vec![("a".into(), v(2)), ("b".into(), v(1))],
+            ..Default::default()
+        };
+        assert!(
+            matches!(row_count(&req), Err(Error::InvalidRequest(m)) if m.contains("same columns"))
+        );
+        let req = OnlineFeaturesRequest {
+            entities: vec![("a".into(), v(0))],
+            ..Default::default()
+        };
+        assert!(matches!(row_count(&req), Err(Error::InvalidRequest(_))));
+        let req = OnlineFeaturesRequest::default();
+        assert!(matches!(row_count(&req), Err(Error::InvalidRequest(_))));
+        let req = OnlineFeaturesRequest {
+            entities: vec![("a".into(), v(3))],
+            request_context: vec![("r".into(), v(3))],
+            ..Default::default()
+        };
+        assert_eq!(row_count(&req).ok(), Some(3));
+    }
+
+    #[test]
+    fn keys_are_equal_only_when_every_byte_is() {
+        assert!(same_key(b"prefix-1001", b"prefix-1001"));
+        assert!(!same_key(b"prefix-1001", b"prefix-1002"));
+        assert!(!same_key(b"prefiy-1001", b"prefix-1001"), "prefix differs");
+        assert!(!same_key(b"prefix-1001", b"prefix-10010"));
+        assert!(same_key(b"ab", b"ab"), "shorter than the tail");
+        assert!(!same_key(b"ab", b"ac"));
+        assert!(same_key(b"", b""));
+    }
+}

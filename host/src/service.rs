@@ -1,0 +1,287 @@
+//! What HTTP and gRPC share: the engine behind admission control (a cap on
+//! concurrent requests, answered with a clear "busy" error instead of queueing, and
+//! a per-request timeout), "serve, then log" (a response is encoded for the client,
+//! then handed to the feature logger), the logging of failures, and the request
+//! metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::Semaphore;
+
+use crate::api::{OnlineFeaturesRequest, OnlineFeaturesResponse};
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind};
+use crate::feature_logging::FeatureLogger;
+use crate::metrics::{Metrics, latency_histogram};
+
+/// Request limits, all configurable on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body (HTTP 413 above; gRPC messages too).
+    pub max_body_bytes: usize,
+    /// Most entity rows in one request (400 above).
+    pub max_entities: usize,
+    /// Most requests served at once (503 above).
+    pub max_concurrent_requests: usize,
+    /// Longest time one request may take (503 / DEADLINE_EXCEEDED above).
+    pub request_timeout: Duration,
+    /// Longest time an HTTP/1 connection may take to send a request's head, counted
+    /// from the end of the previous response (so idle keep-alive connections close
+    /// after it too); zero for no limit.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 2 * 1024 * 1024,
+            max_entities: 10_000,
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How a transport turns a served response into what it sends.
+pub(crate) trait Encode {
+    /// What the transport sends.
+    type Output;
+
+    /// Encodes a response that is logged afterwards (so it is only borrowed).
+    fn encode_ref(&self, resp: &OnlineFeaturesResponse) -> Self::Output;
+
+    /// Encodes a response nothing else needs.
+    fn encode(&self, resp: OnlineFeaturesResponse) -> Self::Output {
+        self.encode_ref(&resp)
+    }
+}
+
+/// The engine as the transports see it.
+#[derive(Clone, Debug)]
+pub(crate) struct Service {
+    engine: Engine,
+    logger: Option<Arc<FeatureLogger>>,
+    metrics: RequestMetrics,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+}
+
+impl Service {
+    /// Wraps the engine with limits, the feature logger and request metrics.
+    pub(crate) fn new(
+        engine: Engine,
+        logger: Option<Arc<FeatureLogger>>,
+        metrics: &mut Metrics,
+        limits: Limits,
+    ) -> Self {
+        Service {
+            permits: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
+            engine,
+            logger,
+            metrics: RequestMetrics::register(metrics),
+            limits,
+        }
+    }
+
+    /// The engine.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The limits in force.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The feature logger, when feature logging is on.
+    pub(crate) fn logger(&self) -> Option<&Arc<FeatureLogger>> {
+        self.logger.as_ref()
+    }
+
+    /// Answers a request within the limits, encodes the answer with `encoder`, then
+    /// logs it when its feature service is logged (and sampled in). Failures are
+    /// logged here, for every transport.
+    pub(crate) async fn get_online_features<E: Encode>(
+        &self,
+        req: &OnlineFeaturesRequest,
+        encoder: &E,
+    ) -> Result<E::Output, Error> {
+        let resp = match self.serve(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                log_failure(&e);
+                return Err(e);
+            }
+        };
+        let logged = self
+            .logger
+            .as_ref()
+            .and_then(|logger| Some((logger, logger.sample(req)?)));
+        match logged {
+            None => Ok(encoder.encode(resp)),
+            Some((logger, log)) => {
+                let out = encoder.encode_ref(&resp);
+                logger.log(&log, resp).await;
+                Ok(out)
+            }
+        }
+    }
+
+    async fn serve(&self, req: &OnlineFeaturesRequest) -> Result<OnlineFeaturesResponse, Error> {
+        let _permit = self.permits.try_acquire().map_err(|_| {
+            Error::Overloaded(format!(
+                "the server is serving its limit of {} concurrent requests; retry shortly",
+                self.limits.max_concurrent_requests
+            ))
+        })?;
+        match tokio::time::timeout(
+            self.limits.request_timeout,
+            self.engine.get_online_features(req),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(self.limits.request_timeout)),
+        }
+    }
+
+    /// Starts tracking a request for the metrics; finish it with [`RequestTimer::finish`].
+    pub(crate) fn start(&self, endpoint: &'static str) -> RequestTimer {
+        self.metrics.in_flight.inc();
+        RequestTimer {
+            metrics: self.metrics.clone(),
+            endpoint,
+            started: Instant::now(),
+            done: false,
+        }
+    }
+}
+
+/// Logs a failed request: server-side failures loudly, client mistakes quietly.
+fn log_failure(e: &Error) {
+    match e.kind() {
+        ErrorKind::Internal => tracing::error!(error = %e, "request failed"),
+        ErrorKind::Unavailable | ErrorKind::DeadlineExceeded => {
+            tracing::warn!(error = %e, "request failed")
+        }
+        ErrorKind::InvalidArgument | ErrorKind::NotFound | ErrorKind::Unimplemented => {
+            tracing::debug!(error = %e, "request rejected")
+        }
+    }
+}
+
+/// Labels of a served request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RequestLabels {
+    /// `http:/get-online-features`, `grpc:GetOnlineFeatures`, ...
+    endpoint: &'static str,
+    /// HTTP status code or gRPC code name.
+    status: String,
+}
+
+/// Requests served, their durations and how many are in flight.
+#[derive(Clone, Debug)]
+struct RequestMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge,
+}
+
+impl RequestMetrics {
+    fn register(metrics: &mut Metrics) -> Self {
+        let m = RequestMetrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            in_flight: Gauge::default(),
+        };
+        metrics.register("requests", "Requests served", m.requests.clone());
+        metrics.register(
+            "request_duration_seconds",
+            "Time to answer a request",
+            m.duration.clone(),
+        );
+        metrics.register(
+            "in_flight_requests",
+            "Requests being served",
+            m.in_flight.clone(),
+        );
+        m
+    }
+}
+
+/// An in-flight request, counted until finished (or dropped, as `cancelled`).
+#[derive(Debug)]
+pub(crate) struct RequestTimer {
+    metrics: RequestMetrics,
+    endpoint: &'static str,
+    started: Instant,
+    done: bool,
+}
+
+impl RequestTimer {
+    /// Records the outcome (an HTTP status code or a gRPC code name).
+    pub(crate) fn finish(mut self, status: impl Into<String>) -> Duration {
+        self.done = true;
+        self.record(status.into())
+    }
+
+    fn record(&self, status: String) -> Duration {
+        let took = self.started.elapsed();
+        self.metrics.in_flight.dec();
+        let labels = RequestLabels {
+            endpoint: self.endpoint,
+            status,
+        };
+        self.metrics
+            .duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        self.metrics.requests.get_or_create(&labels).inc();
+        took
+    }
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record("cancelled".into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_metrics_render_as_prometheus_text() {
+        let mut metrics = Metrics::default();
+        let m = RequestMetrics::register(&mut metrics);
+        m.in_flight.inc();
+        let timer = RequestTimer {
+            metrics: m,
+            endpoint: "http:/get-online-features",
+            started: Instant::now(),
+            done: false,
+        };
+        timer.finish("200");
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "feast_server_requests_total{endpoint=\"http:/get-online-features\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("feast_server_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("feast_server_in_flight_requests 0"), "{text}");
+    }
+}
