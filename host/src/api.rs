@@ -91,3 +91,59 @@ impl OnlineFeaturesResponse {
         self.columns.first().map_or(0, |c| c.values.len())
     }
 }
+
+/// A dataframe as Feast's write endpoints take it: columns by name, in request order,
+/// each a list of JSON values (one per row).
+pub(crate) type DataFrame = Vec<(String, Vec<serde_json::Value>)>;
+
+/// Where `POST /push` writes (`to`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PushMode {
+    /// The online store.
+    #[default]
+    Online,
+    /// The views' offline (file) sources.
+    Offline,
+    /// Both.
+    OnlineAndOffline,
+}
+
+impl PushMode {
+    /// Whether the online store is written.
+    pub(crate) fn online(self) -> bool {
+        matches!(self, PushMode::Online | PushMode::OnlineAndOffline)
+    }
+
+    /// Whether the offline sources are written.
+    pub(crate) fn offline(self) -> bool {
+        matches!(self, PushMode::Offline | PushMode::OnlineAndOffline)
+    }
+}
+
+/// `POST /push`: rows for every view a push source feeds.
+#[derive(Debug, Clone)]
+pub(crate) struct PushRequest {
+    /// The push source.
+    pub(crate) push_source_name: String,
+    /// The rows.
+    pub(crate) df: DataFrame,
+    /// Where they go.
+    pub(crate) to: PushMode,
+    /// `false`: read the registry file again first.
+    pub(crate) allow_registry_cache: bool,
+}
+
+/// `POST /write-to-online-store`: rows for one view.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteRequest {
+    /// The view (a feature view, stream view, label view, or an on-demand view written
+    /// to the online store).
+    pub(crate) feature_view_name: String,
+    /// The rows.
+    pub(crate) df: DataFrame,
+    /// `false`: read the registry file again first.
+    pub(crate) allow_registry_cache: bool,
+    /// Compute an on-demand view's outputs from its inputs (else the rows carry them).
+    pub(crate) transform_on_write: bool,
+}

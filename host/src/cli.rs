@@ -2,6 +2,7 @@
 //! global options before the subcommand (`-c/--chdir`, `-f/--feature-store-yaml`),
 //! then `serve` with `feast serve`'s flags.
 
+use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,10 +44,38 @@ pub struct Cli {
 pub enum Command {
     /// Serve online features (like `feast serve`).
     Serve(Box<ServeArgs>),
+    /// Write the views' rows with event times in [START, END] from their file sources
+    /// to the online store (like `feast materialize`).
+    Materialize(MaterializeArgs),
+    /// Write each view's rows from where its last materialization ended (or END - ttl)
+    /// up to END (like `feast materialize-incremental`).
+    MaterializeIncremental(IncrementalArgs),
     /// Compile a Wasm component read from stdin into the plugin cache file OUTPUT (run
     /// by the server itself, so the compiler's memory is freed when it exits).
     #[command(hide = true)]
     CompilePlugin(CompilePluginArgs),
+}
+
+/// `materialize` options, as `feast materialize` takes them.
+#[derive(Debug, Args)]
+pub struct MaterializeArgs {
+    /// Start of the window (ISO 8601, e.g. 2026-11-20T00:00:00Z; UTC without an offset).
+    pub start: String,
+    /// End of the window (included).
+    pub end: String,
+    /// Feature views to materialize (default: every view written to the online store).
+    #[arg(short = 'v', long = "views", value_name = "VIEW")]
+    pub views: Vec<String>,
+}
+
+/// `materialize-incremental` options.
+#[derive(Debug, Args)]
+pub struct IncrementalArgs {
+    /// End of the window (ISO 8601).
+    pub end: String,
+    /// Feature views to materialize (default: every view written to the online store).
+    #[arg(short = 'v', long = "views", value_name = "VIEW")]
+    pub views: Vec<String>,
 }
 
 /// `compile-plugin` options.
@@ -120,6 +149,9 @@ pub struct ServeArgs {
     /// Most requests served at once (503 with Retry-After above).
     #[arg(long, default_value_t = 1024)]
     pub max_concurrent_requests: usize,
+    /// Most rows in one dataframe written by /push or /write-to-online-store (400 above).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_write_rows: usize,
     /// Longest time a request may take, in milliseconds (503 above).
     #[arg(long, default_value_t = 10_000)]
     pub request_timeout_ms: u64,
@@ -177,15 +209,27 @@ impl Cli {
     }
 }
 
-/// Runs the command line: parses the arguments, then serves or compiles.
+/// Runs the command line: parses the arguments, then serves, materializes or compiles.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let args = match &cli.command {
-        Command::Serve(args) => args,
+    let (workers, work): (
+        usize,
+        std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>>>>,
+    ) = match &cli.command {
+        Command::Serve(args) => (
+            crate::threads::resolve_count(args.threads()),
+            Box::pin(serve(&cli, args)),
+        ),
+        Command::Materialize(args) => (
+            2,
+            Box::pin(materialize(&cli, Some(&args.start), &args.end, &args.views)),
+        ),
+        Command::MaterializeIncremental(args) => {
+            (2, Box::pin(materialize(&cli, None, &args.end, &args.views)))
+        }
         Command::CompilePlugin(c) => return compile_plugin(c),
     };
-    let workers = crate::threads::resolve_count(args.threads());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -197,13 +241,103 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(&cli, args)) {
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Our error messages already name their cause: print them once, not the chain.
             tracing::error!("{e}");
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `materialize` (with a start) and `materialize-incremental`: a progress bar on a
+/// terminal, rows per second at the end.
+async fn materialize(
+    cli: &Cli,
+    start: Option<&str>,
+    end: &str,
+    views: &[String],
+) -> anyhow::Result<()> {
+    let time = |name: &str, text: &str| {
+        crate::ingest::parse_time(text).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{name} {text:?} is not a date and time (ISO 8601, e.g. 2026-11-20T00:00:00Z)"
+            )
+        })
+    };
+    let req = crate::ingest::MaterializeRequest {
+        start: start.map(|s| time("START", s)).transpose()?,
+        end: time("END", end)?,
+        views: (!views.is_empty()).then(|| views.to_vec()),
+    };
+    let (repo, yaml) = cli.repo_paths();
+    let config = RepoConfig::load(&repo, &yaml)?;
+    let ingest = crate::server::writer(&config)?;
+    let (planned, claim) = ingest.plan_materialization(&req)?;
+    let bar = Bar::new(std::io::stderr().is_terminal());
+    let done = ingest.materialize(&req, planned, claim, &bar).await?;
+    bar.finish();
+    for (view, start, end, rows) in &done.views {
+        println!(
+            "{view}: {rows} rows, {} to {}",
+            start.to_rfc3339(),
+            end.to_rfc3339()
+        );
+    }
+    let secs = done.took.as_secs_f64();
+    println!(
+        "Materialized {} rows of {} feature views in {secs:.2} s ({:.0} rows/s).",
+        done.rows,
+        done.views.len(),
+        done.rows as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// A progress bar per view (drawn only on a terminal).
+struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Bar {
+    fn new(terminal: bool) -> Self {
+        Bar {
+            bar: terminal.then(|| {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    None,
+                    indicatif::ProgressDrawTarget::stderr(),
+                );
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{msg:30} [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})",
+                ) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar
+            }),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl crate::ingest::Progress for Bar {
+    fn start_view(&self, view: &str, rows: usize) {
+        if let Some(bar) = &self.bar {
+            bar.reset();
+            bar.set_length(rows as u64);
+            bar.set_message(view.to_string());
+        }
+    }
+
+    fn advance(&self, rows: usize) {
+        if let Some(bar) = &self.bar {
+            bar.inc(rows as u64);
         }
     }
 }
@@ -260,6 +394,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             max_concurrent_requests: args.max_concurrent_requests,
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             header_read_timeout: Duration::from_millis(args.header_timeout_ms),
+            max_write_rows: args.max_write_rows,
         },
         access_log: args.access_log,
         plugins_dir: args.plugins.clone(),

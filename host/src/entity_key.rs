@@ -114,6 +114,8 @@ fn convert(v: &Value, target: ValueType) -> Result<Value, CoerceError> {
         ValueType::Float => Val::FloatVal(as_f64(val).ok_or_else(invalid)? as f32),
         ValueType::Bool => match val {
             Val::BoolVal(b) => Val::BoolVal(*b),
+            // Python's bool(1) and bool(0), which Feast takes for a BOOL.
+            Val::Int64Val(i @ (0 | 1)) => Val::BoolVal(*i == 1),
             Val::StringVal(s) if s.eq_ignore_ascii_case("true") => Val::BoolVal(true),
             Val::StringVal(s) if s.eq_ignore_ascii_case("false") => Val::BoolVal(false),
             _ => return Err(invalid()),

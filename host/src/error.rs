@@ -21,6 +21,8 @@ pub enum ErrorKind {
     /// The request took longer than the server's limit (HTTP 503, gRPC
     /// DEADLINE_EXCEEDED).
     DeadlineExceeded,
+    /// The request conflicts with work in progress (HTTP 409, gRPC ABORTED).
+    Conflict,
     /// Something failed on the server side (HTTP 500, gRPC INTERNAL).
     Internal,
 }
@@ -97,6 +99,31 @@ pub enum Error {
     /// The request took longer than the server allows.
     #[error("the request took longer than the server's limit of {0:?}")]
     Timeout(std::time::Duration),
+    /// A push names a push source the registry does not have.
+    #[error("Unable to find push source '{name}'.")]
+    PushSourceNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// A write names a view the registry does not have.
+    #[error("Can't recognize feast object with a name {0}")]
+    ObjectNotFound(String),
+    /// A written dataframe (or materialization window) is not what the views need.
+    #[error("{0}")]
+    InvalidWrite(String),
+    /// A write needs something this server does not do (an offline store other than
+    /// files, a source other than Parquet files...).
+    #[error("{0}")]
+    WriteUnsupported(String),
+    /// Materialization of these views is already running.
+    #[error(
+        "Cannot start materialization: the following feature views are already being materialized: {}.",
+        python_list(.0)
+    )]
+    MaterializationRunning(Vec<String>),
+    /// Writing an offline file (or the registry) failed.
+    #[error("{0}")]
+    WriteFailed(String),
     /// More entity rows than the server accepts in one request.
     #[error("the request has {rows} entity rows; this server accepts at most {max} per request")]
     TooManyEntities {
@@ -123,7 +150,12 @@ impl Error {
             | Error::RequestDataNotFound(_)
             | Error::FeatureNameCollision(_)
             | Error::ViewNotServable(_)
-            | Error::TooManyEntities { .. } => ErrorKind::InvalidArgument,
+            | Error::TooManyEntities { .. }
+            | Error::InvalidWrite(_) => ErrorKind::InvalidArgument,
+            Error::PushSourceNotFound { .. } | Error::ObjectNotFound(_) => ErrorKind::NotFound,
+            Error::WriteUnsupported(_) => ErrorKind::Unimplemented,
+            Error::MaterializationRunning(_) => ErrorKind::Conflict,
+            Error::WriteFailed(_) => ErrorKind::Internal,
             Error::FeatureViewNotFound { .. }
             | Error::FeatureNotFound { .. }
             | Error::FeatureServiceNotFound { .. } => ErrorKind::NotFound,
@@ -146,6 +178,8 @@ impl Error {
             Error::FeatureServiceNotFound { .. } => "FeatureServiceNotFoundException",
             Error::RequestDataNotFound(_) => "RequestDataNotFoundInEntityRowsException",
             Error::FeatureNameCollision(_) => "FeatureNameCollisionError",
+            Error::PushSourceNotFound { .. } => "PushSourceNotFoundException",
+            Error::ObjectNotFound(_) => "FeastObjectNotFoundException",
             _ => "FeastError",
         }
     }

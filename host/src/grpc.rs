@@ -28,6 +28,7 @@ fn code_for(kind: ErrorKind) -> tonic::Code {
         ErrorKind::Unavailable => tonic::Code::Unavailable,
         ErrorKind::DeadlineExceeded => tonic::Code::DeadlineExceeded,
         ErrorKind::Internal => tonic::Code::Internal,
+        ErrorKind::Conflict => tonic::Code::Aborted,
     }
 }
 

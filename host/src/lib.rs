@@ -18,6 +18,7 @@
 //! | backends | `online_store`, `plugin` | stores behind one trait (SQLite, Redis); ODFVs as Wasm components |
 //! | errors | `error` | the engine's typed errors, each with a Feast class and a status kind |
 //! | engine | `engine` | `get_online_features`: plans, keys, reads, ODFVs, assembly |
+//! | write path | `ingest` | push, write-to-online-store, materialize: rows checked whole, then written as Feast writes them |
 //! | logging | `feature_logging` | served features of logged feature services to Parquet (Feast's schema) |
 //! | service | `service` | what HTTP and gRPC share: admission, timeouts, serve then log, request metrics |
 //! | transports | `http`, `grpc` | Feast's JSON and gRPC APIs as thin skins over the service |
@@ -39,6 +40,7 @@ mod feature_logging;
 mod file_watch;
 mod grpc;
 mod http;
+mod ingest;
 mod metrics;
 mod online_store;
 mod plugin;

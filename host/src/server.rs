@@ -15,6 +15,7 @@ use crate::engine::Engine;
 use crate::feature_logging::{FeatureLogger, LoggingError};
 use crate::grpc;
 use crate::http::{self, HttpState};
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::online_store::{self, OpenError, SqliteOptions, StoreSettings};
 use crate::plugin::{EngineError, PluginConfig, PluginRuntime};
@@ -167,12 +168,19 @@ impl App {
             services = snapshot.registry.services.len(),
             "feature repository loaded"
         );
+        let ingest = Ingest::new(
+            registry.clone(),
+            store.clone(),
+            opts.clock,
+            config.repo_dir.clone(),
+            opts.limits.max_write_rows,
+        );
         let mut engine =
             Engine::new(registry, store, opts.clock).with_max_entities(opts.limits.max_entities);
         if let Some(rt) = plugins {
             engine = engine.with_plugins(rt);
         }
-        let service = Service::new(engine, logger, &mut metrics, opts.limits.clone());
+        let service = Service::new(engine, ingest, logger, &mut metrics, opts.limits.clone());
         Ok(App {
             service,
             metrics: Arc::new(metrics),
@@ -350,6 +358,24 @@ impl App {
             logger.shutdown().await;
         }
     }
+}
+
+/// The write path of a repository without a server (the `materialize` commands).
+pub(crate) fn writer(config: &RepoConfig) -> Result<Ingest, StartError> {
+    config.check_files()?;
+    let registry = Arc::new(RegistryHandle::load(RegistrySource::of(config))?);
+    let settings = StoreSettings {
+        connections: 1,
+        sqlite: SqliteOptions::default(),
+    };
+    let store = online_store::open(config, &settings, &mut Metrics::default())?;
+    Ok(Ingest::new(
+        registry,
+        store,
+        Clock::System,
+        config.repo_dir.clone(),
+        usize::MAX,
+    ))
 }
 
 /// How plain HTTP is served by [`serve_on_threads`].

@@ -13,11 +13,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Semaphore;
 
-use crate::api::{OnlineFeaturesRequest, OnlineFeaturesResponse};
+use crate::api::{OnlineFeaturesRequest, OnlineFeaturesResponse, PushRequest, WriteRequest};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind};
 use crate::feature_logging::FeatureLogger;
+use crate::ingest::{Ingest, MaterializeRequest};
 use crate::metrics::{Metrics, latency_histogram};
+use crate::value::EventTime;
 
 /// Request limits, all configurable on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub struct Limits {
     /// from the end of the previous response (so idle keep-alive connections close
     /// after it too); zero for no limit.
     pub header_read_timeout: Duration,
+    /// Most rows in one written dataframe (400 above).
+    pub max_write_rows: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +48,7 @@ impl Default for Limits {
             max_concurrent_requests: 1024,
             request_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            max_write_rows: 100_000,
         }
     }
 }
@@ -66,6 +71,7 @@ pub(crate) trait Encode {
 #[derive(Clone, Debug)]
 pub(crate) struct Service {
     engine: Engine,
+    ingest: Ingest,
     logger: Option<Arc<FeatureLogger>>,
     metrics: RequestMetrics,
     limits: Limits,
@@ -76,6 +82,7 @@ impl Service {
     /// Wraps the engine with limits, the feature logger and request metrics.
     pub(crate) fn new(
         engine: Engine,
+        ingest: Ingest,
         logger: Option<Arc<FeatureLogger>>,
         metrics: &mut Metrics,
         limits: Limits,
@@ -83,6 +90,7 @@ impl Service {
         Service {
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
             engine,
+            ingest,
             logger,
             metrics: RequestMetrics::register(metrics),
             limits,
@@ -112,13 +120,7 @@ impl Service {
         req: &OnlineFeaturesRequest,
         encoder: &E,
     ) -> Result<E::Output, Error> {
-        let resp = match self.serve(req).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                log_failure(&e);
-                return Err(e);
-            }
-        };
+        let resp = logged(self.serve(req).await)?;
         let logged = self
             .logger
             .as_ref()
@@ -133,13 +135,77 @@ impl Service {
         }
     }
 
-    async fn serve(&self, req: &OnlineFeaturesRequest) -> Result<OnlineFeaturesResponse, Error> {
-        let _permit = self.permits.try_acquire().map_err(|_| {
+    /// A permit to serve one request, or the "busy" error.
+    fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
+        self.permits.try_acquire().map_err(|_| {
             Error::Overloaded(format!(
                 "the server is serving its limit of {} concurrent requests; retry shortly",
                 self.limits.max_concurrent_requests
             ))
-        })?;
+        })
+    }
+
+    /// `POST /push`. Writes are not cut short by the request timeout (an abandoned
+    /// write could still land after the client was told it failed); the stores'
+    /// own timeouts bound them.
+    pub(crate) async fn push(&self, req: &PushRequest) -> Result<(), Error> {
+        let result = match self.admit() {
+            Ok(_permit) => self.ingest.push(req).await,
+            Err(e) => Err(e),
+        };
+        logged(result)
+    }
+
+    /// `POST /write-to-online-store`.
+    pub(crate) async fn write_to_online_store(&self, req: &WriteRequest) -> Result<(), Error> {
+        let result = match self.admit() {
+            Ok(_permit) => self.ingest.write_to_online_store(req).await,
+            Err(e) => Err(e),
+        };
+        logged(result)
+    }
+
+    /// `POST /materialize` and `/materialize-incremental`: run now (`None`), or in
+    /// the background (the views started).
+    pub(crate) async fn materialize(
+        &self,
+        req: MaterializeRequest,
+        run_async: bool,
+    ) -> Result<Option<Vec<String>>, Error> {
+        let (views, claim) = logged(self.ingest.plan_materialization(&req))?;
+        if !run_async {
+            let done = logged(self.ingest.materialize(&req, views, claim, &()).await)?;
+            tracing::info!(
+                rows = done.rows,
+                views = done.views.len(),
+                took_ms = done.took.as_millis() as u64,
+                "materialized"
+            );
+            return Ok(None);
+        }
+        let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
+        let ingest = self.ingest.clone();
+        tokio::spawn(async move {
+            match ingest.materialize(&req, views, claim, &()).await {
+                Ok(done) => tracing::info!(
+                    rows = done.rows,
+                    views = done.views.len(),
+                    took_ms = done.took.as_millis() as u64,
+                    "materialized (asynchronous request)"
+                ),
+                Err(e) => tracing::error!(error = %e, "an asynchronous materialization failed"),
+            }
+        });
+        Ok(Some(names))
+    }
+
+    /// "Now", as the server's clock has it.
+    pub(crate) fn now(&self) -> EventTime {
+        self.ingest.now()
+    }
+
+    async fn serve(&self, req: &OnlineFeaturesRequest) -> Result<OnlineFeaturesResponse, Error> {
+        let _permit = self.admit()?;
         match tokio::time::timeout(
             self.limits.request_timeout,
             self.engine.get_online_features(req),
@@ -163,6 +229,14 @@ impl Service {
     }
 }
 
+/// A result, its failure logged.
+fn logged<T>(result: Result<T, Error>) -> Result<T, Error> {
+    if let Err(e) = &result {
+        log_failure(e);
+    }
+    result
+}
+
 /// Logs a failed request: server-side failures loudly, client mistakes quietly.
 fn log_failure(e: &Error) {
     match e.kind() {
@@ -170,7 +244,10 @@ fn log_failure(e: &Error) {
         ErrorKind::Unavailable | ErrorKind::DeadlineExceeded => {
             tracing::warn!(error = %e, "request failed")
         }
-        ErrorKind::InvalidArgument | ErrorKind::NotFound | ErrorKind::Unimplemented => {
+        ErrorKind::InvalidArgument
+        | ErrorKind::NotFound
+        | ErrorKind::Unimplemented
+        | ErrorKind::Conflict => {
             tracing::debug!(error = %e, "request rejected")
         }
     }

@@ -89,6 +89,16 @@ impl EventTime {
         })
     }
 
+    /// Whole seconds, truncated toward zero (Python's `int(datetime.timestamp())`,
+    /// which Feast's SQLite store writes).
+    pub fn seconds_toward_zero(self) -> i64 {
+        if self.seconds < 0 && self.nanos > 0 {
+            self.seconds + 1
+        } else {
+            self.seconds
+        }
+    }
+
     /// As a protobuf `Timestamp`.
     pub fn to_proto(self) -> prost_types::Timestamp {
         prost_types::Timestamp {
@@ -310,6 +320,79 @@ pub fn write_python_float(f: f64, out: &mut Vec<u8>) {
     }
     out.push(b'0' + (ax / 10 % 10) as u8);
     out.push(b'0' + (ax % 10) as u8);
+}
+
+/// A typed list when every item has the same scalar type (ints and floats mix as
+/// DOUBLE), else a `list_val` of the items.
+pub(crate) fn narrow_list(items: Vec<Value>) -> Val {
+    let all = |f: fn(&Val) -> bool| items.iter().all(|v| v.val.as_ref().is_some_and(f));
+    if all(|v| matches!(v, Val::Int64Val(_))) {
+        return Val::Int64ListVal(crate::proto::feast::types::Int64List {
+            val: items
+                .iter()
+                .filter_map(|v| match v.val {
+                    Some(Val::Int64Val(i)) => Some(i),
+                    _ => None,
+                })
+                .collect(),
+        });
+    }
+    if all(|v| matches!(v, Val::Int64Val(_) | Val::DoubleVal(_))) {
+        return Val::DoubleListVal(crate::proto::feast::types::DoubleList {
+            val: items
+                .iter()
+                .filter_map(|v| match v.val {
+                    Some(Val::Int64Val(i)) => Some(i as f64),
+                    Some(Val::DoubleVal(f)) => Some(f),
+                    _ => None,
+                })
+                .collect(),
+        });
+    }
+    if all(|v| matches!(v, Val::BoolVal(_))) {
+        return Val::BoolListVal(crate::proto::feast::types::BoolList {
+            val: items
+                .iter()
+                .filter_map(|v| match v.val {
+                    Some(Val::BoolVal(b)) => Some(b),
+                    _ => None,
+                })
+                .collect(),
+        });
+    }
+    if all(|v| matches!(v, Val::StringVal(_))) {
+        return Val::StringListVal(crate::proto::feast::types::StringList {
+            val: items
+                .into_iter()
+                .filter_map(|v| match v.val {
+                    Some(Val::StringVal(s)) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+        });
+    }
+    Val::ListVal(RepeatedValue { val: items })
+}
+
+/// A JSON value as Feast's JSON APIs take it: integers as INT64, other numbers as
+/// DOUBLE, strings, booleans, null as a missing value, arrays as typed lists (or a
+/// `list_val` when mixed) and objects as maps.
+pub(crate) fn from_json(v: &serde_json::Value) -> Value {
+    use serde_json::Value as Json;
+    let val = match v {
+        Json::Null => return Value::default(),
+        Json::Bool(b) => Val::BoolVal(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Val::Int64Val(i),
+            None => Val::DoubleVal(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Val::StringVal(s.clone()),
+        Json::Array(items) => narrow_list(items.iter().map(from_json).collect()),
+        Json::Object(m) => Val::MapVal(crate::proto::feast::types::Map {
+            val: m.iter().map(|(k, v)| (k.clone(), from_json(v))).collect(),
+        }),
+    };
+    Value { val: Some(val) }
 }
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ pub fn add_service(repo: &RepoCopy, service: &LoggedService<'_>) {
                     ..Default::default()
                 })
                 .collect(),
+            precompute_online: false,
             logging_config: Some(LoggingConfig {
                 sample_rate: service.sample_rate,
                 destination: Some(destination),

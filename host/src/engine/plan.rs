@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::api::{FeatureViewMetadata, OnlineFeaturesRequest};
 use crate::error::Error;
-use crate::online_store::{ReadTarget, Store};
+use crate::online_store::{Store, ViewTarget};
 use crate::registry::{FeatureView, OdfvSource, OnDemandFeatureView, Projection, Registry};
 use crate::value::is_known_value_type;
 
@@ -39,7 +39,7 @@ pub(super) struct ViewRead {
     /// The view.
     pub view: Arc<FeatureView>,
     /// What the store reads.
-    pub target: Arc<ReadTarget>,
+    pub target: Arc<ViewTarget>,
     /// For each of the view's join keys (declared order), its index in `Plan::join_keys`.
     pub key_columns: Vec<usize>,
 }

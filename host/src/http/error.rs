@@ -33,6 +33,7 @@ pub(super) fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unimplemented => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Unavailable | ErrorKind::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
     }
 }
 

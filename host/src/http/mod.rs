@@ -11,6 +11,7 @@ mod connection;
 mod error;
 mod request;
 mod response;
+mod write;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +70,19 @@ pub(crate) fn router(state: HttpState) -> Router {
             "/get-online-features",
             post(get_online_features).fallback(method_not_allowed),
         )
+        .route("/push", post(write::push).fallback(method_not_allowed))
+        .route(
+            "/write-to-online-store",
+            post(write::write_to_online_store).fallback(method_not_allowed),
+        )
+        .route(
+            "/materialize",
+            post(write::materialize).fallback(method_not_allowed),
+        )
+        .route(
+            "/materialize-incremental",
+            post(write::materialize_incremental).fallback(method_not_allowed),
+        )
         .route("/health", get(ready).fallback(method_not_allowed))
         .route("/health/ready", get(ready).fallback(method_not_allowed))
         .route("/health/live", get(live).fallback(method_not_allowed))
@@ -120,6 +134,10 @@ fn write_hex(mut v: u64, out: &mut [u8]) {
 fn endpoint_label(path: &str) -> &'static str {
     match path {
         "/get-online-features" => "http:/get-online-features",
+        "/push" => "http:/push",
+        "/write-to-online-store" => "http:/write-to-online-store",
+        "/materialize" => "http:/materialize",
+        "/materialize-incremental" => "http:/materialize-incremental",
         "/health" | "/health/ready" | "/health/live" => "http:/health",
         "/metrics" => "http:/metrics",
         "/plugins" => "http:/plugins",
@@ -164,40 +182,9 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
 }
 
 async fn get_online_features(State(state): State<Shared>, req: Request) -> Response {
-    let limits = state.service.limits();
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return body_too_large(limits.max_body_bytes);
-    }
-    // A client that stops sending its body must not hold the connection forever.
-    let body = match tokio::time::timeout(limits.request_timeout, Bytes::from_request(req, &state))
-        .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return body_too_large(limits.max_body_bytes);
-        }
-        Ok(Err(rejection)) => {
-            let message = format!("the request body could not be read: {rejection}");
-            let body = error::feast_error_body("FeastError", &message);
-            return (
-                rejection.status(),
-                [(header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response();
-        }
-        Err(_) => {
-            let message = format!(
-                "the request body did not arrive within {} ms",
-                limits.request_timeout.as_millis()
-            );
-            let body = error::feast_error_body("FeastError", &message);
-            return (StatusCode::REQUEST_TIMEOUT, unfinished_body_headers(), body).into_response();
-        }
+    let body = match read_body(&state, req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
     let req = match request::parse_request(&body) {
         Ok(req) => req,
@@ -206,6 +193,44 @@ async fn get_online_features(State(state): State<Shared>, req: Request) -> Respo
     match state.service.get_online_features(&req, &Json).await {
         Ok(out) => ([(header::CONTENT_TYPE, "application/json")], out).into_response(),
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The request body, within the size limit and the request timeout; the answer to
+/// send instead when it is not.
+async fn read_body(state: &Shared, req: Request) -> Result<Bytes, Response> {
+    let limits = state.service.limits();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(body_too_large(limits.max_body_bytes));
+    }
+    // A client that stops sending its body must not hold the connection forever.
+    match tokio::time::timeout(limits.request_timeout, Bytes::from_request(req, state)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(body_too_large(limits.max_body_bytes))
+        }
+        Ok(Err(rejection)) => {
+            let message = format!("the request body could not be read: {rejection}");
+            let body = error::feast_error_body("FeastError", &message);
+            Err((
+                rejection.status(),
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response())
+        }
+        Err(_) => {
+            let message = format!(
+                "the request body did not arrive within {} ms",
+                limits.request_timeout.as_millis()
+            );
+            let body = error::feast_error_body("FeastError", &message);
+            Err((StatusCode::REQUEST_TIMEOUT, unfinished_body_headers(), body).into_response())
+        }
     }
 }
 

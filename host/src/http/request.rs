@@ -8,8 +8,8 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use crate::api::OnlineFeaturesRequest;
 use crate::error::Error;
-use crate::proto::feast::types::{BoolList, DoubleList, Int64List, Map, StringList};
-use crate::value::{RepeatedValue, Val, Value};
+use crate::proto::feast::types::Map;
+use crate::value::{Val, Value, narrow_list};
 
 #[derive(Deserialize)]
 struct RawRequest {
@@ -32,7 +32,7 @@ struct RawRequest {
 /// `y`, `on`, `1` and `false`, `f`, `no`, `n`, `off`, `0` in any case. Anything
 /// else, `null` included, is refused.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct LaxBool(bool);
+pub(crate) struct LaxBool(pub(crate) bool);
 
 impl<'de> Deserialize<'de> for LaxBool {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -250,61 +250,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
-/// A typed list when every item has the same scalar type (ints and floats mix as
-/// DOUBLE), else a `list_val` of the items.
-fn narrow_list(items: Vec<Value>) -> Val {
-    let all = |f: fn(&Val) -> bool| items.iter().all(|v| v.val.as_ref().is_some_and(f));
-    if all(|v| matches!(v, Val::Int64Val(_))) {
-        return Val::Int64ListVal(Int64List {
-            val: items
-                .iter()
-                .filter_map(|v| match v.val {
-                    Some(Val::Int64Val(i)) => Some(i),
-                    _ => None,
-                })
-                .collect(),
-        });
-    }
-    if all(|v| matches!(v, Val::Int64Val(_) | Val::DoubleVal(_))) {
-        return Val::DoubleListVal(DoubleList {
-            val: items
-                .iter()
-                .filter_map(|v| match v.val {
-                    Some(Val::Int64Val(i)) => Some(i as f64),
-                    Some(Val::DoubleVal(f)) => Some(f),
-                    _ => None,
-                })
-                .collect(),
-        });
-    }
-    if all(|v| matches!(v, Val::BoolVal(_))) {
-        return Val::BoolListVal(BoolList {
-            val: items
-                .iter()
-                .filter_map(|v| match v.val {
-                    Some(Val::BoolVal(b)) => Some(b),
-                    _ => None,
-                })
-                .collect(),
-        });
-    }
-    if all(|v| matches!(v, Val::StringVal(_))) {
-        return Val::StringListVal(StringList {
-            val: items
-                .into_iter()
-                .filter_map(|v| match v.val {
-                    Some(Val::StringVal(s)) => Some(s),
-                    _ => None,
-                })
-                .collect(),
-        });
-    }
-    Val::ListVal(RepeatedValue { val: items })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::feast::types::Int64List;
 
     #[test]
     fn request_flags_are_read_as_pydantic_reads_a_bool() {

@@ -6,7 +6,7 @@
 //! at once, so a store can answer in as few round trips as its layout allows (one
 //! query per view for SQLite, one pipeline for Redis). What a backend derives from a
 //! view's names (a table name, hash fields) is computed once per request plan
-//! ([`Store::target`]) and kept in the [`ReadTarget`].
+//! ([`Store::target`]) and kept in the [`ViewTarget`].
 
 mod redis;
 mod sqlite;
@@ -100,11 +100,16 @@ pub(crate) trait OnlineStore: Send + Sync + std::fmt::Debug + 'static {
     fn type_name(&self) -> &'static str;
 
     /// What the backend derives, once per request plan, for reading `features` of the
-    /// view stored as `online_name`; handed back in [`ReadTarget::prepared`].
+    /// view stored as `online_name`; handed back in [`ViewTarget::prepared`].
     fn prepare(&self, online_name: &str, features: &[String]) -> Box<dyn Any + Send + Sync>;
 
     /// Reads every batch; the result is parallel to `batches`.
     async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError>;
+
+    /// Writes every batch as Feast's `online_write_batch` does for this store. Either
+    /// everything is written or (on an error) nothing is, within what the store can
+    /// promise (see each backend).
+    async fn write(&self, batches: Vec<WriteBatch>) -> Result<WriteOutcome, StoreError>;
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -129,8 +134,8 @@ impl Store {
         view: &str,
         online_name: &str,
         features: Vec<String>,
-    ) -> ReadTarget {
-        ReadTarget {
+    ) -> ViewTarget {
+        ViewTarget {
             prepared: self.backend.prepare(online_name, &features),
             slot_by_name: features
                 .iter()
@@ -148,7 +153,22 @@ impl Store {
         let started = Instant::now();
         let result = self.backend.read(batches).await;
         self.metrics
-            .observe(started.elapsed(), result.as_ref().err());
+            .observe("read", started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    /// Writes every batch (timed, rows and failures counted).
+    pub(crate) async fn write(&self, batches: Vec<WriteBatch>) -> Result<WriteOutcome, StoreError> {
+        if batches.iter().all(|b| b.rows.is_empty()) {
+            return Ok(WriteOutcome::default());
+        }
+        let started = Instant::now();
+        let result = self.backend.write(batches).await;
+        self.metrics
+            .observe("write", started.elapsed(), result.as_ref().err());
+        if let Ok(outcome) = &result {
+            self.metrics.count_written(outcome);
+        }
         result
     }
 
@@ -158,12 +178,15 @@ impl Store {
     }
 }
 
-/// Store read durations and failures.
+/// Store read and write durations, failures and written rows.
 #[derive(Clone, Debug)]
 struct StoreMetrics {
     store: &'static str,
     reads: Family<StoreLabels, Histogram, fn() -> Histogram>,
+    writes: Family<StoreLabels, Histogram, fn() -> Histogram>,
     errors: Family<StoreErrorLabels, Counter>,
+    rows_written: Family<StoreLabels, Counter>,
+    rows_skipped: Family<StoreLabels, Counter>,
 }
 
 /// Labels of an online store operation.
@@ -176,6 +199,8 @@ struct StoreLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct StoreErrorLabels {
     store: &'static str,
+    /// `read` or `write`.
+    op: &'static str,
     /// `unavailable`, `failed` or `corrupt`.
     kind: &'static str,
 }
@@ -185,7 +210,10 @@ impl StoreMetrics {
         let m = StoreMetrics {
             store,
             reads: Family::new_with_constructor(latency_histogram),
+            writes: Family::new_with_constructor(latency_histogram),
             errors: Family::default(),
+            rows_written: Family::default(),
+            rows_skipped: Family::default(),
         };
         metrics.register(
             "online_store_read_duration_seconds",
@@ -193,26 +221,58 @@ impl StoreMetrics {
             m.reads.clone(),
         );
         metrics.register(
+            "online_store_write_duration_seconds",
+            "Time of one batched online store write",
+            m.writes.clone(),
+        );
+        metrics.register(
             "online_store_errors",
-            "Failed online store reads",
+            "Failed online store reads and writes",
             m.errors.clone(),
+        );
+        metrics.register(
+            "online_store_written_rows",
+            "Rows written to the online store",
+            m.rows_written.clone(),
+        );
+        metrics.register(
+            "online_store_skipped_rows",
+            "Rows not written because the store held newer ones for their entity (Redis)",
+            m.rows_skipped.clone(),
         );
         m
     }
 
-    fn observe(&self, took: Duration, failure: Option<&StoreError>) {
+    /// Records one `op` (`read` or `write`) and, if it failed, its failure kind.
+    fn observe(&self, op: &'static str, took: Duration, failure: Option<&StoreError>) {
         let store = self.store;
-        self.reads
+        let durations = if op == "write" {
+            &self.writes
+        } else {
+            &self.reads
+        };
+        durations
             .get_or_create(&StoreLabels { store })
             .observe(took.as_secs_f64());
         if let Some(e) = failure {
             self.errors
                 .get_or_create(&StoreErrorLabels {
                     store,
+                    op,
                     kind: e.kind_name(),
                 })
                 .inc();
         }
+    }
+
+    fn count_written(&self, outcome: &WriteOutcome) {
+        let labels = StoreLabels { store: self.store };
+        self.rows_written
+            .get_or_create(&labels)
+            .inc_by(outcome.written as u64);
+        self.rows_skipped
+            .get_or_create(&labels)
+            .inc_by(outcome.skipped as u64);
     }
 }
 
@@ -268,7 +328,7 @@ impl StoreError {
 /// What a plan reads from one view: its online name, the features (in slot order)
 /// and what the store derived from them, computed once per plan.
 #[derive(Debug)]
-pub(crate) struct ReadTarget {
+pub(crate) struct ViewTarget {
     /// Registry name of the view (for messages).
     pub view: String,
     /// Name the online store knows the view by (`<view>` or `<view>_v<N>`).
@@ -279,7 +339,7 @@ pub(crate) struct ReadTarget {
     prepared: Box<dyn Any + Send + Sync>,
 }
 
-impl ReadTarget {
+impl ViewTarget {
     /// The slot of a feature name, if it is read.
     pub(crate) fn slot(&self, feature: &str) -> Option<usize> {
         self.slot_by_name.get(feature).copied()
@@ -301,9 +361,50 @@ impl ReadTarget {
 #[derive(Debug)]
 pub(crate) struct ReadBatch {
     /// What to read.
-    pub target: Arc<ReadTarget>,
+    pub target: Arc<ViewTarget>,
     /// Unique serialized entity keys (without any store-specific suffix).
     pub keys: Vec<Vec<u8>>,
+}
+
+/// A feature value to write: Feast's serialized `feast.types.Value` (empty for a
+/// null), and the text Feast's SQLite store keeps beside it (`value_text`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct WriteValue {
+    /// The serialized `Value`.
+    pub(crate) bytes: Vec<u8>,
+    /// `str()` of a scalar, as Feast's `value_text` holds it; `None` otherwise.
+    pub(crate) text: Option<String>,
+}
+
+/// One entity's row of a view to write.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct WriteRow {
+    /// The serialized entity key (without any store-specific suffix).
+    pub(crate) entity_key: Vec<u8>,
+    /// One value per feature of the target, in its slot order.
+    pub(crate) values: Vec<WriteValue>,
+    /// The row's event time.
+    pub(crate) event_time: EventTime,
+    /// The row's created time, when its source has one.
+    pub(crate) created: Option<EventTime>,
+}
+
+/// The rows of one view to write.
+#[derive(Debug)]
+pub(crate) struct WriteBatch {
+    /// What to write (the target's features are the row values' slots).
+    pub(crate) target: Arc<ViewTarget>,
+    /// The rows, in the order they are written.
+    pub(crate) rows: Vec<WriteRow>,
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WriteOutcome {
+    /// Rows written.
+    pub(crate) written: usize,
+    /// Rows left out because the store held a newer row for their entity (Redis).
+    pub(crate) skipped: usize,
 }
 
 /// A stored feature value and its event time.

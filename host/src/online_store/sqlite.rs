@@ -2,6 +2,15 @@
 //! (`entity_key`, `feature_name`), `value` a serialized `feast.types.Value` and
 //! `event_ts` epoch seconds (or ISO text in databases older than Feast 0.42).
 //!
+//! Writes (push, write-to-online-store, materialize) go through one read-write
+//! connection, opened on the first write, in one transaction per call: Feast's
+//! upsert for every (row, feature), in row order, so the last row of an entity wins
+//! as in Feast; a table Feast's `apply` would have created is created when missing.
+//! That connection puts the database in WAL mode: readers (ours and Feast's) then
+//! read the last committed state without waiting for a writer, and a writer never
+//! waits for readers. The mode is a property of the file, so every process that
+//! opens it afterwards (Feast's SDK, `feast materialize`, sqlite3) uses it too.
+//!
 //! Reads use a small pool of read-only connections, one query per view per request,
 //! with prepared statements. A small read (at most [`INLINE_MAX_KEYS`] keys) is first
 //! tried on the calling thread without waiting for locks: on a database the OS keeps
@@ -25,7 +34,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
 use super::{
-    Cell, OnlineStore, OpenError, ReadBatch, ReadTarget, StoreError, StoreSettings, ViewRows,
+    Cell, OnlineStore, OpenError, ReadBatch, StoreError, StoreSettings, ViewRows, ViewTarget,
+    WriteBatch, WriteOutcome,
 };
 use crate::config::{ConfigError, RepoConfig};
 use crate::value::{EventTime, Value};
@@ -126,6 +136,8 @@ struct Inner {
     file: Mutex<(Option<FileId>, Instant)>,
     permits: Arc<Semaphore>,
     missing_tables: Mutex<HashSet<String>>,
+    /// The read-write connection, opened on the first write.
+    writer: Mutex<Option<Pooled>>,
 }
 
 /// Which file a path names (device and inode): `feast teardown` + `materialize`, or a
@@ -180,6 +192,7 @@ impl SqliteStore {
             idle: Mutex::new(Vec::new()),
             file: Mutex::new((FileId::of(path), Instant::now())),
             missing_tables: Mutex::new(HashSet::new()),
+            writer: Mutex::new(None),
         };
         let conn = inner.connect()?;
         inner.checkin(conn);
@@ -231,6 +244,17 @@ impl OnlineStore for SqliteStore {
             store: STORE,
             reason: format!("reader task failed: {e}"),
         })?
+    }
+
+    /// Writes every batch in one transaction, on the blocking pool.
+    async fn write(&self, batches: Vec<WriteBatch>) -> Result<WriteOutcome, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.write_now(&batches))
+            .await
+            .map_err(|e| StoreError::Failed {
+                store: STORE,
+                reason: format!("writer task failed: {e}"),
+            })?
     }
 
     /// Checks that the database can be queried.
@@ -324,6 +348,101 @@ impl Inner {
         }
     }
 
+    /// The read-write connection to the current file (opened, in WAL mode, when
+    /// there is none or the file was replaced).
+    fn open_writer(&self, slot: &mut Option<Pooled>) -> Result<(), StoreError> {
+        let current = self.current_file();
+        if slot
+            .as_ref()
+            .is_some_and(|w| w.file == current || current.is_none())
+        {
+            return Ok(());
+        }
+        *slot = None;
+        let file = FileId::of(&self.path);
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| {
+            unavailable(&format!(
+                "cannot open {} for writing: {e}",
+                self.path.display()
+            ))
+        })?;
+        conn.busy_timeout(self.opts.busy_timeout)
+            .map_err(|e| classify(&e))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| classify(&e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %self.path.display(), %mode, "the online store cannot use WAL; readers wait for writers");
+        }
+        // In WAL mode NORMAL syncs at checkpoints: a commit survives a crash of this
+        // process; the last commits may be lost only with the machine's power.
+        conn.execute_batch("PRAGMA synchronous=NORMAL")
+            .map_err(|e| classify(&e))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        *slot = Some(Pooled { conn, file });
+        Ok(())
+    }
+
+    /// Writes every batch in one transaction: Feast's upsert per (row, feature).
+    fn write_now(&self, batches: &[WriteBatch]) -> Result<WriteOutcome, StoreError> {
+        let mut writer = self
+            .writer
+            .lock()
+            .map_err(|_| unavailable("the writer connection was poisoned"))?;
+        self.open_writer(&mut writer)?;
+        #[expect(
+            clippy::expect_used,
+            reason = "open_writer leaves a connection or fails"
+        )]
+        let conn = &mut writer.as_mut().expect("an open writer").conn;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| classify(&e))?;
+        let mut written = 0;
+        for batch in batches {
+            let target = &batch.target;
+            let table = &target.prepared::<Target>().table;
+            let sql = upsert_sql(table);
+            let mut stmt = match tx.prepare_cached(&sql) {
+                Err(e) if is_missing_table(&e) => {
+                    tx.execute_batch(&create_table_sql(table))
+                        .map_err(|e| classify(&e))?;
+                    tracing::info!(%table, view = %target.view, "created the online table Feast's apply creates");
+                    tx.prepare_cached(&sql).map_err(|e| classify(&e))?
+                }
+                other => other.map_err(|e| classify(&e))?,
+            };
+            for row in &batch.rows {
+                let event = row.event_time.seconds_toward_zero();
+                let created = row.created.map(EventTime::seconds_toward_zero);
+                for (feature, value) in target.features.iter().zip(&row.values) {
+                    stmt.execute(rusqlite::params![
+                        row.entity_key,
+                        feature,
+                        value.bytes,
+                        value.text,
+                        event,
+                        created
+                    ])
+                    .map_err(|e| classify(&e))?;
+                }
+                written += 1;
+            }
+        }
+        tx.commit().map_err(|e| classify(&e))?;
+        if let Ok(mut missing) = self.missing_tables.lock() {
+            missing.clear();
+        }
+        Ok(WriteOutcome {
+            written,
+            skipped: 0,
+        })
+    }
+
     /// Reads on the calling thread, waiting at most `busy_timeout` for locks.
     fn read_now(
         &self,
@@ -410,7 +529,7 @@ impl Inner {
         Ok(rows)
     }
 
-    fn note_missing_table(&self, table: &str, target: &ReadTarget) {
+    fn note_missing_table(&self, table: &str, target: &ViewTarget) {
         let first = self
             .missing_tables
             .lock()
@@ -430,11 +549,33 @@ fn is_missing_table(e: &rusqlite::Error) -> bool {
     e.to_string().contains("no such table")
 }
 
+/// `"name"` with inner quotes doubled.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Feast 0.67's upsert (`SqliteOnlineStore.online_write_batch`, default config).
+fn upsert_sql(table: &str) -> String {
+    format!(
+        "INSERT INTO {} (entity_key, feature_name, value, value_text, event_ts, created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts;",
+        quoted(table)
+    )
+}
+
+/// The table and index Feast's `FeatureStore.apply()` creates (`SqliteOnlineStore.update`).
+fn create_table_sql(table: &str) -> String {
+    let t = quoted(table);
+    let index = quoted(&format!("{table}_ek"));
+    format!(
+        "CREATE TABLE IF NOT EXISTS {t} (entity_key BLOB, feature_name TEXT, value BLOB, value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp,  PRIMARY KEY(entity_key, feature_name)); CREATE INDEX IF NOT EXISTS {index} ON {t} (entity_key);"
+    )
+}
+
 fn select_sql(table: &str, keys: usize) -> String {
     let mut sql = String::with_capacity(96 + table.len() + keys * 2);
-    sql.push_str("SELECT entity_key, feature_name, value, event_ts FROM \"");
-    sql.push_str(&table.replace('"', "\"\""));
-    sql.push_str("\" WHERE entity_key IN (?");
+    sql.push_str("SELECT entity_key, feature_name, value, event_ts FROM ");
+    sql.push_str(&quoted(table));
+    sql.push_str(" WHERE entity_key IN (?");
     for _ in 1..keys {
         sql.push_str(",?");
     }

@@ -8,13 +8,13 @@ use std::time::Duration;
 use prost::Message;
 
 use super::{
-    DUMMY_ENTITY_ID, DUMMY_ENTITY_NAME, Entity, FeatureService, FeatureView, Field, JoinKey,
-    LoggingConfig, LoggingDestination, OdfvSource, OnDemandFeatureView, Projection, Registry,
-    ViewKind,
+    DUMMY_ENTITY_ID, DUMMY_ENTITY_NAME, DataSource, Entity, FeatureService, FeatureView, Field,
+    JoinKey, LoggingConfig, LoggingDestination, OdfvSource, OnDemandFeatureView, Projection,
+    Registry, SourceKind, ViewKind,
 };
 use crate::entity_key::KeyLayout;
 use crate::proto::feast::core as pb;
-use crate::value::ValueType;
+use crate::value::{EventTime, ValueType};
 
 /// Why a registry could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +113,10 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
                 ttl: s.ttl,
                 disabled: s.disabled,
                 version: meta.current_version_number,
+                push_source: s.stream_source.as_ref().and_then(push_source_name),
+                batch_source: s.batch_source,
+                online: s.online,
+                meta,
             });
         }
     }
@@ -130,6 +134,10 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
                 ttl: s.ttl,
                 disabled: s.disabled,
                 version: meta.current_version_number,
+                push_source: s.stream_source.as_ref().and_then(push_source_name),
+                batch_source: s.batch_source,
+                online: s.online,
+                meta,
             });
         }
     }
@@ -146,6 +154,10 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
                 ttl: s.ttl,
                 disabled: false,
                 version: 0,
+                push_source: s.source.as_ref().and_then(push_source_name),
+                batch_source: s.source,
+                online: s.online,
+                meta: pb::FeatureViewMeta::default(),
             });
         }
     }
@@ -157,22 +169,36 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
         }
         if s.write_to_online_store {
             views.push(RawView {
-                name: s.name,
+                name: s.name.clone(),
                 kind: ViewKind::WrittenOnDemand,
-                entities: s.entities,
-                entity_columns: s.entity_columns,
-                features: s.features,
+                entities: s.entities.clone(),
+                entity_columns: s.entity_columns.clone(),
+                features: s.features.clone(),
                 ttl: None,
                 disabled: s.disabled,
                 version: meta.current_version_number,
+                push_source: None,
+                batch_source: None,
+                online: true,
+                meta: pb::FeatureViewMeta {
+                    state: meta.state,
+                    ..Default::default()
+                },
             });
-        } else {
-            let odfv = build_odfv(s);
-            reg.odfvs.insert(odfv.name.clone(), Arc::new(odfv));
         }
+        // A view written to the store is read from it; its transformation is also
+        // kept, for writes that transform.
+        let odfv = build_odfv(s);
+        reg.odfvs.insert(odfv.name.clone(), Arc::new(odfv));
     }
 
     for v in views {
+        if let Some(push) = &v.push_source {
+            reg.push_sources
+                .entry(push.clone())
+                .or_default()
+                .push(v.name.clone());
+        }
         let view = build_view(v, &reg.entities, opts);
         if let Some(p) = &view.problem {
             reg.warnings
@@ -235,6 +261,54 @@ struct RawView {
     ttl: Option<prost_types::Duration>,
     disabled: bool,
     version: i32,
+    batch_source: Option<pb::DataSource>,
+    /// The push source feeding the view, when there is one.
+    push_source: Option<String>,
+    online: bool,
+    meta: pb::FeatureViewMeta,
+}
+
+/// The name of a push source, `None` for a source of another type.
+fn push_source_name(s: &pb::DataSource) -> Option<String> {
+    (s.r#type == pb::data_source::SourceType::PushSource as i32
+        || matches!(s.options, Some(pb::data_source::Options::PushOptions(_))))
+    .then(|| s.name.clone())
+}
+
+/// A data source as writes need it (a push source stands for its batch source).
+fn data_source(s: pb::DataSource) -> DataSource {
+    if push_source_name(&s).is_some()
+        && let Some(batch) = s.batch_source
+    {
+        return data_source(*batch);
+    }
+    let kind = match s.options {
+        Some(pb::data_source::Options::FileOptions(f)) => SourceKind::File {
+            path: f.uri,
+            parquet: !matches!(
+                f.file_format.and_then(|f| f.format),
+                Some(pb::file_format::Format::DeltaFormat(_))
+            ),
+        },
+        _ => SourceKind::Other(pb::data_source::SourceType::try_from(s.r#type).map_or_else(
+            |_| format!("type {}", s.r#type),
+            |t| t.as_str_name().to_string(),
+        )),
+    };
+    DataSource {
+        name: s.name,
+        timestamp_field: s.timestamp_field,
+        created_timestamp_column: Some(s.created_timestamp_column).filter(|c| !c.is_empty()),
+        field_mapping: s.field_mapping.into_iter().collect(),
+        kind,
+    }
+}
+
+fn event_time(t: &prost_types::Timestamp) -> EventTime {
+    EventTime {
+        seconds: t.seconds,
+        nanos: t.nanos,
+    }
 }
 
 fn field(f: pb::FeatureSpecV2) -> Field {
@@ -294,7 +368,16 @@ fn build_view(v: RawView, entities: &HashMap<String, Entity>, opts: DecodeOption
     } else {
         v.name.clone()
     };
+    let materialized_until = v
+        .meta
+        .materialization_intervals
+        .iter()
+        .filter_map(|i| i.end_time.as_ref().map(event_time))
+        .max();
     FeatureView {
+        batch_source: v.batch_source.map(|s| Arc::new(data_source(s))),
+        online: v.online,
+        materialized_until,
         feature_index: index_of(&features),
         name: v.name,
         kind: v.kind,
@@ -359,7 +442,7 @@ fn build_odfv(s: pb::OnDemandFeatureViewSpec) -> OnDemandFeatureView {
                             o.schema.into_iter().map(field).collect()
                         }
                     }
-                    None => Vec::new(),
+                    _ => Vec::new(),
                 };
                 sources.push(OdfvSource::Request { fields });
             }

@@ -7,6 +7,7 @@
 //! only the features using them fail, with an error naming them.
 
 mod decode;
+mod edit;
 mod reload;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,10 +16,12 @@ use std::time::Duration;
 
 pub(crate) use decode::decode_registry;
 pub use decode::{DecodeOptions, RegistryError};
+pub(crate) use edit::record_materialization_in_file;
 pub use reload::{RegistryHandle, RegistrySource};
 pub(crate) use reload::{RegistrySnapshot, SnapshotCache};
 
 use crate::entity_key::KeyLayout;
+use crate::value::EventTime;
 
 /// Feast's entity name for views without entities.
 pub(crate) const DUMMY_ENTITY_NAME: &str = "__dummy";
@@ -40,6 +43,8 @@ pub(crate) struct Registry {
     pub odfvs: HashMap<String, Arc<OnDemandFeatureView>>,
     /// Feature services by name.
     pub services: HashMap<String, Arc<FeatureService>>,
+    /// The views each push source feeds, by push source name (in registry order).
+    pub push_sources: HashMap<String, Vec<String>>,
     /// `enable_online_feature_view_versioning`: `view@vN:feature` refs are served.
     pub versioning: bool,
     /// Objects skipped while decoding, with why (logged once per load).
@@ -94,7 +99,6 @@ pub(crate) struct FeatureView {
     /// View name.
     pub name: String,
     /// Where it came from.
-    #[expect(dead_code, reason = "read by the write path, which is not built yet")]
     pub kind: ViewKind,
     /// Join keys in declared order; empty for views without entities.
     pub join_keys: Vec<JoinKey>,
@@ -115,6 +119,42 @@ pub(crate) struct FeatureView {
     pub key_layout: KeyLayout,
     /// Why this view cannot be served, when the registry is inconsistent.
     pub problem: Option<String>,
+    /// Where `feast materialize` reads its rows (a push source's batch source).
+    pub batch_source: Option<Arc<DataSource>>,
+    /// `online`: written to the online store.
+    pub online: bool,
+    /// The end of the latest materialization interval, when the view has one.
+    pub materialized_until: Option<EventTime>,
+}
+
+/// A data source, as far as writes need it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DataSource {
+    /// Source name.
+    pub name: String,
+    /// The event time column.
+    pub timestamp_field: String,
+    /// The created time column, when the source has one.
+    pub created_timestamp_column: Option<String>,
+    /// Source column -> feature name renames.
+    pub field_mapping: Vec<(String, String)>,
+    /// Where its rows are.
+    pub kind: SourceKind,
+}
+
+/// Where a data source's rows are.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SourceKind {
+    /// A file source: the path (or URI) as the registry holds it, and whether it is
+    /// Parquet (`false`: Delta or another format).
+    File {
+        /// `file_options.uri`.
+        path: String,
+        /// Parquet (the default format).
+        parquet: bool,
+    },
+    /// A source of another type, named for messages (`BATCH_BIGQUERY`, ...).
+    Other(String),
 }
 
 impl FeatureView {

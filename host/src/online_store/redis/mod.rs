@@ -22,7 +22,8 @@ use prost::Message;
 use self::connection::{Connection, is_connection_error, slot_of, tls_certificates};
 use self::options::{RedisConfig, RedisOptions};
 use super::{
-    Cell, OnlineStore, OpenError, ReadBatch, ReadTarget, StoreError, StoreSettings, ViewRows,
+    Cell, OnlineStore, OpenError, ReadBatch, StoreError, StoreSettings, ViewRows, ViewTarget,
+    WriteBatch, WriteOutcome,
 };
 use crate::config::{ConfigError, RepoConfig};
 use crate::value::{EventTime, Value};
@@ -44,7 +45,11 @@ pub(super) fn open(
     if opts.tls {
         crate::tls::install_crypto_provider();
     }
-    let store = RedisStore::new(opts, &config.project, settings.connections)?;
+    let writes = WriteSettings {
+        key_ttl_seconds: cfg.key_ttl_seconds.filter(|t| *t != 0),
+        skip_dedup: cfg.skip_dedup.unwrap_or(false),
+    };
+    let store = RedisStore::new(opts, writes, &config.project, settings.connections)?;
     Ok(Arc::new(store))
 }
 
@@ -67,6 +72,16 @@ struct Inner {
     conns: Vec<Connection>,
     project: Vec<u8>,
     opts: Arc<RedisOptions>,
+    writes: WriteSettings,
+}
+
+/// How rows are written (`online_store` settings of Feast's Redis store).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WriteSettings {
+    /// `key_ttl_seconds`: each written hash expires after it (none for 0 or unset).
+    pub(crate) key_ttl_seconds: Option<i64>,
+    /// `skip_dedup`: write every row without reading the stored event times.
+    pub(crate) skip_dedup: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -110,6 +125,7 @@ impl RedisStore {
     /// [`crate::threads::slot`] (each made on first use).
     pub(crate) fn new(
         opts: RedisOptions,
+        writes: WriteSettings,
         project: &str,
         connections: usize,
     ) -> Result<Self, StoreError> {
@@ -129,6 +145,7 @@ impl RedisStore {
                 conns,
                 project: project.as_bytes().to_vec(),
                 opts,
+                writes,
             }),
         })
     }
@@ -201,6 +218,69 @@ impl OnlineStore for RedisStore {
         Ok(rows)
     }
 
+    /// Writes as Feast's `online_write_batch` does: rows not newer than the stored
+    /// `_ts:<view>` of their hash (or than an earlier row of the call) are left out
+    /// (unless `skip_dedup`); the others are one `HSET` of `_ts:<view>` and the
+    /// features, then `EXPIRE` with `key_ttl_seconds`. The writes go as one MULTI/EXEC
+    /// transaction (one per hash slot on a cluster).
+    async fn write(&self, batches: Vec<WriteBatch>) -> Result<WriteOutcome, StoreError> {
+        let settings = &self.inner.writes;
+        let keyed: Vec<(usize, Vec<u8>)> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| {
+                batch
+                    .rows
+                    .iter()
+                    .map(move |row| (b, self.hash_key(&row.entity_key)))
+            })
+            .collect();
+        let stored = if settings.skip_dedup {
+            HashMap::new()
+        } else {
+            self.stored_times(&keyed, &batches).await?
+        };
+        let mut newest: HashMap<&(usize, Vec<u8>), i128> = HashMap::new();
+        let mut cmds = Vec::new();
+        let mut outcome = WriteOutcome::default();
+        let rows = batches.iter().flat_map(|b| b.rows.iter());
+        for ((b, row), at) in keyed.iter().map(|(b, _)| *b).zip(rows).zip(&keyed) {
+            let target = batches[b].target.prepared::<Target>();
+            if !settings.skip_dedup {
+                let new = nanos(row.event_time);
+                let latest = stored
+                    .get(at)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(newest.get(at).copied().unwrap_or(0));
+                if latest != 0 && new <= latest {
+                    outcome.skipped += 1;
+                    continue;
+                }
+                newest.insert(at, new);
+            }
+            let key = at.1.as_slice();
+            let mut hset = redis::cmd("HSET");
+            hset.arg(key)
+                .arg(&target.ts_field)
+                .arg(row.event_time.to_proto().encode_to_vec());
+            for (field, value) in target.fields.iter().zip(&row.values) {
+                hset.arg(&field[..]).arg(&value.bytes);
+            }
+            cmds.push((key, hset));
+            if let Some(ttl) = settings.key_ttl_seconds {
+                let mut expire = redis::cmd("EXPIRE");
+                expire.arg(key).arg(ttl);
+                cmds.push((key, expire));
+            }
+            outcome.written += 1;
+        }
+        if !cmds.is_empty() {
+            self.send(cmds, true).await?;
+        }
+        Ok(outcome)
+    }
+
     /// Checks that Redis answers a PING.
     async fn ping(&self) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
@@ -221,12 +301,7 @@ impl RedisStore {
     /// Groups the batches' keys by Redis hash key (views sharing an entity live in the
     /// same hash).
     fn plan_lookups(&self, batches: &[ReadBatch]) -> Vec<Lookup> {
-        let hash_key = |entity_key: &[u8]| {
-            let mut key = Vec::with_capacity(entity_key.len() + self.inner.project.len());
-            key.extend_from_slice(entity_key);
-            key.extend_from_slice(&self.inner.project);
-            key
-        };
+        let hash_key = |entity_key: &[u8]| self.hash_key(entity_key);
         if let [batch] = batches {
             // A batch's keys are already distinct.
             return batch
@@ -256,8 +331,7 @@ impl RedisStore {
         lookups
     }
 
-    /// Sends the lookups: one pipeline, or one per hash slot on a cluster (sent
-    /// concurrently). Replies come back in lookup order.
+    /// Sends the lookups (one `HMGET` each); replies come back in lookup order.
     async fn run(
         &self,
         batches: &[ReadBatch],
@@ -281,22 +355,49 @@ impl RedisStore {
             }
             cmd
         };
-        let deadline = self.inner.opts.response_timeout + self.inner.opts.connect_timeout;
+        let cmds = lookups
+            .iter()
+            .map(|l| (l.key.as_slice(), hmget(l)))
+            .collect();
+        self.send(cmds, false).await
+    }
+
+    /// Sends commands that each touch one hash key: one pipeline, or one per hash slot
+    /// on a cluster (sent concurrently). `atomic` wraps each pipeline in MULTI/EXEC.
+    /// Replies come back in command order; a command's error fails the whole call.
+    async fn send(
+        &self,
+        cmds: Vec<(&[u8], redis::Cmd)>,
+        atomic: bool,
+    ) -> Result<Vec<redis::Value>, StoreError> {
+        let opts = &self.inner.opts;
+        // Large writes (materialization batches) get a response timeout per 10,000
+        // commands.
+        let deadline = opts.connect_timeout
+            + opts.response_timeout * (1 + u32::try_from(cmds.len() / 10_000).unwrap_or(u32::MAX));
+        let count = cmds.len();
+        let pipeline = |atomic: bool, capacity: usize| {
+            let mut pipe = redis::Pipeline::with_capacity(capacity);
+            if atomic {
+                pipe.atomic();
+            }
+            pipe
+        };
         let work = async {
-            if !self.conn().is_cluster() || lookups.len() == 1 {
-                let mut pipe = redis::Pipeline::with_capacity(lookups.len());
-                for l in lookups {
-                    pipe.add_command(hmget(l));
+            if !self.conn().is_cluster() || count == 1 {
+                let mut pipe = pipeline(atomic, count);
+                for (_, cmd) in cmds {
+                    pipe.add_command(cmd);
                 }
                 return self.conn().query_slot(&pipe).await;
             }
             let mut by_slot: HashMap<redis::cluster_routing::Slot, (redis::Pipeline, Vec<usize>)> =
                 HashMap::new();
-            for (i, l) in lookups.iter().enumerate() {
+            for (i, (key, cmd)) in cmds.into_iter().enumerate() {
                 let entry = by_slot
-                    .entry(slot_of(&l.key))
-                    .or_insert_with(|| (redis::pipe(), Vec::new()));
-                entry.0.add_command(hmget(l));
+                    .entry(slot_of(key))
+                    .or_insert_with(|| (pipeline(atomic, 4), Vec::new()));
+                entry.0.add_command(cmd);
                 entry.1.push(i);
             }
             let groups: Vec<(redis::Pipeline, Vec<usize>)> = by_slot.into_values().collect();
@@ -304,7 +405,7 @@ impl RedisStore {
                 groups.iter().map(|(pipe, _)| self.conn().query_slot(pipe)),
             )
             .await;
-            let mut out = vec![redis::Value::Nil; lookups.len()];
+            let mut out = vec![redis::Value::Nil; count];
             for ((_, idx), result) in groups.iter().zip(results) {
                 for (i, v) in idx.iter().zip(result?) {
                     out[*i] = v;
@@ -312,15 +413,83 @@ impl RedisStore {
             }
             Ok(out)
         };
-        match tokio::time::timeout(deadline, work).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(&e)),
-            Err(_) => Err(StoreError::Unavailable {
+        let replies = match tokio::time::timeout(deadline, work).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(classify(&e)),
+            Err(_) => {
+                return Err(StoreError::Unavailable {
+                    store: STORE,
+                    reason: format!("no answer within {deadline:?}"),
+                });
+            }
+        };
+        if let Some(redis::Value::ServerError(e)) = replies
+            .iter()
+            .find(|v| matches!(v, redis::Value::ServerError(_)))
+        {
+            return Err(StoreError::Failed {
                 store: STORE,
-                reason: format!("no answer within {deadline:?}"),
-            }),
+                reason: format!("Redis refused a command: {e:?}"),
+            });
         }
+        Ok(replies)
     }
+
+    /// The hash of an entity: its serialized key, then the project's name.
+    fn hash_key(&self, entity_key: &[u8]) -> Vec<u8> {
+        let project = &self.inner.project;
+        let mut key = Vec::with_capacity(entity_key.len() + project.len());
+        key.extend_from_slice(entity_key);
+        key.extend_from_slice(project);
+        key
+    }
+
+    /// Feast's rule for a row older than what is stored: the event time each written
+    /// row would replace (0 when none), read with one `HMGET` of `_ts:<view>` per
+    /// distinct (hash, view).
+    async fn stored_times(
+        &self,
+        rows: &[(usize, Vec<u8>)],
+        batches: &[WriteBatch],
+    ) -> Result<HashMap<(usize, Vec<u8>), i128>, StoreError> {
+        let mut distinct: Vec<&(usize, Vec<u8>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for r in rows {
+            if seen.insert(r) {
+                distinct.push(r);
+            }
+        }
+        let cmds = distinct
+            .iter()
+            .map(|(b, key)| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(key)
+                    .arg(&batches[*b].target.prepared::<Target>().ts_field);
+                (key.as_slice(), cmd)
+            })
+            .collect();
+        let replies = self.send(cmds, false).await?;
+        let mut stored = HashMap::with_capacity(distinct.len());
+        for (r, reply) in distinct.into_iter().zip(replies) {
+            let ns = match &reply {
+                redis::Value::Array(items) => match items.first().and_then(bytes_of) {
+                    // A timestamp that does not decode blocks nothing, as in Feast.
+                    Some(b) => prost_types::Timestamp::decode(b).map_or(0, |t| {
+                        i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
+                    }),
+                    None => 0,
+                },
+                _ => 0,
+            };
+            stored.insert(r.clone(), ns);
+        }
+        Ok(stored)
+    }
+}
+
+/// Nanoseconds since the epoch.
+fn nanos(t: EventTime) -> i128 {
+    i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
 }
 
 fn classify(e: &redis::RedisError) -> StoreError {
@@ -347,7 +516,7 @@ fn bytes_of(v: &redis::Value) -> Option<&[u8]> {
 /// Fills one entity's cells of a view from its `HMGET` replies. An entity with no
 /// field at all (not even `_ts`) stays not found.
 fn decode_entity(
-    target: &ReadTarget,
+    target: &ViewTarget,
     values: &[redis::Value],
     ts: &redis::Value,
     rows: &mut ViewRows,

@@ -12,10 +12,6 @@ use serde::Deserialize;
 /// rejects others).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[expect(
-    dead_code,
-    reason = "the write-side settings are read by the write path, not built yet"
-)]
 pub(crate) struct RedisConfig {
     /// `type` (already matched by the store factory).
     #[serde(rename = "type", default)]
@@ -298,7 +294,7 @@ mod tests {
             let opts =
                 RedisOptions::from_config(&cfg("[::1]:6390,ssl=true", redis_type)).expect("parses");
             assert_eq!(opts.nodes, vec![("::1".to_string(), 6390)]);
-            super::super::RedisStore::new(opts, "p", 2).expect(redis_type);
+            super::super::RedisStore::new(opts, Default::default(), "p", 2).expect(redis_type);
         }
     }
 

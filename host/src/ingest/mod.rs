@@ -1,0 +1,192 @@
+//! The write path: `POST /push`, `POST /write-to-online-store` and materialization,
+//! writing what Feast writes, where Feast writes it.
+//!
+//! A request is validated whole before anything is written: every row of every view
+//! it touches is converted (entity keys serialized, values in the declared types,
+//! event times parsed), and the first problem is a 400 naming the column and the
+//! row. Then the rows go to the store in one call ([`crate::online_store::Store::write`]):
+//! one transaction on SQLite, one MULTI/EXEC pipeline (per hash slot) on Redis. A
+//! store failure is an error for the whole request.
+//!
+//! | module | its one job |
+//! |---|---|
+//! | `convert` | JSON cells to Feast values in the declared types; event times |
+//! | `rows` | a dataframe to one view's rows (columns found through the source's field mapping) |
+//! | `materialize` | a view's Parquet file source to the store, over a time window; registry bookkeeping |
+//! | `offline` | pushed rows appended to a view's Parquet file source |
+
+mod convert;
+mod materialize;
+mod offline;
+mod rows;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub(crate) use convert::parse_time;
+pub(crate) use materialize::{MaterializeRequest, Progress};
+
+use crate::api::{PushRequest, WriteRequest};
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::online_store::{Store, ViewTarget, WriteBatch};
+use crate::registry::{FeatureView, Registry, RegistryHandle, RegistrySnapshot, SnapshotCache};
+
+/// Write targets of the registry served now: one per view, reading all its features.
+type Targets = std::sync::RwLock<HashMap<String, Arc<ViewTarget>>>;
+
+/// The write path of one server.
+#[derive(Debug, Clone)]
+pub(crate) struct Ingest {
+    registry: Arc<RegistryHandle>,
+    store: Store,
+    clock: Clock,
+    repo_dir: PathBuf,
+    max_rows: usize,
+    targets: Arc<SnapshotCache<Targets>>,
+    jobs: Arc<materialize::Jobs>,
+}
+
+impl Ingest {
+    /// Writes to `store` the views of `registry`; `repo_dir` anchors relative source
+    /// paths; a request carries at most `max_rows` rows.
+    pub(crate) fn new(
+        registry: Arc<RegistryHandle>,
+        store: Store,
+        clock: Clock,
+        repo_dir: PathBuf,
+        max_rows: usize,
+    ) -> Self {
+        Ingest {
+            targets: Arc::new(SnapshotCache::new(registry.snapshot(), Targets::default())),
+            registry,
+            store,
+            clock,
+            repo_dir,
+            max_rows,
+            jobs: Arc::default(),
+        }
+    }
+
+    /// "Now", as the server's clock has it.
+    pub(crate) fn now(&self) -> crate::value::EventTime {
+        self.clock.event_time()
+    }
+
+    /// The registry to write against: the one served now, or (with
+    /// `allow_registry_cache: false`) the file read again first.
+    async fn snapshot(&self, allow_cache: bool) -> Arc<RegistrySnapshot> {
+        if !allow_cache {
+            let registry = self.registry.clone();
+            // A failed reload keeps the registry served now (and is logged).
+            let _ = tokio::task::spawn_blocking(move || registry.reload()).await;
+        }
+        self.registry.snapshot()
+    }
+
+    /// The target writing every feature of `view`.
+    fn target(&self, snapshot: &Arc<RegistrySnapshot>, view: &FeatureView) -> Arc<ViewTarget> {
+        let targets = self.targets.get(snapshot, Targets::default);
+        if let Ok(known) = targets.read()
+            && let Some(t) = known.get(&view.name)
+        {
+            return t.clone();
+        }
+        let features = view.features.iter().map(|f| f.name.clone()).collect();
+        let target = Arc::new(self.store.target(&view.name, &view.online_name, features));
+        if let Ok(mut known) = targets.write() {
+            known.insert(view.name.clone(), target.clone());
+        }
+        target
+    }
+
+    fn check_rows(&self, rows: usize) -> Result<(), Error> {
+        if rows > self.max_rows {
+            return Err(Error::InvalidWrite(format!(
+                "the dataframe has {rows} rows; this server writes at most {} per request (--max-write-rows)",
+                self.max_rows
+            )));
+        }
+        Ok(())
+    }
+
+    /// `POST /push`: the rows go to every view the push source feeds.
+    pub(crate) async fn push(&self, req: &PushRequest) -> Result<(), Error> {
+        let snapshot = self.snapshot(req.allow_registry_cache).await;
+        let registry = &snapshot.registry;
+        let names = registry
+            .push_sources
+            .get(&req.push_source_name)
+            .ok_or_else(|| Error::PushSourceNotFound {
+                name: req.push_source_name.clone(),
+            })?;
+        let frame = rows::Frame::new(&req.df)?;
+        self.check_rows(frame.rows())?;
+        let views = views_named(registry, names)?;
+        let now = self.clock.event_time();
+        let mut batches = Vec::new();
+        let mut offline = Vec::new();
+        for view in &views {
+            if req.to.online() {
+                let rows = rows::view_rows(view, &frame, now)?;
+                batches.push(WriteBatch {
+                    target: self.target(&snapshot, view),
+                    rows,
+                });
+            }
+            if req.to.offline() {
+                offline.push(offline::prepare(view, &frame, &self.repo_dir)?);
+            }
+        }
+        // Offline files are written aside first and moved into place only once the
+        // online write succeeded, so a failure leaves both as they were.
+        let staged = offline::stage(offline).await?;
+        if let Err(e) = self.store.write(batches).await {
+            offline::discard(staged);
+            return Err(e.into());
+        }
+        offline::commit(staged).await
+    }
+
+    /// `POST /write-to-online-store`: the rows go to one view.
+    pub(crate) async fn write_to_online_store(&self, req: &WriteRequest) -> Result<(), Error> {
+        let snapshot = self.snapshot(req.allow_registry_cache).await;
+        let view = snapshot
+            .registry
+            .views
+            .get(&req.feature_view_name)
+            .cloned()
+            .ok_or_else(|| Error::ObjectNotFound(req.feature_view_name.clone()))?;
+        if view.kind == crate::registry::ViewKind::WrittenOnDemand && req.transform_on_write {
+            return Err(Error::WriteUnsupported(format!(
+                "on-demand feature view {} is written with its outputs computed on write, which this server does not do yet: send the outputs with transform_on_write=false",
+                view.name
+            )));
+        }
+        let frame = rows::Frame::new(&req.df)?;
+        self.check_rows(frame.rows())?;
+        let rows = rows::view_rows(&view, &frame, self.clock.event_time())?;
+        self.store
+            .write(vec![WriteBatch {
+                target: self.target(&snapshot, &view),
+                rows,
+            }])
+            .await?;
+        Ok(())
+    }
+}
+
+/// The views behind names, each written to the online store.
+fn views_named(registry: &Registry, names: &[String]) -> Result<Vec<Arc<FeatureView>>, Error> {
+    names
+        .iter()
+        .map(|n| {
+            registry
+                .views
+                .get(n)
+                .cloned()
+                .ok_or_else(|| Error::ObjectNotFound(n.clone()))
+        })
+        .collect()
+}
