@@ -259,7 +259,9 @@ def main():
     if args.server_bin is None:
         # Always build (a no-op when up to date), so a stale binary is never measured.
         profile = "dev" if args.dev else "release"
-        subprocess.run(["cargo", "build", "--profile", profile, "-p", "feast-server", "--bins", "--examples"],
+        # The workspace's features, as the test build resolves them: after tests/run.sh
+        # the dev binaries are up to date and nothing is compiled again.
+        subprocess.run(["cargo", "build", "--profile", profile, "--workspace", "--bins", "--examples"],
                        cwd=ROOT, check=True)
         args.server_bin = cargo_target_dir() / ("debug" if args.dev else "release") / "feast-server"
     if args.plugins is None:

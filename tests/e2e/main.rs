@@ -18,3 +18,4 @@ mod redis_faults;
 mod registry_reload;
 mod sqlite_writer;
 mod ttl;
+mod write;

@@ -60,24 +60,104 @@ def _timestamp_proto(seconds: int) -> bytes:
             return b"\x08" + bytes(varint)
 
 
+def _spawn_redis(port: int, workdir: Path, *extra: str):
+    """redis-server on 127.0.0.1:port (no persistence), and a socket connected to it."""
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(250):
+        try:
+            return proc, socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.02)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    raise RuntimeError(f"redis-server did not start on port {port}")
+
+
+class RedisServer:
+    """An empty private redis-server on a free port, until stop()."""
+
+    def __init__(self, workdir: Path):
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.ports = [self.port]
+        self.connection_string = f"127.0.0.1:{self.port}"
+        self.proc, self.sock = _spawn_redis(self.port, workdir)
+
+    def stop(self):
+        self.sock.close()
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+def _free_cluster_port(taken) -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535 or port in taken:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+
+
+class RedisClusterProcess:
+    """An empty private Redis Cluster of `masters` masters (no replicas) on free ports,
+    until stop(). Feast's config: `redis_type: redis_cluster`, `connection_string:
+    "127.0.0.1:p1,127.0.0.1:p2,..."` (self.connection_string)."""
+
+    def __init__(self, workdir: Path, masters: int = 3):
+        self.ports, self.procs = [], []
+        try:
+            for _ in range(masters):
+                port = _free_cluster_port(self.ports)
+                node_dir = Path(workdir) / f"redis-cluster-{port}"
+                node_dir.mkdir(parents=True)
+                proc, sock = _spawn_redis(port, node_dir, "--cluster-enabled", "yes",
+                                          "--cluster-config-file", "nodes.conf")
+                sock.close()
+                self.ports.append(port)
+                self.procs.append(proc)
+            subprocess.run(["redis-cli", "--cluster", "create",
+                            *[f"127.0.0.1:{p}" for p in self.ports],
+                            "--cluster-replicas", "0", "--cluster-yes"],
+                           check=True, capture_output=True, timeout=60)
+            for _ in range(500):
+                states = [subprocess.run(["redis-cli", "-p", str(p), "cluster", "info"],
+                                         capture_output=True, text=True).stdout for p in self.ports]
+                if all("cluster_state:ok" in s for s in states):
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("the Redis cluster did not reach cluster_state:ok")
+        except BaseException:
+            self.stop()
+            raise
+        self.connection_string = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.procs = []
+
+
 class RedisProcess:
     """A private redis-server on a free port, loaded with the bytes Feast wrote; the
     `_ts:` fields are moved to now - seconds_ago."""
 
     def __init__(self, workdir: Path, seconds_ago: int = 3600):
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        for _ in range(250):
-            try:
-                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-                break
-            except OSError:
-                time.sleep(0.02)
-        else:
-            raise RuntimeError("redis-server did not start")
+        self.proc, self.sock = _spawn_redis(self.port, workdir)
         dump = json.loads((ROOT / "tests" / "fixtures" / "redis_dump.json").read_text())
         ts = _timestamp_proto(int(time.time()) - seconds_ago)
         for k in dump["keys"]:

@@ -561,7 +561,10 @@ mod tests {
         let view = registry.views["driver_hourly_stats"].clone();
         let end = EventTime::from_secs(1_795_392_000);
         // `feast materialize` recorded the demo's window: it ended at 2026-11-23.
-        assert_eq!(incremental_start(&view, end), EventTime::from_secs(1_795_392_000));
+        assert_eq!(
+            incremental_start(&view, end),
+            EventTime::from_secs(1_795_392_000)
+        );
         // Never materialized: end - ttl (1 day).
         let mut fresh = (*view).clone();
         fresh.materialized_until = None;

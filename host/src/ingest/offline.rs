@@ -114,7 +114,21 @@ pub(super) fn prepare(
                 .collect()
         })
         .collect();
-    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+    // The JSON decoder knows UTC only as an offset: decode with "+00:00", then put the
+    // file's own time zone names back (the same instants).
+    let decode_schema = Arc::new(arrow_schema::Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                f.as_ref()
+                    .clone()
+                    .with_data_type(utc_as_offset(f.data_type()))
+            })
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ));
+    let mut decoder = arrow_json::ReaderBuilder::new(decode_schema)
         .with_batch_size(records.len().max(1))
         .build_decoder()
         .map_err(|e| Error::InvalidWrite(e.to_string()))?;
@@ -125,11 +139,38 @@ pub(super) fn prepare(
         ))
     };
     decoder.serialize(&records).map_err(bad)?;
-    let rows = decoder
+    let decoded = decoder
         .flush()
         .map_err(bad)?
         .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
+    let columns = decoded
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(array, field)| {
+            let data = array
+                .to_data()
+                .into_builder()
+                .data_type(field.data_type().clone())
+                .build()
+                .map_err(bad)?;
+            Ok(arrow_array::make_array(data))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let rows = RecordBatch::try_new(schema.clone(), columns).map_err(bad)?;
     Ok(Prepared { path, schema, rows })
+}
+
+/// A timestamp type whose time zone is UTC by name, with UTC as an offset instead.
+fn utc_as_offset(t: &arrow_schema::DataType) -> arrow_schema::DataType {
+    match t {
+        arrow_schema::DataType::Timestamp(unit, Some(tz))
+            if matches!(tz.as_ref(), "UTC" | "Etc/UTC" | "utc" | "Z") =>
+        {
+            arrow_schema::DataType::Timestamp(*unit, Some("+00:00".into()))
+        }
+        other => other.clone(),
+    }
 }
 
 /// Writes each new file (the new rows, then the file's rows) beside the old one.
