@@ -15,6 +15,8 @@ is that server's rate against the store floor (the most any HTTP server could re
     bench/bench.py --servers ours,python,python-w2 --conns 8,32 --duration 15
     bench/bench.py --quick                  # a few seconds per case, dev build allowed
     bench/bench.py --rounds 3               # each case 3 times per server, interleaved; medians
+    bench/bench.py --servers ours,python,python-w2 --payloads push_1,push_100   # write path
+    bench/bench.py --reads-while-pushing    # p99 of reads with and without 1,000 pushed rows/s
 
 Servers: ours (target/release/feast-server, built if missing), python (feast serve
 --no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2),
@@ -27,6 +29,23 @@ target/release/examples/grpc_load, a tonic client with one HTTP/2 connection per
 concurrent client; HTTP servers are loaded by wrk). The Python servers use the pinned Feast from
 demo/feast_venv.sh. Stores: sqlite (the demo's online_store.db) and redis (a private
 redis-server loaded with the exact bytes Feast wrote, tests/fixtures/redis_dump.json).
+
+Push payloads (push_1, push_10, push_100: POST /push of 1, 10 or 100 rows to the push
+source driver_stats_push_source, view driver_hourly_stats_fresh; ours, python and
+python-w2 only) are templates, bench/payloads/push_*.tmpl, that bench/push.lua fills per
+request with fresh, increasing event times and its own block of entity ids, so that
+Redis (which leaves out rows not newer than the stored ones) and SQLite write every row
+of every request. Their rows add rows/s (2xx requests x rows) and `written`: on Redis,
+the HSET calls the server made during the load (INFO commandstats) over the rows of its
+2xx answers; on SQLite, the entities whose stored event time is this load's over the
+entities the load sent. Non-2xx answers are errors. The floor columns do not apply.
+
+--reads-while-pushing: the p99 latency of the read payload (p1_1x3, 8 connections) on
+each server (ours by default) without and with a concurrent push load (--push-rate
+requests/s of --push-payload, default 100 x 10 rows = 1,000 rows/s, paced by
+--push-threads Python threads on keep-alive connections), the two conditions
+alternating over --rounds; per round the two p99s and their ratio, and the medians
+(reads_while_pushing.csv and .md).
 """
 import argparse
 import csv
@@ -36,8 +55,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import re
 import tempfile
+import threading
 import time
+from http.client import HTTPConnection, HTTPException
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -48,6 +70,92 @@ sys.path.insert(0, str(ROOT / "tests" / "python"))
 from fixtures import RedisProcess, copy_demo_repo, free_port, write_store_config  # noqa: E402
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAYLOADS = ["p1_1x3", "p10_10x5", "p100_100x3", "odfv_10x4"]
+PUSH_SERVERS = ("ours", "python", "python-w2")
+PUSH_ID_BASE = 5_000_000      # driver ids of the push payloads (push.lua's blocks)
+PUSH_BLOCKS = 64              # entity blocks per wrk thread (> requests in flight per thread)
+PUSHER_ID_BASE = 9_000_000    # driver ids of the background pusher (--reads-while-pushing)
+PUSHER_BLOCKS = 50            # entity blocks per pusher thread
+FRESH_TABLE = "repo_driver_hourly_stats_fresh"
+
+
+def is_push(payload):
+    return payload.startswith("push_")
+
+
+def payload_path(payload):
+    return BENCH / "payloads" / (f"{payload}.tmpl" if is_push(payload) else f"{payload}.json")
+
+
+def template_rows(template: str) -> int:
+    return len(re.findall(r"__ID\d+__", template))
+
+
+def iso_us(us: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(us // 1_000_000)) + f".{us % 1_000_000:06d}Z"
+
+
+def render_push(template: str, first_id: int, ts_us: int) -> bytes:
+    """A push body from a template: row k's driver_id first_id + k, every time ts_us."""
+    body = re.sub(r"__ID(\d+)__", lambda m: str(first_id + int(m.group(1))), template)
+    return body.replace("__TS__", iso_us(ts_us)).encode()
+
+
+# Every event time written by this run so far is below _ts_floor_us; each load starts
+# at the next whole second above it, so a load's rows are always newer than any earlier
+# one (Redis writes them) and its own rows are those stored with an event time (whole
+# seconds on SQLite) at or after its start.
+_ts_floor_us = 0
+
+
+def next_ts_base() -> int:
+    global _ts_floor_us
+    base = max((int(time.time()) + 1) * 1_000_000, (_ts_floor_us // 1_000_000 + 1) * 1_000_000)
+    _ts_floor_us = base
+    return base
+
+
+def note_ts(us: int):
+    global _ts_floor_us
+    _ts_floor_us = max(_ts_floor_us, us + 1)
+
+
+def redis_hset_calls(port: int) -> int:
+    """HSET calls the redis-server has served (INFO commandstats)."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"INFO commandstats\r\n")
+        buf = b""
+        while b"\r\n" not in buf:
+            buf += s.recv(4096)
+        head, rest = buf.split(b"\r\n", 1)
+        need = int(head[1:]) + 2
+        while len(rest) < need:
+            rest += s.recv(65536)
+    m = re.search(rb"cmdstat_hset:calls=(\d+)", rest)
+    return int(m.group(1)) if m else 0
+
+
+def sqlite_fresh_entities_since(repo: Path, since_s: int) -> int:
+    """Entities of driver_hourly_stats_fresh stored with an event time >= since_s."""
+    import sqlite3
+    con = sqlite3.connect(f"file:{repo / 'data' / 'online_store.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        return con.execute(f'SELECT count(DISTINCT entity_key) FROM "{FRESH_TABLE}" WHERE event_ts >= ?',
+                           (since_s,)).fetchone()[0]
+    finally:
+        con.close()
+
+
+def write_snapshot(store, redis_port):
+    return redis_hset_calls(redis_port) if store == "redis" else None
+
+
+def written_check(store, repo, redis_port, before, since_us, acked_rows, sent_entities):
+    """(written, expected, unit): what the store shows was written by a load."""
+    time.sleep(0.3)  # requests still in flight when the load generator stopped
+    if store == "redis":
+        return redis_hset_calls(redis_port) - before, acked_rows, "rows"
+    return sqlite_fresh_entities_since(repo, since_us // 1_000_000), sent_entities, "entities"
 
 
 def http(method, url, body=None, timeout=5.0):
@@ -138,28 +246,43 @@ class Server:
 
 
 def run_wrk(url, payload, conns, duration, path="/get-online-features"):
-    """wrk POSTing a payload to `path`, or GETting `path` when `payload` is None."""
+    """wrk POSTing a payload to `path`, or GETting `path` when `payload` is None; a push
+    payload is POSTed to /push by push.lua, with fresh event times."""
     threads = 1 if conns < 2 else 2
     env = dict(os.environ)
     env.pop("BODY_FILE", None)
-    if payload is not None:
+    script = BENCH / "post.lua"
+    push_base = None
+    if payload is not None and is_push(payload):
+        script, path, push_base = BENCH / "push.lua", "/push", next_ts_base()
+        env.update(PUSH_TEMPLATE=str(payload_path(payload)), WRK_THREADS=str(threads),
+                   PUSH_BLOCKS=str(PUSH_BLOCKS), PUSH_ID_BASE=str(PUSH_ID_BASE), PUSH_TS_BASE_US=str(push_base))
+    elif payload is not None:
         env["BODY_FILE"] = str(BENCH / "payloads" / f"{payload}.json")
-    out = subprocess.run(
+    proc = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
-         "-s", str(BENCH / "post.lua"), url + path],
+         "-s", str(script), url + path],
         env=env, capture_output=True, text=True, check=False,
-    ).stdout
+    )
+    out = proc.stdout
     res = {}
     for line in out.splitlines():
-        if line.startswith("LUA_SUMMARY") or line.startswith("LUA_LATENCY_US"):
+        if line.startswith(("LUA_SUMMARY", "LUA_LATENCY_US", "LUA_PUSH")):
             for kv in line.split()[1:]:
                 k, v = kv.split("=")
                 res[k] = float(v)
     if "requests" not in res:
-        raise RuntimeError("wrk output not understood:\n" + out)
+        raise RuntimeError("wrk output not understood:\n" + out + proc.stderr)
+    if proc.stderr.strip():  # a Lua error leaves wrk running with its default request
+        raise RuntimeError("wrk: " + proc.stderr)
     res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
     res["errors"] = sum(res.get(k, 0) for k in
                         ("errors_connect", "errors_read", "errors_write", "errors_status", "errors_timeout"))
+    if push_base is not None:
+        if "built" not in res:
+            raise RuntimeError("push.lua output not understood:\n" + out)
+        res["ts_base_us"] = push_base
+        note_ts(push_base + int(res["built"]) + threads)
     return res
 
 
@@ -199,6 +322,8 @@ def start_http_floor(ours, payloads, args, work: Path):
     responses = work / "http-floor-responses"
     responses.mkdir(exist_ok=True)
     for payload in payloads:
+        if is_push(payload):
+            continue
         body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
         status, resp_body = http("POST", ours.url + "/get-online-features", body, timeout=30)
         if status == 200:
@@ -237,10 +362,19 @@ def cargo_target_dir():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--servers", default="ours,python,floor")
+    ap.add_argument("--servers", default=None,
+                    help="default: ours,python,floor (--reads-while-pushing: ours)")
     ap.add_argument("--stores", default="sqlite,redis")
-    ap.add_argument("--payloads", default="p1_1x3,p10_10x5,p100_100x3,odfv_10x4")
-    ap.add_argument("--conns", default="8,32")
+    ap.add_argument("--payloads", default=None,
+                    help="default: p1_1x3,p10_10x5,p100_100x3,odfv_10x4; write path: push_1,push_10,push_100 "
+                         "(--reads-while-pushing: the read payload, p1_1x3)")
+    ap.add_argument("--conns", default=None, help="default: 8,32 (--reads-while-pushing: 8)")
+    ap.add_argument("--reads-while-pushing", action="store_true",
+                    help="p99 of reads without and with a concurrent push load, alternating over --rounds")
+    ap.add_argument("--push-rate", type=float, default=100, help="--reads-while-pushing: push requests/s")
+    ap.add_argument("--push-payload", default="push_10", help="--reads-while-pushing: push template")
+    ap.add_argument("--push-threads", type=int, default=2,
+                    help="--reads-while-pushing: pushing threads (one keep-alive connection each)")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1,
@@ -252,6 +386,10 @@ def main():
     ap.add_argument("--plugins", type=Path, default=None, help="Wasm plugin directory (default: build the demo's)")
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "latest")
     args = ap.parse_args()
+    rwp = args.reads_while_pushing
+    args.servers = args.servers or ("ours" if rwp else "ours,python,floor")
+    args.payloads = args.payloads or ("p1_1x3" if rwp else ",".join(PAYLOADS))
+    args.conns = args.conns or ("8" if rwp else "8,32")
     if args.quick:
         args.duration, args.warmup, args.conns = 2, 1, "8"
     if shutil.which("wrk") is None:
@@ -275,6 +413,14 @@ def main():
     stores = args.stores.split(",")
     payloads = [p for p in args.payloads.split(",") if p]
     conns = [int(c) for c in args.conns.split(",")]
+    for payload in payloads + ([args.push_payload] if rwp else []):
+        if not payload_path(payload).exists():
+            sys.exit(f"unknown payload {payload}: no {payload_path(payload)}")
+    if rwp:
+        servers = [s for s in servers if s in PUSH_SERVERS]
+        if not servers or any(is_push(p) for p in payloads) or not is_push(args.push_payload):
+            sys.exit("--reads-while-pushing needs HTTP servers (ours, python, python-w2), read --payloads "
+                     "and a push --push-payload")
     args.out.mkdir(parents=True, exist_ok=True)
 
     rows = []
@@ -291,23 +437,51 @@ def main():
             redis = RedisProcess(Path(tmp)) if store == "redis" else None
             repo = redis_repo(Path(tmp), sqlite_repo, redis.port) if redis else sqlite_repo
             try:
-                rows += bench_store(store, repo, redis.port if redis else 0, args, servers, payloads, conns)
+                if rwp:
+                    rows += reads_while_pushing(store, repo, redis.port if redis else 0, args, servers,
+                                                payloads[0], conns)
+                else:
+                    rows += bench_store(store, repo, redis.port if redis else 0, args, servers, payloads, conns)
             finally:
                 if redis:
                     redis.stop()
 
-    write_results(rows, servers, args.out)
+    if rwp:
+        write_rwp_results(rows, args.out)
+    else:
+        write_results(rows, servers, args.out)
 
 
 def row_of(kind, store, payload, conns, r, cpu, srv):
-    return {
-        "server": kind, "store": store, "payload": payload, "conns": conns,
-        "rps": round(r["rps"], 1), "p50_ms": round(r["p50"] / 1000, 3),
+    row = {
+        "server": kind, "store": store, "payload": payload, "kind": "push" if is_push(payload) else "read",
+        "conns": conns, "rps": round(r["rps"], 1), "p50_ms": round(r["p50"] / 1000, 3),
         "p99_ms": round(r["p99"] / 1000, 3), "errors": int(r["errors"]),
         "cpu_pct": "" if cpu is None else round(cpu), "rss_mb": "" if srv is None else round(rss_mb(srv.proc.pid)),
         "startup_s": "" if srv is None else round(srv.startup_s, 3),
         "idle_rss_mb": "" if srv is None else round(srv.idle_rss_mb),
     }
+    if "rows_per_request" in r:
+        row.update(rows_per_request=r["rows_per_request"], rows_s=round(r["rows_s"], 1),
+                   written=r["written"], expected=r["expected"], written_unit=r["written_unit"],
+                   written_pct=round(100 * r["written"] / r["expected"], 1) if r["expected"] else "")
+    return row
+
+
+def measure_push(srv, store, repo, redis_port, args, payload, c):
+    """One push load, and what the store shows it wrote."""
+    rows = template_rows(payload_path(payload).read_text())
+    before = write_snapshot(store, redis_port)
+    r = run_wrk(srv.url, payload, c, args.duration)
+    acked = int(r["requests"] - r.get("errors_status", 0))
+    r["rows_per_request"] = rows
+    r["rows_s"] = acked * rows / (r["duration_us"] / 1e6)
+    r["written"], r["expected"], r["written_unit"] = written_check(
+        store, repo, redis_port, before, r["ts_base_us"], acked * rows, int(r["blocks_used"]) * rows)
+    if r["written"] < r["expected"]:
+        print(f"# WARNING {srv.name}/{store} {payload}: the store shows {r['written']} {r['written_unit']} "
+              f"written of {r['expected']}", file=sys.stderr)
+    return r
 
 
 def median(values):
@@ -323,6 +497,8 @@ def measure(kind, srv, store, repo, redis_port, args, payload, c):
     t0, c0 = time.monotonic(), cpu_ticks(srv.proc.pid)
     if kind == "ours-grpc":
         r = run_grpc_load(args, srv.port, payload, c, args.duration)
+    elif is_push(payload):
+        r = measure_push(srv, store, repo, redis_port, args, payload, c)
     elif kind == "http-floor":
         r = run_wrk(srv.url, payload, c, args.duration, f"/replay/{payload}")
     else:
@@ -350,10 +526,24 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
             running["http-floor"] = start_http_floor(running["ours"], payloads, args, repo.parent)
         for payload in payloads:
             kinds = [k for k in servers if not (k == "floor" and payload.startswith("odfv"))]
+            if is_push(payload):
+                kinds = [k for k in kinds if k in PUSH_SERVERS]
             reference = None
             for kind in list(kinds):
                 srv = running.get(kind)
                 if srv is None:
+                    continue
+                if is_push(payload):
+                    # One push of the load's first block: it must be accepted.
+                    ts = next_ts_base()
+                    body = render_push(payload_path(payload).read_text(), PUSH_ID_BASE, ts)
+                    note_ts(ts)
+                    status, resp_body = http("POST", srv.url + "/push", body, timeout=30)
+                    if not 200 <= status < 300:
+                        print(f"# {kind} {payload}: HTTP {status}: {resp_body[:300]!r}; skipped", file=sys.stderr)
+                        kinds.remove(kind)
+                        continue
+                    run_wrk(srv.url, payload, conns[0], args.warmup)
                     continue
                 if kind == "ours-grpc":
                     run_grpc_load(args, srv.port, payload, conns[0], args.warmup)
@@ -408,6 +598,198 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
     return rows
 
 
+class Pusher:
+    """A background push load: `threads` threads, each on its own keep-alive connection,
+    sending `rate / threads` push requests per second (paced on a fixed schedule; a late
+    thread catches up within a second, then drops the backlog). Each thread writes its
+    own entity blocks with increasing event times above next_ts_base()."""
+
+    def __init__(self, port, payload, rate, threads):
+        self.port, self.rate, self.nthreads = port, rate, threads
+        self.template = payload_path(payload).read_text()
+        self.rows = template_rows(self.template)
+        self.base_us = next_ts_base()
+        self.stop_event = threading.Event()
+        self.sent, self.ok, self.errors, self.latencies = 0, 0, 0, []
+        self.blocks_used, self.last_ts = 0, self.base_us
+        self.lock = threading.Lock()
+        self.failure = None
+        self.threads = [threading.Thread(target=self._guarded, args=(t,), daemon=True) for t in range(threads)]
+
+    def start(self):
+        self.t0 = time.monotonic()
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _guarded(self, tid):
+        try:
+            self._run(tid)
+        except BaseException as e:  # noqa: BLE001 - re-raised by stop()
+            self.failure = e
+            self.stop_event.set()
+
+    def _run(self, tid):
+        interval = self.nthreads / self.rate
+        conn, last, i, lat, blocks = None, self.base_us, 0, [], set()
+        next_t = time.monotonic() + tid * interval / self.nthreads
+        while not self.stop_event.is_set():
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                if self.stop_event.wait(delay):
+                    break
+            elif delay < -1:
+                next_t = time.monotonic()
+            next_t += interval
+            ts = max(time.time_ns() // 1000, last + 1)
+            last = ts
+            block = tid + self.nthreads * (i % PUSHER_BLOCKS)
+            blocks.add(block)
+            body = render_push(self.template, PUSHER_ID_BASE + block * self.rows, ts)
+            i += 1
+            t0 = time.monotonic()
+            try:
+                if conn is None:
+                    conn = HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("POST", "/push", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                good = 200 <= resp.status < 300
+            except (OSError, HTTPException):
+                good = False
+                if conn is not None:
+                    conn.close()
+                conn = None
+            lat.append(time.monotonic() - t0)
+            with self.lock:
+                self.sent += 1
+                self.ok += good
+                self.errors += not good
+        if conn is not None:
+            conn.close()
+        with self.lock:
+            self.latencies += lat
+            self.blocks_used += len(blocks)
+            self.last_ts = max(self.last_ts, last)
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join()
+        elapsed = time.monotonic() - self.t0
+        note_ts(self.last_ts)
+        if self.failure is not None:
+            raise RuntimeError("push load failed") from self.failure
+        if self.sent < 0.9 * self.rate * elapsed:
+            print(f"# WARNING the push load reached {self.sent / elapsed:.0f} of {self.rate:.0f} requests/s",
+                  file=sys.stderr)
+        lat = sorted(self.latencies) or [0.0]
+        return {"push_req_s": self.sent / elapsed, "push_rows_s": self.ok * self.rows / elapsed,
+                "push_errors": self.errors, "push_p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
+                "acked_rows": self.ok * self.rows, "sent_entities": self.blocks_used * self.rows}
+
+
+def reads_while_pushing(store, repo, redis_port, args, servers, payload, conns):
+    """For each server and connection count: the read payload's latency without and with
+    the Pusher's load, the two conditions alternating (one order, then the other) over
+    --rounds; one row per round and a median row."""
+    rows = []
+    for kind in servers:
+        srv = start_server(kind, repo, args)
+        print(f"# {kind}/{store}: healthy after {srv.startup_s:.2f} s", file=sys.stderr)
+        try:
+            body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
+            status, resp_body = http("POST", srv.url + "/get-online-features", body, timeout=30)
+            if status != 200:
+                print(f"# {kind} {payload}: HTTP {status}: {resp_body[:300]!r}; skipped", file=sys.stderr)
+                continue
+            for c in conns:
+                # Warm-up with the pushes on: the first write also puts SQLite in WAL mode,
+                # so both conditions read the same kind of database.
+                pusher = Pusher(srv.port, args.push_payload, args.push_rate, args.push_threads).start()
+                run_wrk(srv.url, payload, c, args.warmup)
+                warm = pusher.stop()
+                if warm["push_errors"]:
+                    print(f"# WARNING {kind}/{store}: {warm['push_errors']} push errors in the warm-up",
+                          file=sys.stderr)
+                rounds = []
+                for rnd in range(args.rounds):
+                    got = {}
+                    for cond in (("without", "with") if rnd % 2 == 0 else ("with", "without")):
+                        if cond == "without":
+                            got[cond] = run_wrk(srv.url, payload, c, args.duration)
+                            continue
+                        before = write_snapshot(store, redis_port)
+                        pusher = Pusher(srv.port, args.push_payload, args.push_rate, args.push_threads).start()
+                        time.sleep(0.5)  # the push load in its stride before the reads start
+                        r = run_wrk(srv.url, payload, c, args.duration)
+                        r.update(pusher.stop())
+                        r["written"], r["expected"], r["written_unit"] = written_check(
+                            store, repo, redis_port, before, pusher.base_us, r["acked_rows"], r["sent_entities"])
+                        if r["written"] < r["expected"]:
+                            print(f"# WARNING {kind}/{store}: the store shows {r['written']} {r['written_unit']} "
+                                  f"written of {r['expected']}", file=sys.stderr)
+                        got[cond] = r
+                    wo, w = got["without"], got["with"]
+                    row = {
+                        "server": kind, "store": store, "payload": payload, "conns": c, "round": rnd,
+                        "p99_without_ms": round(wo["p99"] / 1000, 3), "p99_with_ms": round(w["p99"] / 1000, 3),
+                        "p99_ratio": round(w["p99"] / wo["p99"], 2) if wo["p99"] else "",
+                        "p50_without_ms": round(wo["p50"] / 1000, 3), "p50_with_ms": round(w["p50"] / 1000, 3),
+                        "rps_without": round(wo["rps"], 1), "rps_with": round(w["rps"], 1),
+                        "read_errors": int(wo["errors"] + w["errors"]),
+                        "push_rows_s": round(w["push_rows_s"], 1), "push_errors": w["push_errors"],
+                        "push_p99_ms": round(w["push_p99_ms"], 2),
+                        "written": w["written"], "expected": w["expected"], "written_unit": w["written_unit"],
+                    }
+                    print("  ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr)
+                    rounds.append(row)
+                    rows.append(row)
+                med = {k: median([r[k] for r in rounds]) for k in
+                       ("p99_without_ms", "p99_with_ms", "p99_ratio", "p50_without_ms", "p50_with_ms",
+                        "rps_without", "rps_with", "push_rows_s", "push_p99_ms")
+                       if all(r[k] != "" for r in rounds)}
+                rows.append({"server": kind, "store": store, "payload": payload, "conns": c, "round": "median",
+                             **{k: round(v, 3) for k, v in med.items()},
+                             "read_errors": sum(r["read_errors"] for r in rounds),
+                             "push_errors": sum(r["push_errors"] for r in rounds),
+                             "written": sum(r["written"] for r in rounds), "expected": sum(r["expected"] for r in rounds),
+                             "written_unit": rounds[0]["written_unit"]})
+        finally:
+            srv.stop()
+    return rows
+
+
+def write_rwp_results(rows, out: Path):
+    """reads_while_pushing.csv and reads_while_pushing.md."""
+    with open(out / "reads_while_pushing.csv", "w", newline="") as f:
+        fields = list(dict.fromkeys(k for r in rows for k in r)) or ["server"]
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    head = ["store", "server", "payload", "conns", "round", "p99 without ms", "p99 with ms", "with/without",
+            "p50 without ms", "p50 with ms", "req/s without", "req/s with", "pushed rows/s", "push p99 ms",
+            "errors (reads, pushes)", "written"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(x) for x in [
+            r["store"], r["server"], r["payload"], r["conns"], r["round"],
+            r.get("p99_without_ms", ""), r.get("p99_with_ms", ""),
+            f"{r['p99_ratio']:.2f}x" if r.get("p99_ratio", "") != "" else "",
+            r.get("p50_without_ms", ""), r.get("p50_with_ms", ""),
+            f"{r['rps_without']:.0f}" if "rps_without" in r else "", f"{r['rps_with']:.0f}" if "rps_with" in r else "",
+            f"{r['push_rows_s']:.0f}" if "push_rows_s" in r else "", r.get("push_p99_ms", ""),
+            f"{r['read_errors']}, {r['push_errors']}",
+            f"{r['written']}/{r['expected']} {r['written_unit']}"]) + " |")
+    lines += ["", "Reads: wrk, closed loop. Pushes: the background load of the `with` condition. with/without: the "
+              "p99 ratio (target: below 2x). written: Redis HSET calls during the `with` loads over the rows "
+              "acknowledged, or SQLite entities stored with their event times over the entities pushed."]
+    table = "\n".join(lines)
+    (out / "reads_while_pushing.md").write_text(table + "\n")
+    print(table)
+    print(f"\nresults: {out}/reads_while_pushing.csv, {out}/reads_while_pushing.md", file=sys.stderr)
+
+
 def write_results(rows, servers, out: Path):
     """results.csv, table.md (one table) and chart.svg."""
     with open(out / "results.csv", "w", newline="") as f:
@@ -428,16 +810,24 @@ def write_results(rows, servers, out: Path):
         o = by_key.get((other, r["store"], r["payload"], r["conns"]))
         return fmt(r["rps"] / o["rps"]) if o and o["rps"] else ""
 
-    head = ["store", "payload", "conns", "server", "req/s", "p50 ms", "p99 ms", "CPU %", "RSS MB",
-            "ours/python", "ours/floor", "ours/http-floor", "ours/bound", "bound/floor"]
+    head = ["store", "payload", "conns", "server", "req/s", "rows/s", "p50 ms", "p99 ms", "errors", "CPU %",
+            "RSS MB", "written", "ours/python", "ours/floor", "ours/http-floor", "ours/bound", "bound/floor"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {s: i for i, s in enumerate(servers)}
-    for r in sorted(rows, key=lambda r: (r["store"], r["payload"], r["conns"], order.get(r["server"], 99))):
+    # Reads first, then the pushes (POST /push), each group by store, payload, conns.
+    for r in sorted(rows, key=lambda r: (is_push(r["payload"]), r["store"], r["payload"], r["conns"],
+                                         order.get(r["server"], 99))):
+        written = f"{r['written_pct']}% of {r['expected']} {r['written_unit']}" if r.get("written_unit") else ""
         lines.append("| " + " | ".join([
             r["store"], r["payload"], str(r["conns"]), r["server"], f"{r['rps']:.0f}",
-            f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["cpu_pct"]), str(r["rss_mb"]),
-            ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor"), ratio(r, "bound"),
+            f"{r['rows_s']:.0f}" if r.get("rows_s", "") != "" else "",
+            f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["errors"]), str(r["cpu_pct"]), str(r["rss_mb"]),
+            written, ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor"), ratio(r, "bound"),
             f"{r['bound/floor']:.2f}x" if r.get("bound/floor") else ""]) + " |")
+    if any(is_push(r["payload"]) for r in rows):
+        lines += ["", "push_N: POST /push of N rows with fresh event times; rows/s = 2xx answers x N; errors "
+                  "include non-2xx answers; written: Redis HSET calls during the load over the rows "
+                  "acknowledged, or SQLite entities stored with this load's event times over the entities it sent."]
     lines += ["", "| server | start-up to first 200 | idle RSS MB | max RSS under load MB |", "|---|---|---|---|"]
     for s in servers:
         rs = [r for r in rows if r["server"] == s and r["startup_s"] != ""]

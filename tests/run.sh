@@ -5,7 +5,8 @@
 #   2. checks with the real Feast's own Python code (pinned pip feast in a venv made by
 #      demo/feast_venv.sh): Feast's gRPC stubs against our gRPC server, the Feast SDK's
 #      remote online store against our HTTP server (SQLite and Redis, ODFVs included),
-#      and feature logs read back with pyarrow and Feast.
+#      writes compared byte for byte with the real Feast SDK's, and feature logs read
+#      back with pyarrow and Feast.
 # SKIP_PYTHON=1 skips step 2. Extra arguments go to `cargo test`. Prints the time of
 # each step.
 set -euo pipefail
@@ -45,6 +46,11 @@ trap 'rm -rf "$PLUGINS"' EXIT
 cp "$TARGET/plugins/wasm32-wasip2/plugin/transformed_conv_rate.wasm" "$PLUGINS/"
 for store in sqlite redis; do
   step "Feast SDK remote reads ($store)" "$VENV/bin/python" "$ROOT/tests/python/sdk_parity.py" --binary "$BIN" --store "$store" --plugins "$PLUGINS"
+done
+# Writes: the same bytes as the real Feast SDK writes, read back both ways, the SDK's
+# remote online store and feast materialize against this server (SQLite, Redis, Cluster).
+for store in sqlite redis redis-cluster; do
+  step "writes as Feast writes them ($store)" "$VENV/bin/python" "$ROOT/tests/python/write_parity.py" --binary "$BIN" --store "$store"
 done
 # Feature logs written by the server, read back with pyarrow and Feast (schema and rows).
 step "feature logs read back by Feast" env FEAST_VENV="$VENV" cargo test --workspace served_rows_are_written_in_feasts_schema

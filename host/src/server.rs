@@ -177,8 +177,10 @@ impl App {
         );
         let mut engine =
             Engine::new(registry, store, opts.clock).with_max_entities(opts.limits.max_entities);
+        let mut ingest = ingest;
         if let Some(rt) = plugins {
-            engine = engine.with_plugins(rt);
+            engine = engine.with_plugins(rt.clone());
+            ingest = ingest.with_plugins(rt);
         }
         let service = Service::new(engine, ingest, logger, &mut metrics, opts.limits.clone());
         Ok(App {

@@ -433,3 +433,88 @@ async fn offline_pushes_land_first_in_the_parquet_source() {
     assert_eq!(values, json!([0.375]), "and online");
     server.stop().await;
 }
+
+/// Marks the demo's `transformed_conv_rate` as written to the online store, keyed by
+/// `driver` (as `write_to_online_store=True, entities=[driver]` registers it).
+fn write_odfv_to_store(repo: &RepoCopy) {
+    use feast_server::proto::feast::core::FeatureSpecV2;
+    let path = repo.path().join("data/registry.db");
+    let mut registry =
+        Registry::decode(std::fs::read(&path).expect("registry").as_slice()).expect("decodes");
+    let odfv = registry
+        .on_demand_feature_views
+        .iter_mut()
+        .filter_map(|o| o.spec.as_mut())
+        .find(|s| s.name == "transformed_conv_rate")
+        .expect("the demo's ODFV");
+    odfv.write_to_online_store = true;
+    odfv.entities = vec!["driver".into()];
+    odfv.entity_columns = vec![FeatureSpecV2 {
+        name: "driver_id".into(),
+        value_type: 4,
+        ..Default::default()
+    }];
+    std::fs::write(&path, registry.encode_to_vec()).expect("write registry");
+}
+
+#[tokio::test]
+async fn on_demand_views_written_to_the_store_are_transformed_on_write() {
+    let (repo, _plugins) = RepoCopy::demo_with_plugins();
+    write_odfv_to_store(&repo);
+    let server = TestServer::demo(&repo).await;
+    let outputs = |ids: &[i64]| {
+        let body = json!({"features": ["transformed_conv_rate:conv_rate_plus_val1",
+                                       "transformed_conv_rate:conv_rate_plus_val2"],
+                          "entities": {"driver_id": ids}});
+        let server = &server;
+        async move {
+            let resp = server.get_online_features(&body).await;
+            assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+            (
+                resp.column("conv_rate_plus_val1")["values"].clone(),
+                resp.column("conv_rate_plus_val2")["values"].clone(),
+            )
+        }
+    };
+    // Served from the store: nothing written yet.
+    assert_eq!(outputs(&[1001]).await.0, json!([null]));
+    let resp = post(
+        &server,
+        "/write-to-online-store",
+        &json!({"feature_view_name": "transformed_conv_rate",
+                "df": {"driver_id": [1001, 1002], "conv_rate": [0.5, 0.25],
+                       "val_to_add": [1, "2"], "val_to_add_2": [10, 20]}}),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.feast_error().1);
+    assert_eq!(
+        outputs(&[1001, 1002]).await,
+        (json!([1.5, 2.25]), json!([10.5, 20.25]))
+    );
+
+    let missing = post(
+        &server,
+        "/write-to-online-store",
+        &json!({"feature_view_name": "transformed_conv_rate",
+                "df": {"driver_id": [1001], "conv_rate": [0.5], "val_to_add": [1]}}),
+    )
+    .await;
+    assert_eq!(missing.status, 400);
+    assert!(
+        missing.feast_error().1.contains("val_to_add_2"),
+        "{}",
+        missing.feast_error().1
+    );
+
+    // Without the transformation, the dataframe carries the outputs.
+    let resp = post(
+        &server,
+        "/write-to-online-store",
+        &json!({"feature_view_name": "transformed_conv_rate", "transform_on_write": false,
+                "df": {"driver_id": [1003], "conv_rate_plus_val1": [7.5], "conv_rate_plus_val2": [8.5]}}),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.feast_error().1);
+    assert_eq!(outputs(&[1003]).await, (json!([7.5]), json!([8.5])));
+    server.stop().await;
+}

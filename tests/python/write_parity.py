@@ -129,7 +129,7 @@ class Store:
         return out
 
     def use_in(self, repo: Path, ttl=None):
-        """Points `repo` (a copy sharing this store) at this store."""
+        """Points `repo` (this copy, or a later copy taking over this store) at this store."""
         write_store_config(repo, self.config(ttl))
         self.repo, self.ttl = repo, ttl
 
@@ -231,6 +231,10 @@ def sorted_map_problems(kind, before, after) -> list:
         if canonical != v:
             out.append(f"{where}: ours {v.hex()} is not sorted by key (sorted: {canonical.hex()})")
     return out
+
+
+def size(dump) -> str:
+    return f"{len(dump['rows'])} rows" if "rows" in dump else f"{len(dump['fields'])} fields"
 
 
 def diff_dumps(kind: str, feast, ours, ttl=None, only=None) -> tuple:
@@ -394,7 +398,14 @@ def our_op(url: str, op):
         status, body = post(url, "/push", {"push_source_name": name, "df": df, "to": "online"})
     else:
         status, body = post(url, "/write-to-online-store", {"feature_view_name": name, "df": df})
-    return "ok" if status == 200 else f"error {status}: {body}"
+    if status == 200:
+        return "ok"
+    try:  # Feast's error body: a JSON string holding {"module", "class", "message"}
+        detail = json.loads(body)
+        body = json.loads(detail)["message"] if isinstance(detail, str) else detail
+    except (ValueError, TypeError, KeyError):
+        pass
+    return f"error {status}: {body}"
 
 
 def apply_ops(report, label, ops, feast_fs, our_url) -> list:
@@ -402,9 +413,11 @@ def apply_ops(report, label, ops, feast_fs, our_url) -> list:
     diffs = []
     for i, op in enumerate(ops):
         a, b = feast_op(feast_fs, op), our_op(our_url, op)
-        if (a == "ok") != (b == "ok"):
+        if a != "ok":
+            diffs.append(f"op {i} {op[0]} {op[1]}: Feast itself rejects this test request: {a[:300]}")
+        elif b != "ok":
             diffs.append(f"op {i} {op[0]} {op[1]}: Feast {a[:300]} / ours {b[:300]}")
-    report.check(f"{label}: every request has Feast's outcome ({len(ops)} requests)", diffs)
+    report.check(f"{label}: every request succeeds as in Feast ({len(ops)} requests)", diffs)
     return diffs
 
 
@@ -501,8 +514,19 @@ def write_groups(c: Clock) -> list:
             "event_timestamp": [c.z(900)], "created": [c.z(900)],
         }),
     ]
-    differing_keys = [
-        ("push", PUSH_STATS, {  # JSON objects whose keys differ between rows (Feast: Arrow struct, keys unioned)
+    return [
+        ("every value type, nulls, new and overwritten entities, label view", typed,
+         [1001, 1002, 1003, 1004, 1005, 2001, 2002, 2003, 9999]),
+        ("Map or Struct given as JSON text", json_text, []),
+    ]
+
+
+def known_difference_ops(c: Clock) -> dict:
+    """Requests where this server deliberately differs from Feast (docs/write-path.md)."""
+    return {
+        # Feast goes through a pandas/Arrow struct column: every row gets the union of the
+        # rows' keys. Ours writes each object as given.
+        "differing_keys": ("push", PUSH_STATS, {
             "driver_id": [5001, 5002],
             "conv_rate": [0.3, 0.4], "acc_rate": [0.3, 0.4], "avg_daily_trips": [1, 2],
             "driver_metadata": [{"vehicle_type": "van"}, {"rating": "4.0", "color": "red"}],
@@ -510,21 +534,13 @@ def write_groups(c: Clock) -> list:
             "driver_profile": [{"name": "n1"}, {"name": "n2", "age": "33"}],
             "event_timestamp": [c.z(800), c.z(800)], "created": [c.z(800), c.z(800)],
         }),
-    ]
-    fractional = [
-        ("write", FRESH, {  # Feast's int(13.7) == 13
+        # Feast writes int(13.7) == 13; ours refuses the cell.
+        "fractional": ("write", FRESH, {
             "driver_id": [7001], "conv_rate": [0.5], "acc_rate": [0.5], "avg_daily_trips": [13.7],
             "driver_metadata": [None], "driver_config": [None], "driver_profile": [None],
             "event_timestamp": [c.z(800)], "created": [c.z(800)],
         }),
-    ]
-    return [
-        ("every value type, nulls, new and overwritten entities, label view", typed,
-         [1001, 1002, 1003, 1004, 1005, 2001, 2002, 2003, 9999]),
-        ("Map or Struct given as JSON text", json_text, []),
-        ("Map/Json/Struct objects whose keys differ between rows", differing_keys, []),
-        ("a non-integral number into an Int64 feature (Feast truncates)", fractional, []),
-    ]
+    }
 
 
 def remote_ops(c: Clock) -> list:
@@ -580,8 +596,8 @@ def run(cmd, cwd=None):
 
 
 def our_cli(binary, repo, *args):
-    """feast-server's materialize commands (retried once if the binary is being rebuilt)."""
-    for attempt in range(20):
+    """feast-server's materialize commands (waiting while the binary is being rebuilt)."""
+    for _ in range(20):
         if Path(binary).exists():
             return run([binary, "-c", repo, *args])
         time.sleep(3)
@@ -632,10 +648,10 @@ def main():
             redis_b = make(tmp / "redis-ours")
             stoppable.append(redis_b)
         store_a, store_b = Store(kind, repo_a, redis_a), Store(kind, repo_b, redis_b)
-        for s, d in ((store_a, tmp / "redis-feast"), (store_b, tmp / "redis-ours")):
-            s.use_in(s.repo, ttl)
+        for store in (store_a, store_b):
+            store.use_in(store.repo, ttl)  # Redis: key_ttl_seconds, so EXPIRE is covered
             if kind != "sqlite":
-                s.load_feast_dump(clock.now - 3600)
+                store.load_feast_dump(clock.now - 3600)
         report.check(f"[{kind}] both copies start from the same store",
                      diff_dumps(kind, store_a.dump(), store_b.dump(), ttl=ttl)[0])
 
@@ -695,6 +711,45 @@ def main():
             report.check(f"[{kind}] known difference: two rows for one entity in one request: ours keeps the "
                          f"latest event, Feast {'the last row' if kind == 'sqlite' else 'the latest too'}",
                          [] if (got_a, got_b) == (want_a, 0.25) else [f"Feast kept {got_a}, ours kept {got_b}"])
+
+        # ---- known difference 3: objects whose keys differ between rows, and
+        # ---- known difference 4: a non-integral number for an Int64 feature
+        with report.guard(f"[{kind}] known differences 3 and 4"):
+            ops = known_difference_ops(clock)
+            with quiet():
+                read = lambda fs, ids: fs.get_online_features(  # noqa: E731
+                    features=[f"{FRESH}:driver_config", f"{FRESH}:driver_metadata", f"{FRESH}:avg_daily_trips"],
+                    entity_rows=[{"driver_id": i} for i in ids]).to_dict()
+            problems = []
+            if feast_op(fs_a, ops["differing_keys"]) != "ok" or our_op(server_b.url, ops["differing_keys"]) != "ok":
+                problems.append("the push with differing keys failed on one side")
+            with quiet():
+                got_a = read(fs_a, [5001, 5002])
+                got_b = read(FeatureStore(repo_path=str(repo_b)), [5001, 5002])
+            want_b = {"driver_config": ['{"a": 1}', '{"b": "x"}'],
+                      "driver_metadata": [{"vehicle_type": "van"}, {"rating": "4.0", "color": "red"}]}
+            for f, want in want_b.items():
+                if [json.loads(v) if isinstance(v, str) else v for v in got_b[f]] != \
+                        [json.loads(v) if isinstance(v, str) else v for v in want]:
+                    problems.append(f"ours {f} = {got_b[f]}, expected each object as given: {want}")
+            cfg_a = got_a["driver_config"][0]
+            if (json.loads(cfg_a) if isinstance(cfg_a, str) else cfg_a) != {"a": 1.0, "b": None}:
+                problems.append(f"Feast no longer unions the keys: {got_a['driver_config']}")
+            report.check(f"[{kind}] known difference: objects whose keys differ between rows are written "
+                         "as given (Feast unions every row's keys)", problems)
+            problems = []
+            ours = our_op(server_b.url, ops["fractional"])
+            if not (ours.startswith("error 400") and "df.avg_daily_trips[0]" in ours):
+                problems.append(f"ours answered {ours}")
+            if feast_op(fs_a, ops["fractional"]) != "ok":
+                problems.append("Feast no longer accepts 13.7 for an Int64")
+            with quiet():
+                if read(FeatureStore(repo_path=str(repo_b)), [7001])["avg_daily_trips"] != [None]:
+                    problems.append("ours wrote entity 7001")
+                if read(fs_a, [7001])["avg_daily_trips"] != [13]:
+                    problems.append("Feast no longer truncates 13.7 to 13")
+            report.check(f"[{kind}] known difference: a non-integral number for an Int64 feature is a 400 "
+                         "naming the cell (Feast truncates it)", problems)
 
         # ---- 3. Feast's SDK with a remote online store pointing at feast-server
         with report.guard(f"[{kind}] 3. Feast SDK through feast-server"):
@@ -767,9 +822,10 @@ def main():
             window = ("2026-11-22T00:00:00Z", "2026-11-22T12:00:00Z")
             run([FEAST, "-c", mat_a, "materialize", *window], cwd=mat_a)
             our_cli(binary, mat_b, "materialize", *window)
-            d, reordered = diff_dumps(kind, store_a.dump(), store_b.dump())
+            dump_a = store_a.dump()
+            d, reordered = diff_dumps(kind, dump_a, store_b.dump())
             report.check(f"[{kind}] 4. `materialize {window[0]} {window[1]}`: store is Feast's", d,
-                         f"{reordered} Map/Struct values equal once decoded")
+                         f"{size(dump_a)}, {reordered} Map/Struct values equal once decoded")
             report.check(f"[{kind}] 4. materialize: registry intervals and states are Feast's",
                          diff_registries(mat_a, mat_b))
             for d in registry_order_diff(mat_a, mat_b):
@@ -782,9 +838,10 @@ def main():
                     start_date=datetime.fromisoformat(older[0]).replace(tzinfo=timezone.utc),
                     end_date=datetime.fromisoformat(older[1]).replace(tzinfo=timezone.utc))
             our_cli(binary, mat_b, "materialize", *older, "-v", STATS)
-            d, reordered = diff_dumps(kind, store_a.dump(), store_b.dump())
+            dump_a = store_a.dump()
+            d, reordered = diff_dumps(kind, dump_a, store_b.dump())
             report.check(f"[{kind}] 4. `materialize {older[0]} {older[1]} -v {STATS}` (older rows): "
-                         "store is Feast's", d, f"{reordered} Map/Struct values equal once decoded")
+                         "store is Feast's", d, f"{size(dump_a)}, {reordered} Map/Struct values equal once decoded")
             report.check(f"[{kind}] 4. older materialize: registry intervals and states are Feast's",
                          diff_registries(mat_a, mat_b))
 
@@ -793,10 +850,10 @@ def main():
                 FeatureStore(repo_path=str(mat_a)).materialize_incremental(
                     end_date=datetime.fromisoformat(end))
             our_cli(binary, mat_b, "materialize-incremental", end)
-            after_first = store_b.dump()
-            d, reordered = diff_dumps(kind, store_a.dump(), after_first)
+            after_first, dump_a = store_b.dump(), store_a.dump()
+            d, reordered = diff_dumps(kind, dump_a, after_first)
             report.check(f"[{kind}] 4. `materialize-incremental {end}`: store is Feast's", d,
-                         f"{reordered} Map/Struct values equal once decoded")
+                         f"{size(dump_a)}, {reordered} Map/Struct values equal once decoded")
             report.check(f"[{kind}] 4. materialize-incremental: registry intervals and states are Feast's",
                          diff_registries(mat_a, mat_b))
             with quiet():

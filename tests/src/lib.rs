@@ -27,6 +27,31 @@ use tokio::sync::oneshot;
 /// the demo views' 1-day ttl, so golden cases expect `PRESENT`.
 pub const PINNED_NOW: u64 = 1_795_392_000;
 
+/// A `cargo` command in the workspace, for builds started by a test. Cargo gives a
+/// test process its package's `CARGO_*` variables; build scripts (ring's, cc's) rerun
+/// when those change, so they are removed: the nested build then sees the environment
+/// the top-level build saw and compiles nothing it already compiled.
+pub fn cargo() -> std::process::Command {
+    let mut cmd =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    for (name, _) in std::env::vars_os() {
+        let keep = [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_TERM_COLOR",
+            "CARGO_INCREMENTAL",
+        ];
+        if let Some(n) = name.to_str()
+            && n.starts_with("CARGO_")
+            && !keep.contains(&n)
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

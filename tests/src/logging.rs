@@ -3,7 +3,6 @@
 //! back (published Parquet, staged Arrow IPC), and find the `feast-server` binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::FileReader;
@@ -164,7 +163,9 @@ pub fn count_rows(dir: &Path, hidden: bool) -> usize {
 }
 
 /// The `feast-server` binary of the build running these tests, built if needed
-/// (`cargo test` builds the library the tests use, not always the binary).
+/// (`cargo test` builds the library the tests use, not always the binary). Built with
+/// the workspace's features, as `cargo build --workspace` resolves them, so that after
+/// `tests/run.sh`'s build nothing compiles again.
 pub fn feast_server_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // <target>/<profile>/deps/<test binary>
@@ -174,10 +175,8 @@ pub fn feast_server_binary() -> PathBuf {
         .expect("profile dir")
         .to_path_buf();
     let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(crate::workspace_root())
-        .args(["build", "-q", "-p", "feast-server", "--bin", "feast-server"])
+    let mut cmd = crate::cargo();
+    cmd.args(["build", "-q", "--workspace", "--bins"])
         .arg("--target-dir")
         .arg(&target_dir);
     if profile_dir.file_name().is_some_and(|n| n == "release") {

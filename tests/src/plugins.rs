@@ -7,7 +7,6 @@
 //! its own name before the other overwrites it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::workspace_root;
@@ -30,17 +29,16 @@ fn target_dir() -> PathBuf {
 }
 
 fn build(target: &Path, packages: &[&str], features: &[&str]) {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root())
-        .args([
-            "build",
-            "--profile",
-            "plugin",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(target);
+    let mut cmd = crate::cargo();
+    cmd.args([
+        "build",
+        "--profile",
+        "plugin",
+        "--target",
+        "wasm32-wasip2",
+        "--target-dir",
+    ])
+    .arg(target);
     for p in packages {
         cmd.args(["-p", p]);
     }

@@ -45,6 +45,16 @@ pub(crate) fn typed(cell: &Json, value_type: i32) -> Result<Value, String> {
         (ValueType::UnixTimestamp, Json::String(s)) if parse_time(s).is_some() => {
             Val::UnixTimestampVal(parse_time(s).map_or(0, |t| t.seconds))
         }
+        // Maps and structs also come as JSON text (Feast's remote client sends them
+        // so), which Feast parses.
+        (ValueType::Map | ValueType::Struct, Json::String(s)) => {
+            let parsed: Json =
+                serde_json::from_str(s).map_err(|e| format!("{s:?} is not a JSON object: {e}"))?;
+            if !parsed.is_object() {
+                return Err(format!("{s:?} is not a JSON object"));
+            }
+            return coerce(&from_json(&parsed), vt).map_err(|e| e.to_string());
+        }
         _ => return coerce(&from_json(cell), vt).map_err(|e| e.to_string()),
     };
     Ok(Value { val: Some(val) })
@@ -193,7 +203,7 @@ mod tests {
     #[test]
     fn values_serialize_as_feast_writes_them() {
         // Value bytes printed by feast 0.67's python_values_to_proto_values.
-        let cases: [(Json, ValueType, &str, Option<&str>); 10] = [
+        let cases: [(Json, ValueType, &str, Option<&str>); 11] = [
             (json!(7), ValueType::Int64, "2007", Some("7")),
             (json!(5), ValueType::Int32, "1805", Some("5")),
             (json!(0.5), ValueType::Float, "350000003f", Some("0.5")),
@@ -219,6 +229,12 @@ mod tests {
                 None,
             ),
             (json!(null), ValueType::Int64, "", None),
+            (
+                json!("{\"vehicle_type\": \"truck\"}"),
+                ValueType::Map,
+                "a201190a170a0c76656869636c655f7479706512071205747275636b",
+                None,
+            ),
         ];
         for (cell, vt, bytes, text) in cases {
             let v = feature_value(&cell, vt as i32).expect("converts");

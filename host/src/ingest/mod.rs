@@ -31,7 +31,12 @@ use crate::api::{PushRequest, WriteRequest};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::online_store::{Store, ViewTarget, WriteBatch};
-use crate::registry::{FeatureView, Registry, RegistryHandle, RegistrySnapshot, SnapshotCache};
+use crate::plugin::{OdfvError, OdfvInput, PluginRuntime};
+use crate::registry::{
+    FeatureView, OdfvSource, OnDemandFeatureView, Registry, RegistryHandle, RegistrySnapshot,
+    SnapshotCache, ViewKind,
+};
+use crate::value::Value;
 
 /// Write targets of the registry served now: one per view, reading all its features.
 type Targets = std::sync::RwLock<HashMap<String, Arc<ViewTarget>>>;
@@ -46,6 +51,7 @@ pub(crate) struct Ingest {
     max_rows: usize,
     targets: Arc<SnapshotCache<Targets>>,
     jobs: Arc<materialize::Jobs>,
+    plugins: Option<Arc<PluginRuntime>>,
 }
 
 impl Ingest {
@@ -66,7 +72,14 @@ impl Ingest {
             repo_dir,
             max_rows,
             jobs: Arc::default(),
+            plugins: None,
         }
+    }
+
+    /// Transforms on-demand views written to the store with the plugins of `runtime`.
+    pub(crate) fn with_plugins(mut self, runtime: Arc<PluginRuntime>) -> Self {
+        self.plugins = Some(runtime);
+        self
     }
 
     /// "Now", as the server's clock has it.
@@ -129,7 +142,7 @@ impl Ingest {
         let mut offline = Vec::new();
         for view in &views {
             if req.to.online() {
-                let rows = rows::view_rows(view, &frame, now)?;
+                let rows = rows::view_rows(view, &frame, now, &[])?;
                 batches.push(WriteBatch {
                     target: self.target(&snapshot, view),
                     rows,
@@ -158,15 +171,14 @@ impl Ingest {
             .get(&req.feature_view_name)
             .cloned()
             .ok_or_else(|| Error::ObjectNotFound(req.feature_view_name.clone()))?;
-        if view.kind == crate::registry::ViewKind::WrittenOnDemand && req.transform_on_write {
-            return Err(Error::WriteUnsupported(format!(
-                "on-demand feature view {} is written with its outputs computed on write, which this server does not do yet: send the outputs with transform_on_write=false",
-                view.name
-            )));
-        }
         let frame = rows::Frame::new(&req.df)?;
         self.check_rows(frame.rows())?;
-        let rows = rows::view_rows(&view, &frame, self.clock.event_time())?;
+        let computed = if view.kind == ViewKind::WrittenOnDemand && req.transform_on_write {
+            self.transform(&snapshot, &view, &frame).await?
+        } else {
+            Vec::new()
+        };
+        let rows = rows::view_rows(&view, &frame, self.clock.event_time(), &computed)?;
         self.store
             .write(vec![WriteBatch {
                 target: self.target(&snapshot, &view),
@@ -175,6 +187,93 @@ impl Ingest {
             .await?;
         Ok(())
     }
+}
+
+impl Ingest {
+    /// An on-demand view's outputs for the rows of `frame`, computed by its plugin
+    /// from the inputs the dataframe carries (source features and request data, in
+    /// their declared types), as Feast transforms on write.
+    async fn transform(
+        &self,
+        snapshot: &RegistrySnapshot,
+        view: &FeatureView,
+        frame: &rows::Frame<'_>,
+    ) -> Result<Vec<(String, Vec<Value>)>, Error> {
+        let registry = &snapshot.registry;
+        let odfv = registry.odfvs.get(&view.name).ok_or_else(|| {
+            Error::ViewNotServable(format!(
+                "on-demand feature view {} has no transformation in the registry",
+                view.name
+            ))
+        })?;
+        let runtime = self.plugins.as_ref().ok_or_else(|| {
+            OdfvError::Unavailable(format!(
+                "on-demand feature view {} is transformed on write by a Wasm plugin, and no plugin directory is configured: set wasm_plugins.directory or start with --plugins DIR (or write its outputs with transform_on_write=false)",
+                view.name
+            ))
+        })?;
+        // Every input the view's sources define, typed as declared.
+        let mut inputs: Vec<(String, Vec<Value>)> = Vec::new();
+        for (name, value_type) in odfv_input_types(odfv, registry) {
+            let Some(column) = frame.column(view, &name) else {
+                continue;
+            };
+            let values = column
+                .iter()
+                .enumerate()
+                .map(|(row, cell)| {
+                    convert::typed(cell, value_type)
+                        .map_err(|e| Error::InvalidWrite(format!("`df.{name}[{row}]`: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            inputs.push((name, values));
+        }
+        if let Some(missing) = runtime
+            .declared_inputs(&view.name)
+            .into_iter()
+            .flatten()
+            .find(|n| !inputs.iter().any(|(i, _)| i == n))
+        {
+            return Err(Error::InvalidWrite(format!(
+                "`df` has no column `{missing}`, an input of on-demand feature view {}",
+                view.name
+            )));
+        }
+        let borrowed: Vec<OdfvInput<'_>> = inputs
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.iter().map(Some).collect()))
+            .collect();
+        let outputs = runtime.compute(odfv, &borrowed, frame.rows()).await?;
+        Ok(odfv
+            .features
+            .iter()
+            .map(|f| f.name.clone())
+            .zip(outputs)
+            .collect())
+    }
+}
+
+/// The inputs an on-demand view's sources define: source features and request data
+/// fields, with their declared types.
+fn odfv_input_types(odfv: &OnDemandFeatureView, registry: &Registry) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for source in &odfv.sources {
+        match source {
+            OdfvSource::View(p) => {
+                if let Some(view) = registry.views.get(&p.view_name) {
+                    for f in &view.features {
+                        if p.features.is_empty() || p.features.contains(&f.name) {
+                            out.push((f.name.clone(), f.value_type));
+                        }
+                    }
+                }
+            }
+            OdfvSource::Request { fields } => {
+                out.extend(fields.iter().map(|f| (f.name.clone(), f.value_type)));
+            }
+        }
+    }
+    out
 }
 
 /// The views behind names, each written to the online store.

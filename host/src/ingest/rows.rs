@@ -7,10 +7,12 @@ use std::collections::HashMap;
 
 use serde_json::Value as Json;
 
-use super::convert::{feature_value, time_value, typed};
+use prost::Message;
+
+use super::convert::{feature_value, time_value, typed, value_text};
 use crate::api::DataFrame;
 use crate::error::Error;
-use crate::online_store::WriteRow;
+use crate::online_store::{WriteRow, WriteValue};
 use crate::registry::{DUMMY_ENTITY_ID, FeatureView};
 use crate::value::{EventTime, Val, Value};
 
@@ -82,12 +84,22 @@ pub(crate) fn renamed<'a>(mapping: &'a [(String, String)], column: &'a str) -> &
         .map_or(column, |(_, to)| to.as_str())
 }
 
+/// Where a feature's values come from.
+enum FeatureCells<'a> {
+    /// A column of the dataframe.
+    Column(&'a [Json]),
+    /// Values computed for every row (an on-demand view's outputs).
+    Computed(&'a [Value]),
+}
+
 /// The rows of `view` in `frame`; `now` is the event and created time of views
 /// without a source (on-demand views written to the store), as Feast writes them.
+/// A feature named in `computed` takes those values instead of a column.
 pub(crate) fn view_rows(
     view: &FeatureView,
     frame: &Frame<'_>,
     now: EventTime,
+    computed: &[(String, Vec<Value>)],
 ) -> Result<Vec<WriteRow>, Error> {
     if frame.rows() == 0 {
         return Ok(Vec::new());
@@ -107,17 +119,23 @@ pub(crate) fn view_rows(
                 .ok_or_else(|| missing("join key", &k.name))
         })
         .collect::<Result<_, _>>()?;
-    let features: Vec<&[Json]> = view
+    let features: Vec<FeatureCells<'_>> = view
         .features
         .iter()
-        .map(|f| {
-            frame
+        .map(|f| match computed.iter().find(|(n, _)| *n == f.name) {
+            Some((_, values)) => Ok(FeatureCells::Computed(values)),
+            None => frame
                 .column(view, &f.name)
-                .ok_or_else(|| missing("feature", &f.name))
+                .map(FeatureCells::Column)
+                .ok_or_else(|| missing("feature", &f.name)),
         })
         .collect::<Result<_, _>>()?;
     // As Feast: a dataframe whose features are all null writes nothing.
-    if features.iter().all(|c| c.iter().all(Json::is_null)) {
+    let all_null = features.iter().all(|c| match c {
+        FeatureCells::Column(c) => c.iter().all(Json::is_null),
+        FeatureCells::Computed(v) => v.iter().all(|v| v.val.is_none()),
+    });
+    if all_null {
         tracing::warn!(view = %view.name, "every feature value of the dataframe is null; nothing is written");
         return Ok(Vec::new());
     }
@@ -169,8 +187,14 @@ pub(crate) fn view_rows(
             .features
             .iter()
             .zip(&features)
-            .map(|(f, column)| {
-                feature_value(&column[row], f.value_type).map_err(|e| at(&f.name, row, e))
+            .map(|(f, cells)| match cells {
+                FeatureCells::Column(column) => {
+                    feature_value(&column[row], f.value_type).map_err(|e| at(&f.name, row, e))
+                }
+                FeatureCells::Computed(values) => Ok(WriteValue {
+                    bytes: values[row].encode_to_vec(),
+                    text: value_text(&values[row]),
+                }),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (event_time, created) = match (event, &view.batch_source) {

@@ -41,6 +41,13 @@ pub enum OdfvError {
 }
 
 impl PluginRuntime {
+    /// The inputs the plugin serving `odfv` declares, when one serves it.
+    pub(crate) fn declared_inputs(&self, odfv: &str) -> Option<Vec<String>> {
+        let plugin = self.for_odfv(odfv)?;
+        let spec = plugin.info.odfvs.iter().find(|s| s.name == odfv)?;
+        Some(spec.inputs.iter().map(|f| f.name.clone()).collect())
+    }
+
     /// Computes the registry's on-demand view `name` as [`Self::compute`] does (for
     /// embedders and benchmarks, which do not hold the registry's model).
     pub async fn compute_by_name(
