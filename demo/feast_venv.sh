@@ -9,6 +9,10 @@ if [[ ! -x "$FEAST_VENV/bin/feast" ]]; then
   mkdir -p "$(dirname "$FEAST_VENV")"
   python3 -m venv "$FEAST_VENV"
   "$FEAST_VENV/bin/pip" install -q --upgrade pip >&2
-  "$FEAST_VENV/bin/pip" install -q "feast[redis]==$FEAST_VERSION" grpcio >&2
+  "$FEAST_VENV/bin/pip" install -q "feast[redis]==$FEAST_VERSION" grpcio cryptography >&2
+fi
+# RS256 tokens (feast serve with OIDC, for the auth goldens) need cryptography.
+if ! "$FEAST_VENV/bin/python" -c "import cryptography" 2>/dev/null; then
+  "$FEAST_VENV/bin/pip" install -q cryptography >&2
 fi
 echo "$FEAST_VENV"

@@ -91,7 +91,22 @@ pub struct RepoConfig {
     pub feature_server: FeatureServerConfig,
     /// `wasm_plugins` as written (this server's own key; Feast ignores it).
     pub wasm_plugins: Option<serde_yaml::Value>,
+    /// `auth`.
+    pub auth: AuthSection,
 }
+
+/// `auth:` as written: its `type` (checked against Feast's) and the whole section,
+/// which the authenticator of that type parses.
+#[derive(Clone, Debug)]
+pub struct AuthSection {
+    /// `type`: `no_auth` (also when `auth` is absent), `oidc` or `kubernetes`.
+    pub type_name: String,
+    /// The section (a null value when `auth` is absent).
+    pub raw: serde_yaml::Value,
+}
+
+/// The `auth.type` values Feast 0.67 accepts.
+const AUTH_TYPES: [&str; 3] = ["no_auth", "kubernetes", "oidc"];
 
 /// `registry:` (a path string or an object).
 #[derive(Clone, Debug)]
@@ -158,6 +173,7 @@ struct RawRepoConfig {
     entity_key_serialization_version: Option<u32>,
     feature_server: Option<RawFeatureServer>,
     wasm_plugins: Option<serde_yaml::Value>,
+    auth: Option<serde_yaml::Value>,
     // Accepted for old scripts (Feast itself ignores them since 0.30).
     #[serde(rename = "go_feature_serving")]
     _go_feature_serving: Option<serde_yaml::Value>,
@@ -321,7 +337,10 @@ impl RepoConfig {
                 .unwrap_or_default(),
         };
 
+        let auth = auth_section(raw.auth, source)?;
+
         Ok(RepoConfig {
+            auth,
             wasm_plugins: raw.wasm_plugins,
             repo_dir: repo_dir.to_path_buf(),
             source: source.to_path_buf(),
@@ -362,6 +381,50 @@ impl RepoConfig {
             path: self.source.clone(),
             message: format!("{key}.{}", describe_path_error(&e)),
         })
+    }
+}
+
+/// Checks `auth.type` as Feast does (`repo_config.py`): present, and one Feast knows.
+fn auth_section(raw: Option<serde_yaml::Value>, source: &Path) -> Result<AuthSection, ConfigError> {
+    let Some(raw) = raw.filter(|v| !v.is_null()) else {
+        return Ok(AuthSection {
+            type_name: "no_auth".into(),
+            raw: serde_yaml::Value::Null,
+        });
+    };
+    let possible = format!(
+        "Possible values=[{}]",
+        AUTH_TYPES.map(|t| format!("'{t}'")).join(", ")
+    );
+    let type_name = match raw.get("type") {
+        None => {
+            return Err(ConfigError::Parse {
+                path: source.to_path_buf(),
+                message: format!("auth configuration is missing authentication type. {possible}"),
+            });
+        }
+        Some(t) => t.as_str().unwrap_or_default().to_string(),
+    };
+    if !AUTH_TYPES.contains(&type_name.as_str()) {
+        return Err(ConfigError::Parse {
+            path: source.to_path_buf(),
+            message: format!(
+                "auth configuration has invalid authentication type={}. {possible}",
+                display_yaml(raw.get("type"))
+            ),
+        });
+    }
+    Ok(AuthSection { type_name, raw })
+}
+
+/// A YAML scalar as written (for messages).
+fn display_yaml(v: Option<&serde_yaml::Value>) -> String {
+    match v {
+        Some(serde_yaml::Value::String(s)) => s.clone(),
+        Some(other) => serde_yaml::to_string(other)
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_default(),
+        None => String::new(),
     }
 }
 

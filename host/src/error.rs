@@ -2,8 +2,13 @@
 //! re-raises and a transport-neutral [`ErrorKind`]; HTTP and gRPC map the kind to
 //! their status codes in one place each.
 
+use crate::auth::{AuthError, Denied};
 use crate::online_store::StoreError;
 use crate::plugin::OdfvError;
+
+/// What a client is told when its request is not authenticated (Feast's answer,
+/// whatever the reason; the reason is logged).
+pub(crate) const UNAUTHENTICATED: &str = "Invalid or expired access token";
 
 /// Who is at fault, and so which status a transport answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +30,10 @@ pub enum ErrorKind {
     Conflict,
     /// Something failed on the server side (HTTP 500, gRPC INTERNAL).
     Internal,
+    /// The request carries no valid credentials (HTTP 401, gRPC UNAUTHENTICATED).
+    Unauthenticated,
+    /// The caller may not do what the request asks (HTTP 403, gRPC PERMISSION_DENIED).
+    PermissionDenied,
 }
 
 /// A failed `get_online_features`.
@@ -124,6 +133,12 @@ pub enum Error {
     /// Writing an offline file (or the registry) failed.
     #[error("{0}")]
     WriteFailed(String),
+    /// The request is not authenticated, or its token cannot be checked now.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    /// The registry's permissions refuse the request.
+    #[error(transparent)]
+    PermissionDenied(#[from] Denied),
     /// More entity rows than the server accepts in one request.
     #[error("the request has {rows} entity rows; this server accepts at most {max} per request")]
     TooManyEntities {
@@ -166,6 +181,9 @@ impl Error {
             Error::Store(_) | Error::Odfv(OdfvError::Failed { .. }) => ErrorKind::Internal,
             Error::Overloaded(_) => ErrorKind::Unavailable,
             Error::Timeout(_) => ErrorKind::DeadlineExceeded,
+            Error::Auth(AuthError::Invalid(_)) => ErrorKind::Unauthenticated,
+            Error::Auth(AuthError::Unavailable(_)) => ErrorKind::Unavailable,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
         }
     }
 
@@ -180,6 +198,7 @@ impl Error {
             Error::FeatureNameCollision(_) => "FeatureNameCollisionError",
             Error::PushSourceNotFound { .. } => "PushSourceNotFoundException",
             Error::ObjectNotFound(_) => "FeastObjectNotFoundException",
+            Error::PermissionDenied(_) => "FeastPermissionError",
             _ => "FeastError",
         }
     }

@@ -1,7 +1,9 @@
 //! Feast's gRPC API, `feast.serving.ServingService` (`GetFeastServingInfo`,
 //! `GetOnlineFeatures`), wire-compatible with Feast's protos, plus the standard
 //! `grpc.health.v1.Health` service. A thin layer: it converts messages and calls the
-//! same engine as HTTP; errors map to gRPC codes here, once.
+//! same engine as HTTP; errors map to gRPC codes here, once. With `auth` on, the
+//! serving service needs the `authorization` metadata (`Bearer <token>`); the
+//! health service stays open.
 
 use std::time::Duration;
 
@@ -9,7 +11,8 @@ use tonic::{Request, Response, Status};
 use tonic_health::server::HealthReporter;
 
 use crate::api::{OnlineFeaturesRequest, OnlineFeaturesResponse};
-use crate::error::{Error, ErrorKind};
+use crate::auth::Caller;
+use crate::error::{Error, ErrorKind, UNAUTHENTICATED};
 use crate::proto::feast::serving::get_online_features_request::Kind;
 use crate::proto::feast::serving::get_online_features_response::FeatureVector;
 use crate::proto::feast::serving::serving_service_server::{ServingService, ServingServiceServer};
@@ -29,13 +32,19 @@ fn code_for(kind: ErrorKind) -> tonic::Code {
         ErrorKind::DeadlineExceeded => tonic::Code::DeadlineExceeded,
         ErrorKind::Internal => tonic::Code::Internal,
         ErrorKind::Conflict => tonic::Code::Aborted,
+        ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
+        ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
     }
 }
 
 /// An engine error as a gRPC status (message: the error; Feast's class in the details
 /// is not a gRPC concept, so the class is prefixed to the message).
 fn status_for(e: &Error) -> Status {
-    Status::new(code_for(e.kind()), format!("{}: {e}", e.feast_class()))
+    match e.kind() {
+        // Why a token was refused is logged, not told.
+        ErrorKind::Unauthenticated => Status::unauthenticated(UNAUTHENTICATED),
+        kind => Status::new(code_for(kind), format!("{}: {e}", e.feast_class())),
+    }
 }
 
 /// `feast.serving.ServingService` over the engine.
@@ -51,6 +60,20 @@ impl Serving {
         ServingServiceServer::new(Serving { service })
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX)
+    }
+}
+
+impl Serving {
+    /// Who sent a request (its `authorization` metadata).
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .map(tonic::metadata::MetadataValue::as_bytes);
+        self.service
+            .authenticate(authorization)
+            .await
+            .map_err(|e| status_for(&e))
     }
 }
 
@@ -151,8 +174,9 @@ fn to_proto_response(r: OnlineFeaturesResponse) -> GetOnlineFeaturesResponse {
 impl ServingService for Serving {
     async fn get_feast_serving_info(
         &self,
-        _request: Request<GetFeastServingInfoRequest>,
+        request: Request<GetFeastServingInfoRequest>,
     ) -> Result<Response<GetFeastServingInfoResponse>, Status> {
+        self.caller(&request).await?;
         Ok(Response::new(GetFeastServingInfoResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
         }))
@@ -163,8 +187,19 @@ impl ServingService for Serving {
         request: Request<GetOnlineFeaturesRequest>,
     ) -> Result<Response<GetOnlineFeaturesResponse>, Status> {
         let timer = self.service.start("grpc:GetOnlineFeatures");
+        let caller = match self.caller(&request).await {
+            Ok(c) => c,
+            Err(status) => {
+                timer.finish(format!("{:?}", status.code()));
+                return Err(status);
+            }
+        };
         let req = to_engine_request(request.into_inner());
-        match self.service.get_online_features(&req, &Proto).await {
+        match self
+            .service
+            .get_online_features(&req, &caller, &Proto)
+            .await
+        {
             Ok(out) => {
                 timer.finish("OK");
                 Ok(Response::new(out))

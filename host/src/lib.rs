@@ -16,6 +16,7 @@
 //! | model | `registry` | decode `registry.db` into a typed model; reload it; caches per snapshot |
 //! | shared types | `api`, `metrics` | request and response types; the registry of Prometheus collectors |
 //! | backends | `online_store`, `plugin` | stores behind one trait (SQLite, Redis); ODFVs as Wasm components |
+//! | access | `auth` | who is asking (bearer tokens: OIDC, Kubernetes) and what they may do (Feast's permissions) |
 //! | errors | `error` | the engine's typed errors, each with a Feast class and a status kind |
 //! | engine | `engine` | `get_online_features`: plans, keys, reads, ODFVs, assembly |
 //! | write path | `ingest` | push, write-to-online-store, materialize: rows checked whole, then written as Feast writes them |
@@ -30,6 +31,7 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod auth;
 pub mod cli;
 mod clock;
 mod config;
@@ -53,6 +55,7 @@ mod tls;
 pub mod value;
 
 pub use api::{FeatureColumn, FeatureViewMetadata, OnlineFeaturesRequest, OnlineFeaturesResponse};
+pub use auth::{AuthError, AuthSetupError, Denied};
 pub use clock::Clock;
 pub use config::{ConfigError, RepoConfig};
 pub use entity_key::KeyLayout;

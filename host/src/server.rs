@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::{AuthSetupError, Authenticator};
 use crate::clock::Clock;
 use crate::config::{ConfigError, RepoConfig};
 use crate::engine::Engine;
@@ -48,6 +49,9 @@ pub enum StartError {
     /// The WebAssembly engine for plugins could not start.
     #[error(transparent)]
     Plugins(#[from] EngineError),
+    /// `auth` cannot be enforced as configured.
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
 }
 
 /// Start-up knobs that are not in `feature_store.yaml`.
@@ -182,7 +186,26 @@ impl App {
             engine = engine.with_plugins(rt.clone());
             ingest = ingest.with_plugins(rt);
         }
-        let service = Service::new(engine, ingest, logger, &mut metrics, opts.limits.clone());
+        let auth = Authenticator::start(&config).await?;
+        let permissions = snapshot.registry.permissions.len();
+        match &auth {
+            Authenticator::NoAuth if permissions > 0 => tracing::warn!(
+                permissions,
+                "the registry has permissions, and auth type no_auth enforces none of them (as Feast)"
+            ),
+            _ => tracing::info!(auth = auth.type_name(), permissions, "access control"),
+        }
+        if let Some(t) = auth.spawn_refresh(shutdown.subscribe()) {
+            tasks.push(t);
+        }
+        let service = Service::new(
+            auth,
+            engine,
+            ingest,
+            logger,
+            &mut metrics,
+            opts.limits.clone(),
+        );
         Ok(App {
             service,
             metrics: Arc::new(metrics),

@@ -1,4 +1,4 @@
-//! What HTTP and gRPC share: the engine behind admission control (a cap on
+//! What HTTP and gRPC share: authentication, the engine behind admission control (a cap on
 //! concurrent requests, answered with a clear "busy" error instead of queueing, and
 //! a per-request timeout), "serve, then log" (a response is encoded for the client,
 //! then handed to the feature logger), the logging of failures, and the request
@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Semaphore;
 
 use crate::api::{OnlineFeaturesRequest, OnlineFeaturesResponse, PushRequest, WriteRequest};
+use crate::auth::{Authenticator, Caller};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind};
 use crate::feature_logging::FeatureLogger;
@@ -70,6 +71,7 @@ pub(crate) trait Encode {
 /// The engine as the transports see it.
 #[derive(Clone, Debug)]
 pub(crate) struct Service {
+    auth: Authenticator,
     engine: Engine,
     ingest: Ingest,
     logger: Option<Arc<FeatureLogger>>,
@@ -81,6 +83,7 @@ pub(crate) struct Service {
 impl Service {
     /// Wraps the engine with limits, the feature logger and request metrics.
     pub(crate) fn new(
+        auth: Authenticator,
         engine: Engine,
         ingest: Ingest,
         logger: Option<Arc<FeatureLogger>>,
@@ -88,6 +91,7 @@ impl Service {
         limits: Limits,
     ) -> Self {
         Service {
+            auth,
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
             engine,
             ingest,
@@ -95,6 +99,17 @@ impl Service {
             metrics: RequestMetrics::register(metrics),
             limits,
         }
+    }
+
+    /// Who sent a request whose `Authorization` header (or gRPC metadata) is
+    /// `authorization` (anyone, with `no_auth`).
+    pub(crate) async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Caller, Error> {
+        logged(
+            self.auth
+                .authenticate(authorization)
+                .await
+                .map_err(Error::from),
+        )
     }
 
     /// The engine.
@@ -118,9 +133,10 @@ impl Service {
     pub(crate) async fn get_online_features<E: Encode>(
         &self,
         req: &OnlineFeaturesRequest,
+        caller: &Caller,
         encoder: &E,
     ) -> Result<E::Output, Error> {
-        let resp = logged(self.serve(req).await)?;
+        let resp = logged(self.serve(req, caller).await)?;
         let logged = self
             .logger
             .as_ref()
@@ -148,18 +164,22 @@ impl Service {
     /// `POST /push`. Writes are not cut short by the request timeout (an abandoned
     /// write could still land after the client was told it failed); the stores'
     /// own timeouts bound them.
-    pub(crate) async fn push(&self, req: &PushRequest) -> Result<(), Error> {
+    pub(crate) async fn push(&self, req: &PushRequest, caller: &Caller) -> Result<(), Error> {
         let result = match self.admit() {
-            Ok(_permit) => self.ingest.push(req).await,
+            Ok(_permit) => self.ingest.push(req, caller).await,
             Err(e) => Err(e),
         };
         logged(result)
     }
 
     /// `POST /write-to-online-store`.
-    pub(crate) async fn write_to_online_store(&self, req: &WriteRequest) -> Result<(), Error> {
+    pub(crate) async fn write_to_online_store(
+        &self,
+        req: &WriteRequest,
+        caller: &Caller,
+    ) -> Result<(), Error> {
         let result = match self.admit() {
-            Ok(_permit) => self.ingest.write_to_online_store(req).await,
+            Ok(_permit) => self.ingest.write_to_online_store(req, caller).await,
             Err(e) => Err(e),
         };
         logged(result)
@@ -170,9 +190,10 @@ impl Service {
     pub(crate) async fn materialize(
         &self,
         req: MaterializeRequest,
+        caller: &Caller,
         run_async: bool,
     ) -> Result<Option<Vec<String>>, Error> {
-        let (views, claim) = logged(self.ingest.plan_materialization(&req))?;
+        let (views, claim) = logged(self.ingest.plan_materialization(&req, caller))?;
         if !run_async {
             let done = logged(self.ingest.materialize(&req, views, claim, &()).await)?;
             tracing::info!(
@@ -204,11 +225,15 @@ impl Service {
         self.ingest.now()
     }
 
-    async fn serve(&self, req: &OnlineFeaturesRequest) -> Result<OnlineFeaturesResponse, Error> {
+    async fn serve(
+        &self,
+        req: &OnlineFeaturesRequest,
+        caller: &Caller,
+    ) -> Result<OnlineFeaturesResponse, Error> {
         let _permit = self.admit()?;
         match tokio::time::timeout(
             self.limits.request_timeout,
-            self.engine.get_online_features(req),
+            self.engine.get_online_features(req, caller),
         )
         .await
         {
@@ -250,6 +275,8 @@ fn log_failure(e: &Error) {
         | ErrorKind::Conflict => {
             tracing::debug!(error = %e, "request rejected")
         }
+        ErrorKind::Unauthenticated => tracing::info!(reason = %e, "request not authenticated"),
+        ErrorKind::PermissionDenied => tracing::info!(error = %e, "request refused"),
     }
 }
 

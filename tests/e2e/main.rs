@@ -6,6 +6,7 @@
     reason = "test and benchmark support: a failed step ends the run"
 )]
 
+mod auth;
 mod composite;
 mod feature_logging;
 mod golden;

@@ -9,6 +9,7 @@
 )]
 
 pub mod logging;
+pub mod oidc;
 pub mod plugins;
 pub mod redis_server;
 
@@ -75,6 +76,12 @@ impl RepoCopy {
     /// pandas on-demand views; `tests/fixtures/composite`) into a fresh directory.
     pub fn composite() -> Self {
         Self::of("tests/fixtures/composite/feature_repo")
+    }
+
+    /// Copies the `auth` repository (views, services and permissions the real Feast
+    /// applied; `tests/fixtures/auth`) into a fresh directory.
+    pub fn auth() -> Self {
+        Self::of("tests/fixtures/auth/feature_repo")
     }
 
     /// Copies a repository of the workspace into a fresh temporary directory.

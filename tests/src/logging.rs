@@ -80,6 +80,7 @@ pub fn add_service(repo: &RepoCopy, service: &LoggedService<'_>) {
                 })
                 .collect(),
             precompute_online: false,
+            tags: Default::default(),
             logging_config: Some(LoggingConfig {
                 sample_rate: service.sample_rate,
                 destination: Some(destination),

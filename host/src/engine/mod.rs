@@ -1,7 +1,7 @@
 //! The transport-agnostic `get_online_features` engine. The recipe of a request:
 //!
 //! 1. resolve the request shape to a cached [`plan::Plan`] (views to read, outputs,
-//!    echoed join keys);
+//!    echoed join keys), and check the caller may read what it covers;
 //! 2. turn the request's entity columns into each view's unique entity keys
 //!    ([`keys`]);
 //! 3. read every view from the online store in one batched call;
@@ -19,11 +19,12 @@ use self::assemble::feature_column;
 use self::keys::{EntityInputs, RowKeys, request_data, row_count};
 use self::plan::{EchoColumn, OdfvInput, OutputSource, Plan, PlanCache, Selection};
 use crate::api::{FeatureColumn, OnlineFeaturesRequest, OnlineFeaturesResponse};
+use crate::auth::Caller;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::online_store::{ReadBatch, Store, ViewRows};
 use crate::plugin::{OdfvError, PluginRuntime};
-use crate::registry::{RegistryHandle, SnapshotCache};
+use crate::registry::{Action, RegistryHandle, SnapshotCache};
 use crate::value::{EventTime, FieldStatus, Value};
 
 /// The feature server's core: registry, online store, clock and plugins.
@@ -76,10 +77,11 @@ impl Engine {
         &self.store
     }
 
-    /// Answers a request: Feast's `get_online_features`.
+    /// Answers a request for `caller`: Feast's `get_online_features`.
     pub(crate) async fn get_online_features(
         &self,
         req: &OnlineFeaturesRequest,
+        caller: &Caller,
     ) -> Result<OnlineFeaturesResponse, Error> {
         let rows = row_count(req)?;
         if rows > self.max_entities {
@@ -99,6 +101,13 @@ impl Engine {
             selection,
             req.full_feature_names,
         )?;
+        if let Caller::User(_) = caller {
+            caller.authorize(
+                &snapshot.registry.permissions,
+                &plan.resources(),
+                &[Action::ReadOnline],
+            )?;
+        }
         let inputs = EntityInputs::resolve(&plan, req)?;
         let request_data = request_data(&plan, req)?;
 

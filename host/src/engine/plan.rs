@@ -9,9 +9,12 @@ use std::collections::hash_map::Entry;
 use std::sync::{Arc, RwLock};
 
 use crate::api::{FeatureViewMetadata, OnlineFeaturesRequest};
+use crate::auth::{Resource, ResourceKind};
 use crate::error::Error;
 use crate::online_store::{Store, ViewTarget};
-use crate::registry::{FeatureView, OdfvSource, OnDemandFeatureView, Projection, Registry};
+use crate::registry::{
+    FeatureService, FeatureView, OdfvSource, OnDemandFeatureView, Projection, Registry,
+};
 use crate::value::is_known_value_type;
 
 /// Plans kept per registry snapshot before the cache stops growing.
@@ -154,9 +157,38 @@ pub(super) struct Plan {
     pub outputs: Vec<OutputSource>,
     /// `feature_view_metadata` for `include_feature_view_version_metadata`.
     pub view_metadata: Vec<FeatureViewMetadata>,
+    /// The feature service asked for, when the request names one.
+    pub service: Option<Arc<FeatureService>>,
 }
 
 impl Plan {
+    /// What a permission check covers (Feast's `feature_server.py`): the feature
+    /// service alone when one is asked for; otherwise every view read (sources of
+    /// on-demand views included), then every on-demand view computed.
+    pub(super) fn resources(&self) -> Vec<Resource<'_>> {
+        if let Some(s) = &self.service {
+            return vec![Resource {
+                kind: ResourceKind::FeatureService,
+                name: &s.name,
+                tags: &s.tags,
+            }];
+        }
+        let mut out: Vec<Resource<'_>> = Vec::with_capacity(self.reads.len() + self.odfvs.len());
+        for read in &self.reads {
+            if !out.iter().any(|r| r.name == read.view.name) {
+                out.push(Resource::view(&read.view));
+            }
+        }
+        for step in &self.odfvs {
+            out.push(Resource {
+                kind: ResourceKind::OnDemandFeatureView,
+                name: &step.odfv.name,
+                tags: &step.odfv.tags,
+            });
+        }
+        out
+    }
+
     /// Which of the request's columns the response echoes, and the response's
     /// column names: cached per order of request columns.
     pub(super) fn echo_layout(&self, req: &OnlineFeaturesRequest) -> Arc<EchoLayout> {
@@ -399,10 +431,11 @@ fn build_plan(
     selection: Selection<'_>,
     full_feature_names: bool,
 ) -> Result<Plan, Error> {
+    let mut service = None;
     let picks = match selection {
         Selection::Refs(refs) => picks_from_refs(refs)?,
         Selection::Service(name) => {
-            let service =
+            let found =
                 registry
                     .services
                     .get(name)
@@ -410,14 +443,16 @@ fn build_plan(
                         name: name.to_string(),
                         project: registry.project.clone(),
                     })?;
-            service
+            let picks = found
                 .projections
                 .iter()
                 .map(|p| Pick {
                     projection: p.clone(),
                     features: p.features.clone(),
                 })
-                .collect()
+                .collect();
+            service = Some(found.clone());
+            picks
         }
     };
 
@@ -437,7 +472,9 @@ fn build_plan(
     for pick in picks {
         builder.add(pick)?;
     }
-    builder.finish(store)
+    let mut plan = builder.finish(store)?;
+    plan.service = service;
+    Ok(plan)
 }
 
 struct PlanBuilder<'r> {
@@ -745,6 +782,7 @@ impl PlanBuilder<'_> {
             request_fields: self.request_fields,
             outputs: self.outputs,
             view_metadata: self.view_metadata,
+            service: None,
         })
     }
 }

@@ -9,11 +9,13 @@
 //! | unimplemented | 501 |
 //! | store unavailable, concurrency limit, request timeout | 503 (with `Retry-After`) |
 //! | internal | 500 |
+//! | not authenticated | 401 with FastAPI's `{"detail": "Invalid or expired access token"}`, as Feast |
+//! | permission denied | 403 (`FeastPermissionError`) |
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, UNAUTHENTICATED};
 
 /// An engine error on its way out as an HTTP response.
 #[derive(Debug)]
@@ -34,6 +36,8 @@ pub(super) fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unavailable | ErrorKind::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
     }
 }
 
@@ -54,6 +58,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let kind = self.0.kind();
         let status = status_for(kind);
+        if kind == ErrorKind::Unauthenticated {
+            return super::detail(status, UNAUTHENTICATED);
+        }
         // Failures of the engine are logged by the service, once for every transport.
         let message = self.0.to_string();
         let body = feast_error_body(self.0.feast_class(), &message);

@@ -1,7 +1,9 @@
 //! The HTTP API, shaped like Feast's Python feature server: `POST
-//! /get-online-features` and `GET /health`, Feast's JSON in and out, and errors in
-//! Feast's wire format (see [`error`]); plus `GET /health/live`, `GET /health/ready`
-//! and `GET /metrics` (Prometheus text).
+//! /get-online-features`, the write endpoints and `GET /health`, Feast's JSON in
+//! and out, and errors in Feast's wire format (see [`error`]); plus `GET
+//! /health/live`, `GET /health/ready`, `GET /plugins` and `GET /metrics`
+//! (Prometheus text). With `auth` on, every endpoint but the health checks and the
+//! metrics needs a bearer token.
 //!
 //! Every request runs in a span carrying its request id (the `x-request-id` header
 //! when the client sends one, else a generated one, echoed in the response); the
@@ -26,6 +28,7 @@ use axum::routing::{get, post};
 use tracing::Instrument;
 
 use crate::api::OnlineFeaturesResponse;
+use crate::auth::Caller;
 use crate::metrics::Metrics;
 use crate::service::{Encode, Service};
 pub(crate) use connection::{header_limit, serve_connection};
@@ -182,7 +185,7 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
 }
 
 async fn get_online_features(State(state): State<Shared>, req: Request) -> Response {
-    let body = match read_body(&state, req).await {
+    let (caller, body) = match authenticated_body(&state, req).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -190,10 +193,36 @@ async fn get_online_features(State(state): State<Shared>, req: Request) -> Respo
         Ok(req) => req,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    match state.service.get_online_features(&req, &Json).await {
+    match state
+        .service
+        .get_online_features(&req, &caller, &Json)
+        .await
+    {
         Ok(out) => ([(header::CONTENT_TYPE, "application/json")], out).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// Who sent the request, and its body (read whole first, so the connection stays
+/// usable, and parsed only once the caller is known); the answer to send instead
+/// when the request is not authenticated or its body cannot be read.
+async fn authenticated_body(state: &Shared, req: Request) -> Result<(Caller, Bytes), Response> {
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
+    let body = read_body(state, req).await?;
+    let caller = authenticate(state, authorization.as_ref()).await?;
+    Ok((caller, body))
+}
+
+/// Who sent a request with this `Authorization` header; the 401 (or 503) otherwise.
+async fn authenticate(
+    state: &Shared,
+    authorization: Option<&HeaderValue>,
+) -> Result<Caller, Response> {
+    state
+        .service
+        .authenticate(authorization.map(HeaderValue::as_bytes))
+        .await
+        .map_err(|e| ApiError::from(e).into_response())
 }
 
 /// The request body, within the size limit and the request timeout; the answer to
@@ -266,8 +295,12 @@ async fn ready(State(state): State<Shared>) -> Response {
     }
 }
 
-/// The loaded Wasm plugins (an empty list without a plugin directory).
-async fn plugins(State(state): State<Shared>) -> Response {
+/// The loaded Wasm plugins (an empty list without a plugin directory), for any
+/// authenticated caller.
+async fn plugins(State(state): State<Shared>, headers: axum::http::HeaderMap) -> Response {
+    if let Err(resp) = authenticate(&state, headers.get(header::AUTHORIZATION)).await {
+        return resp;
+    }
     let list = state
         .service
         .engine()

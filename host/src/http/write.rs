@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value as Json, json};
 
 use super::request::LaxBool;
-use super::{ApiError, Shared, read_body};
+use super::{ApiError, Shared, authenticated_body};
 use crate::api::{DataFrame, PushMode, PushRequest, WriteRequest};
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::ingest::{MaterializeRequest, parse_time};
 use crate::value::EventTime;
@@ -130,7 +131,7 @@ fn null_ok() -> Response {
 
 /// `POST /push`.
 pub(super) async fn push(State(state): State<Shared>, req: Request) -> Response {
-    let body = match read_body(&state, req).await {
+    let (caller, body) = match authenticated_body(&state, req).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -142,7 +143,7 @@ pub(super) async fn push(State(state): State<Shared>, req: Request) -> Response 
             to: raw.to,
             allow_registry_cache: raw.allow_registry_cache.0,
         };
-        state.service.push(&req).await
+        state.service.push(&req, &caller).await
     }
     .await;
     match result {
@@ -154,7 +155,7 @@ pub(super) async fn push(State(state): State<Shared>, req: Request) -> Response 
 
 /// `POST /write-to-online-store`.
 pub(super) async fn write_to_online_store(State(state): State<Shared>, req: Request) -> Response {
-    let body = match read_body(&state, req).await {
+    let (caller, body) = match authenticated_body(&state, req).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -166,7 +167,7 @@ pub(super) async fn write_to_online_store(State(state): State<Shared>, req: Requ
             allow_registry_cache: raw.allow_registry_cache.0,
             transform_on_write: raw.transform_on_write.0,
         };
-        state.service.write_to_online_store(&req).await
+        state.service.write_to_online_store(&req, &caller).await
     }
     .await;
     match result {
@@ -181,7 +182,7 @@ pub(super) async fn materialize(
     Query(query): Query<MaterializeQuery>,
     req: Request,
 ) -> Response {
-    let body = match read_body(&state, req).await {
+    let (caller, body) = match authenticated_body(&state, req).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -206,7 +207,7 @@ pub(super) async fn materialize(
             views: raw.feature_views,
         })
     });
-    run(&state, req, &query).await
+    run(&state, req, &caller, &query).await
 }
 
 /// `POST /materialize-incremental`.
@@ -215,7 +216,7 @@ pub(super) async fn materialize_incremental(
     Query(query): Query<MaterializeQuery>,
     req: Request,
 ) -> Response {
-    let body = match read_body(&state, req).await {
+    let (caller, body) = match authenticated_body(&state, req).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -226,12 +227,13 @@ pub(super) async fn materialize_incremental(
             views: raw.feature_views,
         })
     });
-    run(&state, req, &query).await
+    run(&state, req, &caller, &query).await
 }
 
 async fn run(
     state: &Shared,
     req: Result<MaterializeRequest, Error>,
+    caller: &Caller,
     query: &MaterializeQuery,
 ) -> Response {
     let run_async = query.run_async.as_deref().is_some_and(|v| {
@@ -240,7 +242,7 @@ async fn run(
             .any(|t| t.eq_ignore_ascii_case(v))
     });
     let result = match req {
-        Ok(req) => state.service.materialize(req, run_async).await,
+        Ok(req) => state.service.materialize(req, caller, run_async).await,
         Err(e) => Err(e),
     };
     match result {

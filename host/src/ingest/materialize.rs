@@ -28,9 +28,12 @@ use serde_json::Value as Json;
 use super::Ingest;
 use super::convert::{feature_value, typed};
 use super::offline::source_file;
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::online_store::{WriteBatch, WriteRow};
-use crate::registry::{FeatureView, RegistrySnapshot, ViewKind, record_materialization_in_file};
+use crate::registry::{
+    Action, FeatureView, RegistrySnapshot, ViewKind, record_materialization_in_file,
+};
 use crate::value::{EventTime, Val, Value};
 
 /// Rows per store write.
@@ -126,9 +129,11 @@ impl Ingest {
     pub(crate) fn plan_materialization(
         &self,
         req: &MaterializeRequest,
+        caller: &Caller,
     ) -> Result<(Vec<Arc<FeatureView>>, Claim), Error> {
         let snapshot = self.registry.snapshot();
         let views = views_to_materialize(&snapshot, req.views.as_deref())?;
+        super::authorize(caller, &snapshot.registry, &views, &[Action::WriteOnline])?;
         let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
         let claim = self.jobs.claim(&names)?;
         Ok((views, claim))

@@ -28,13 +28,14 @@ pub(crate) use convert::parse_time;
 pub(crate) use materialize::{MaterializeRequest, Progress};
 
 use crate::api::{PushRequest, WriteRequest};
+use crate::auth::{Caller, Resource};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::online_store::{Store, ViewTarget, WriteBatch};
 use crate::plugin::{OdfvError, OdfvInput, PluginRuntime};
 use crate::registry::{
-    FeatureView, OdfvSource, OnDemandFeatureView, Registry, RegistryHandle, RegistrySnapshot,
-    SnapshotCache, ViewKind,
+    Action, FeatureView, OdfvSource, OnDemandFeatureView, Registry, RegistryHandle,
+    RegistrySnapshot, SnapshotCache, ViewKind,
 };
 use crate::value::Value;
 
@@ -125,7 +126,7 @@ impl Ingest {
     }
 
     /// `POST /push`: the rows go to every view the push source feeds.
-    pub(crate) async fn push(&self, req: &PushRequest) -> Result<(), Error> {
+    pub(crate) async fn push(&self, req: &PushRequest, caller: &Caller) -> Result<(), Error> {
         let snapshot = self.snapshot(req.allow_registry_cache).await;
         let registry = &snapshot.registry;
         let names = registry
@@ -134,9 +135,15 @@ impl Ingest {
             .ok_or_else(|| Error::PushSourceNotFound {
                 name: req.push_source_name.clone(),
             })?;
+        let views = views_named(registry, names)?;
+        let actions: &[Action] = match (req.to.online(), req.to.offline()) {
+            (true, true) => &[Action::WriteOffline, Action::WriteOnline],
+            (false, true) => &[Action::WriteOffline],
+            _ => &[Action::WriteOnline],
+        };
+        authorize(caller, registry, &views, actions)?;
         let frame = rows::Frame::new(&req.df)?;
         self.check_rows(frame.rows())?;
-        let views = views_named(registry, names)?;
         let now = self.clock.event_time();
         let mut batches = Vec::new();
         let mut offline = Vec::new();
@@ -163,7 +170,11 @@ impl Ingest {
     }
 
     /// `POST /write-to-online-store`: the rows go to one view.
-    pub(crate) async fn write_to_online_store(&self, req: &WriteRequest) -> Result<(), Error> {
+    pub(crate) async fn write_to_online_store(
+        &self,
+        req: &WriteRequest,
+        caller: &Caller,
+    ) -> Result<(), Error> {
         let snapshot = self.snapshot(req.allow_registry_cache).await;
         let view = snapshot
             .registry
@@ -171,6 +182,12 @@ impl Ingest {
             .get(&req.feature_view_name)
             .cloned()
             .ok_or_else(|| Error::ObjectNotFound(req.feature_view_name.clone()))?;
+        authorize(
+            caller,
+            &snapshot.registry,
+            std::slice::from_ref(&view),
+            &[Action::WriteOnline],
+        )?;
         let frame = rows::Frame::new(&req.df)?;
         self.check_rows(frame.rows())?;
         let computed = if view.kind == ViewKind::WrittenOnDemand && req.transform_on_write {
@@ -274,6 +291,20 @@ fn odfv_input_types(odfv: &OnDemandFeatureView, registry: &Registry) -> Vec<(Str
         }
     }
     out
+}
+
+/// Whether `caller` may do `actions` on every one of `views`.
+fn authorize(
+    caller: &Caller,
+    registry: &Registry,
+    views: &[Arc<FeatureView>],
+    actions: &[Action],
+) -> Result<(), Error> {
+    if let Caller::User(_) = caller {
+        let resources: Vec<Resource<'_>> = views.iter().map(|v| Resource::view(v)).collect();
+        caller.authorize(&registry.permissions, &resources, actions)?;
+    }
+    Ok(())
 }
 
 /// The views behind names, each written to the online store.

@@ -8,9 +8,9 @@ use std::time::Duration;
 use prost::Message;
 
 use super::{
-    DUMMY_ENTITY_ID, DUMMY_ENTITY_NAME, DataSource, Entity, FeatureService, FeatureView, Field,
-    JoinKey, LoggingConfig, LoggingDestination, OdfvSource, OnDemandFeatureView, Projection,
-    Registry, SourceKind, ViewKind,
+    Action, DUMMY_ENTITY_ID, DUMMY_ENTITY_NAME, DataSource, Entity, FeatureService, FeatureView,
+    Field, JoinKey, LoggingConfig, LoggingDestination, OdfvSource, OnDemandFeatureView, Permission,
+    Policy, Projection, Registry, ResourceType, SourceKind, ViewKind,
 };
 use crate::entity_key::KeyLayout;
 use crate::proto::feast::core as pb;
@@ -117,6 +117,7 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
                 batch_source: s.batch_source,
                 online: s.online,
                 meta,
+                tags: s.tags.into_iter().collect(),
             });
         }
     }
@@ -138,6 +139,7 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
                 batch_source: s.batch_source,
                 online: s.online,
                 meta,
+                tags: s.tags.into_iter().collect(),
             });
         }
     }
@@ -158,6 +160,7 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
                 batch_source: s.source,
                 online: s.online,
                 meta: pb::FeatureViewMeta::default(),
+                tags: s.tags.into_iter().collect(),
             });
         }
     }
@@ -184,6 +187,7 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
                     state: meta.state,
                     ..Default::default()
                 },
+                tags: s.tags.clone().into_iter().collect(),
             });
         }
         // A view written to the store is read from it; its transformation is also
@@ -240,8 +244,18 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
                 name: fs.name,
                 projections: fs.features.into_iter().map(projection).collect(),
                 logging,
+                tags: fs.tags.into_iter().collect(),
             }),
         );
+    }
+
+    for p in raw.permissions.into_iter().filter_map(|p| p.spec) {
+        if !keep(&p.project) {
+            continue;
+        }
+        let (permission, problem) = permission(p);
+        reg.warnings.extend(problem);
+        reg.permissions.push(Arc::new(permission));
     }
 
     if reg.views.is_empty() && reg.odfvs.is_empty() && !other_projects.is_empty() {
@@ -266,6 +280,7 @@ struct RawView {
     push_source: Option<String>,
     online: bool,
     meta: pb::FeatureViewMeta,
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 /// The name of a push source, `None` for a source of another type.
@@ -375,6 +390,7 @@ fn build_view(v: RawView, entities: &HashMap<String, Entity>, opts: DecodeOption
         .filter_map(|i| i.end_time.as_ref().map(event_time))
         .max();
     FeatureView {
+        tags: v.tags,
         batch_source: v.batch_source.map(|s| Arc::new(data_source(s))),
         online: v.online,
         materialized_until,
@@ -456,5 +472,81 @@ fn build_odfv(s: pb::OnDemandFeatureViewSpec) -> OnDemandFeatureView {
         features,
         sources,
         disabled: s.disabled,
+        tags: s.tags.into_iter().collect(),
     }
+}
+
+/// A permission, its patterns compiled to whole-name matches (Python's
+/// `re.fullmatch`). A pattern that does not compile makes the permission cover
+/// nothing (it still counts as one: the project keeps refusing what no other
+/// permission grants); the reason comes back as a load warning.
+fn permission(p: pb::PermissionSpec) -> (Permission, Option<String>) {
+    use pb::permission_spec::{AuthzedAction as A, Type as T};
+    let types = p
+        .types
+        .iter()
+        .filter_map(|t| T::try_from(*t).ok())
+        .map(|t| match t {
+            T::FeatureView => ResourceType::FeatureView,
+            T::OnDemandFeatureView => ResourceType::OnDemandFeatureView,
+            T::BatchFeatureView => ResourceType::BatchFeatureView,
+            T::StreamFeatureView => ResourceType::StreamFeatureView,
+            T::FeatureService => ResourceType::FeatureService,
+            T::LabelView => ResourceType::LabelView,
+            _ => ResourceType::Other,
+        })
+        .collect();
+    let mut name_patterns = Vec::new();
+    let mut problem = None;
+    for pattern in &p.name_patterns {
+        let pattern = pattern.trim();
+        match regex::Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(r) => name_patterns.push(r),
+            Err(e) => {
+                problem = Some(format!(
+                    "permission {}: name pattern {pattern:?} is not a regular expression this server reads ({e}); the permission covers nothing",
+                    p.name
+                ));
+            }
+        }
+    }
+    let actions = p
+        .actions
+        .iter()
+        .filter_map(|a| A::try_from(*a).ok())
+        .map(|a| match a {
+            A::Create => Action::Create,
+            A::Describe => Action::Describe,
+            A::Update => Action::Update,
+            A::Delete => Action::Delete,
+            A::ReadOnline => Action::ReadOnline,
+            A::ReadOffline => Action::ReadOffline,
+            A::WriteOnline => Action::WriteOnline,
+            A::WriteOffline => Action::WriteOffline,
+        })
+        .collect();
+    use pb::policy::PolicyType as P;
+    let policy = match p.policy.and_then(|p| p.policy_type) {
+        None => Policy::AllowAll,
+        Some(P::RoleBasedPolicy(r)) => Policy::Roles(r.roles),
+        Some(P::GroupBasedPolicy(g)) => Policy::Groups(g.groups),
+        Some(P::NamespaceBasedPolicy(n)) => Policy::Namespaces(n.namespaces),
+        Some(P::CombinedGroupNamespacePolicy(c)) => {
+            Policy::GroupsOrNamespaces(c.groups, c.namespaces)
+        }
+    };
+    let permission = Permission {
+        name: p.name,
+        types,
+        covers_nothing: problem.is_some(),
+        name_patterns,
+        required_tags: p
+            .required_tags
+            .into_iter()
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect(),
+        actions,
+        policy,
+    };
+    (permission, problem)
 }

@@ -45,6 +45,8 @@ pub(crate) struct Registry {
     pub services: HashMap<String, Arc<FeatureService>>,
     /// The views each push source feeds, by push source name (in registry order).
     pub push_sources: HashMap<String, Vec<String>>,
+    /// The project's permissions, in registry order.
+    pub permissions: Vec<Arc<Permission>>,
     /// `enable_online_feature_view_versioning`: `view@vN:feature` refs are served.
     pub versioning: bool,
     /// Objects skipped while decoding, with why (logged once per load).
@@ -125,6 +127,8 @@ pub(crate) struct FeatureView {
     pub online: bool,
     /// The end of the latest materialization interval, when the view has one.
     pub materialized_until: Option<EventTime>,
+    /// `tags`.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A data source, as far as writes need it.
@@ -193,6 +197,8 @@ pub(crate) struct OnDemandFeatureView {
     pub sources: Vec<OdfvSource>,
     /// `disabled` in the registry.
     pub disabled: bool,
+    /// `tags`.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl OnDemandFeatureView {
@@ -258,4 +264,81 @@ pub(crate) struct FeatureService {
     pub projections: Vec<Projection>,
     /// `logging_config`, when set.
     pub logging: Option<LoggingConfig>,
+    /// `tags`.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A permission (Feast's `Permission`): which resources it covers, for which
+/// actions, and who it lets in.
+#[derive(Debug)]
+pub(crate) struct Permission {
+    /// Its name (in denial messages).
+    pub name: String,
+    /// The resource types it covers (all of them when Feast stored none).
+    pub types: Vec<ResourceType>,
+    /// Name patterns, each matching a whole name (none: every name).
+    pub name_patterns: Vec<regex::Regex>,
+    /// A pattern could not be compiled: the permission covers no resource.
+    pub covers_nothing: bool,
+    /// Tags a resource must carry to be covered.
+    pub required_tags: BTreeMap<String, String>,
+    /// The actions it covers.
+    pub actions: Vec<Action>,
+    /// Who it lets in.
+    pub policy: Policy,
+}
+
+/// Resource types of Feast's permissions (`PermissionSpec.Type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResourceType {
+    /// `FeatureView` (also covers batch and stream feature views, its subclasses).
+    FeatureView,
+    /// `OnDemandFeatureView`.
+    OnDemandFeatureView,
+    /// `BatchFeatureView`.
+    BatchFeatureView,
+    /// `StreamFeatureView`.
+    StreamFeatureView,
+    /// `FeatureService`.
+    FeatureService,
+    /// `LabelView`.
+    LabelView,
+    /// Any other type Feast knows (entities, data sources, projects...).
+    Other,
+}
+
+/// Actions of Feast's permissions (`AuthzedAction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Action {
+    /// `CREATE`.
+    Create,
+    /// `DESCRIBE`.
+    Describe,
+    /// `UPDATE`.
+    Update,
+    /// `DELETE`.
+    Delete,
+    /// `READ_ONLINE`.
+    ReadOnline,
+    /// `READ_OFFLINE`.
+    ReadOffline,
+    /// `WRITE_ONLINE`.
+    WriteOnline,
+    /// `WRITE_OFFLINE`.
+    WriteOffline,
+}
+
+/// Who a permission lets in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// Everyone (a permission stored without a policy).
+    AllowAll,
+    /// Users with any of these roles.
+    Roles(Vec<String>),
+    /// Users in any of these groups.
+    Groups(Vec<String>),
+    /// Users in any of these namespaces.
+    Namespaces(Vec<String>),
+    /// Users in any of these groups or namespaces.
+    GroupsOrNamespaces(Vec<String>, Vec<String>),
 }
