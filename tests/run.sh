@@ -5,8 +5,9 @@
 #   2. checks with the real Feast's own Python code (pinned pip feast in a venv made by
 #      demo/feast_venv.sh): Feast's gRPC stubs against our gRPC server, the Feast SDK's
 #      remote online store against our HTTP server (SQLite and Redis, ODFVs included),
-#      writes compared byte for byte with the real Feast SDK's, and feature logs read
-#      back with pyarrow and Feast.
+#      writes compared byte for byte with the real Feast SDK's, the SDK logging in with
+#      OIDC and refused as feast serve refuses it, and feature logs read back with
+#      pyarrow and Feast.
 # SKIP_PYTHON=1 skips step 2. Extra arguments go to `cargo test`. Prints the time of
 # each step.
 set -euo pipefail
@@ -52,6 +53,9 @@ done
 for store in sqlite redis redis-cluster; do
   step "writes as Feast writes them ($store)" "$VENV/bin/python" "$ROOT/tests/python/write_parity.py" --binary "$BIN" --store "$store"
 done
+# OIDC and permissions: the Feast SDK logging in to a test issuer gets, from this
+# server, what it got from feast serve (tests/golden/auth/sdk.json).
+step "Feast SDK with OIDC and permissions" "$VENV/bin/python" "$ROOT/tests/python/auth_parity.py" --binary "$BIN" --issuer "$TARGET/debug/test_oidc_issuer"
 # Feature logs written by the server, read back with pyarrow and Feast (schema and rows).
 step "feature logs read back by Feast" env FEAST_VENV="$VENV" cargo test --workspace served_rows_are_written_in_feasts_schema
 echo "tests/run.sh passed in $(($(date +%s) - start)) s"

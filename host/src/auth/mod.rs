@@ -96,6 +96,8 @@ impl Authenticator {
     /// (a failure there is logged, and requests are answered 503 until they are).
     pub(crate) async fn start(config: &RepoConfig) -> Result<Self, AuthSetupError> {
         let section = &config.auth;
+        // The identity provider and the Kubernetes API are reached over TLS.
+        crate::tls::install_crypto_provider();
         match section.type_name.as_str() {
             "oidc" => {
                 let settings = config.parse_section("auth", section.raw.clone())?;
