@@ -226,3 +226,34 @@ async fn the_server_binary_compiles_plugins_in_a_child_process() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_cache_directory_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let plugins = PluginDir::with(&[(&built_plugins().conv_rate, "conv_rate.wasm")]);
+    let cache = tempfile::tempdir().expect("cache dir");
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let repo = RepoCopy::demo();
+    repo.append_config(&format!(
+        "wasm_plugins:\n    directory: {}\n    cache_dir: {}\n",
+        plugins.path().display(),
+        cache.path().display()
+    ));
+    let server = TestServer::start(repo.config(), feast_server_e2e::test_options()).await;
+    let resp = server
+        .get_online_features(&json!({"features": ["transformed_conv_rate:conv_rate_plus_val1"],
+                                     "entities": {"driver_id": [1001], "val_to_add": [1], "val_to_add_2": [2]}}))
+        .await;
+    assert_eq!(
+        resp.status, 200,
+        "the plugin is compiled in memory and serves"
+    );
+    let entries = std::fs::read_dir(cache.path()).expect("cache dir").count();
+    assert_eq!(
+        entries, 0,
+        "nothing is written to (or read from) an untrusted cache"
+    );
+    let list = server.send("GET", "/plugins", None, b"").await.json();
+    assert_eq!(list[0]["compiled_by"], "in_process", "{list}");
+    server.stop().await;
+}

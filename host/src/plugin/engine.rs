@@ -2,20 +2,21 @@
 //! runs long yields to the runtime between epoch ticks), epoch interruption for
 //! per-call deadlines (a ticker thread advances the epoch every [`TICK`]), the
 //! pooling allocator when the machine allows it, and an on-disk cache of compiled
-//! components keyed by content hash and engine. With a cache and a compiler
+//! components ([`super::cache`]: trusted directories only, keyed by content hash and
+//! engine). With a cache and a compiler
 //! executable, components are compiled in a child process that writes the cache entry:
 //! Cranelift's working memory (over 100 MB for a 1.6 MB component) then leaves with the
 //! child instead of staying in this process's allocator.
 
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
+
+use super::cache::{self, CompileCache};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 /// Epoch tick: the granularity of plugin deadlines.
@@ -37,7 +38,7 @@ pub enum CompiledBy {
 #[derive(Clone)]
 pub(crate) struct WasmEngine {
     engine: Engine,
-    cache_dir: Option<PathBuf>,
+    cache: Option<CompileCache>,
     compiler: Option<PathBuf>,
     max_memory_bytes: usize,
     /// Shared by every clone: the thread stops when the last clone is dropped.
@@ -86,7 +87,7 @@ impl std::fmt::Debug for WasmEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmEngine")
             .field("pooling", &self.pooling)
-            .field("cache_dir", &self.cache_dir)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -128,9 +129,10 @@ impl WasmEngine {
         };
         let ticker = Ticker::start(engine.clone())
             .map_err(|e| wasmtime::format_err!("cannot start the epoch thread: {e}"))?;
+        let cache = cache_dir.and_then(|dir| CompileCache::open(dir, &engine));
         Ok(WasmEngine {
             engine,
-            cache_dir,
+            cache,
             compiler,
             max_memory_bytes,
             _ticker: Arc::new(ticker),
@@ -146,22 +148,23 @@ impl WasmEngine {
     /// Compiles a component, or loads it from the cache when this engine compiled the
     /// same bytes before. Returns the component and where it came from.
     pub(crate) fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, CompiledBy)> {
-        let Some(path) = self.cache_path(bytes) else {
+        let Some(cache) = &self.cache else {
             return Ok((Component::new(&self.engine, bytes)?, CompiledBy::InProcess));
         };
-        if path.is_file() {
-            match load_cached(&self.engine, &path) {
-                Ok(c) => return Ok((c, CompiledBy::Cache)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable cached component")
-                }
+        let path = cache.path(bytes);
+        match cache.load(&self.engine, &path) {
+            Ok(Some(c)) => return Ok((c, CompiledBy::Cache)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable cached component")
             }
         }
         let mut child_failure = None;
         if let Some(exe) = &self.compiler {
             match self.compile_in_child(exe, bytes, &path) {
-                Ok(()) => match load_cached(&self.engine, &path) {
-                    Ok(c) => return Ok((c, CompiledBy::ChildProcess)),
+                Ok(()) => match cache.load(&self.engine, &path) {
+                    Ok(Some(c)) => return Ok((c, CompiledBy::ChildProcess)),
+                    Ok(None) => child_failure = Some("it wrote nothing".to_string()),
                     Err(e) => child_failure = Some(format!("cannot load what it wrote: {e}")),
                 },
                 Err(e) => child_failure = Some(e.to_string()),
@@ -173,7 +176,7 @@ impl WasmEngine {
             // The component is fine, so the child itself failed: worth an operator's look.
             tracing::warn!(reason = %reason, "compiling plugins out of process failed; compiled in process");
         }
-        if let Err(e) = store_cached(&component, &path) {
+        if let Err(e) = cache::store(&component, &path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot cache the compiled component");
         }
         Ok((component, CompiledBy::InProcess))
@@ -209,22 +212,6 @@ impl WasmEngine {
             )))
         }
     }
-
-    fn cache_path(&self, bytes: &[u8]) -> Option<PathBuf> {
-        let dir = self.cache_dir.as_ref()?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
-        let content = hex(&Sha256::digest(bytes));
-        Some(dir.join(format!(
-            "{content}-wasmtime{}-{:016x}.cwasm",
-            wasmtime_version(),
-            h.finish()
-        )))
-    }
-}
-
-fn wasmtime_version() -> &'static str {
-    "48.0.8"
 }
 
 /// Compiles a component for an engine built with `max_memory_bytes` and writes it where
@@ -236,42 +223,7 @@ pub(crate) fn compile_to_file(
 ) -> Result<(), String> {
     let engine = WasmEngine::new(max_memory_bytes, None, None).map_err(|e| format!("{e:#}"))?;
     let component = Component::new(&engine.engine, bytes).map_err(|e| format!("{e:#}"))?;
-    store_cached(&component, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// SHA-256 of bytes, as hex.
-pub(crate) fn content_hash(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Loads a compiled component from our cache.
-#[expect(
-    unsafe_code,
-    reason = "wasmtime loads precompiled machine code only through an unsafe call"
-)]
-fn load_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: `Component::deserialize_file` trusts its input to be wasmtime's own
-    // output. The cache directory is ours, each file is written atomically (temp
-    // file + rename) from `Component::serialize`, and its name carries the source's
-    // SHA-256 and this engine's compatibility hash, so a file is only ever read by an
-    // engine that could have written it, for the bytes it was compiled from.
-    unsafe { Component::deserialize_file(engine, path) }
-}
-
-fn store_cached(component: &Component, path: &Path) -> std::io::Result<()> {
-    let bytes = component
-        .serialize()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    cache::store(&component, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

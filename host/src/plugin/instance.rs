@@ -200,7 +200,7 @@ impl LoadedPlugin {
         config: &PluginConfig,
     ) -> Result<Self, LoadError> {
         let started = std::time::Instant::now();
-        let content_hash = super::engine::content_hash(&bytes);
+        let content_hash = super::cache::content_hash(&bytes);
         // Compiling takes seconds of CPU: keep it off the async workers.
         let compiler = engine.clone();
         let (component, compiled_by) =

@@ -16,6 +16,7 @@
 //! ages) and get random bytes (language runtimes seed their hash maps with them).
 //! Each call runs under a deadline (epoch interruption) and a memory limit.
 
+mod cache;
 mod call;
 mod config;
 mod convert;
