@@ -24,7 +24,10 @@ floor (no server: the same store reads issued directly by the store's client lib
 target/release/examples/store_floor), http-floor (target/release/examples/http_floor: our
 HTTP stack on the same serving threads, loaded by the same wrk with the same request,
 answering the bytes our server answered for the payload and doing nothing else; needs
-ours), ours-grpc (our server with -t grpc, loaded by
+ours), ours-oidc (our server with `auth: {type: oidc}` trusting the tests' OIDC issuer,
+target/release/test_oidc_issuer, and one permission in the registry that the token's
+role passes; wrk sends a fresh bearer token; its rows carry oidc/no_auth against ours),
+ours-grpc (our server with -t grpc, loaded by
 target/release/examples/grpc_load, a tonic client with one HTTP/2 connection per
 concurrent client; HTTP servers are loaded by wrk). The Python servers use the pinned Feast from
 demo/feast_venv.sh. Stores: sqlite (the demo's online_store.db) and redis (a private
@@ -158,10 +161,13 @@ def written_check(store, repo, redis_port, before, since_us, acked_rows, sent_en
     return sqlite_fresh_entities_since(repo, since_us // 1_000_000), sent_entities, "entities"
 
 
-def http(method, url, body=None, timeout=5.0):
+def http(method, url, body=None, timeout=5.0, headers=()):
     req = urllib.request.Request(url, data=body, method=method)
     if body is not None:
         req.add_header("Content-Type", "application/json")
+    for h in headers:
+        name, value = h.split(": ", 1)
+        req.add_header(name, value)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
@@ -245,7 +251,7 @@ class Server:
                 self.proc.wait()
 
 
-def run_wrk(url, payload, conns, duration, path="/get-online-features"):
+def run_wrk(url, payload, conns, duration, path="/get-online-features", headers=()):
     """wrk POSTing a payload to `path`, or GETting `path` when `payload` is None; a push
     payload is POSTed to /push by push.lua, with fresh event times."""
     threads = 1 if conns < 2 else 2
@@ -261,7 +267,7 @@ def run_wrk(url, payload, conns, duration, path="/get-online-features"):
         env["BODY_FILE"] = str(BENCH / "payloads" / f"{payload}.json")
     proc = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
-         "-s", str(script), url + path],
+         *[a for h in headers for a in ("-H", h)], "-s", str(script), url + path],
         env=env, capture_output=True, text=True, check=False,
     )
     out = proc.stdout
@@ -333,8 +339,62 @@ def start_http_floor(ours, payloads, args, work: Path):
                   cwd=work, port=port)
 
 
+class OidcIssuer:
+    """The tests' OIDC issuer (HTTPS on a free port), until stop()."""
+
+    def __init__(self, binary: Path):
+        self.proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        self.info = json.loads(self.proc.stdout.readline())
+
+    def token(self, user="alice") -> str:
+        """A fresh token from the password grant (valid 5 minutes)."""
+        import ssl
+        import urllib.parse
+        ctx = ssl.create_default_context(cafile=self.info["ca_cert"])
+        token_url = self.info["discovery_url"].rsplit("/.well-known", 1)[0] + "/token"
+        form = urllib.parse.urlencode({"grant_type": "password", "client_id": self.info["client_id"],
+                                       "client_secret": self.info["client_secret"], "username": user,
+                                       "password": f"{user}pw"}).encode()
+        with urllib.request.urlopen(token_url, data=form, context=ctx, timeout=10) as resp:
+            return json.loads(resp.read())["access_token"]
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def auth_headers(kind, args):
+    """The headers a load of `kind` sends: a fresh bearer token for ours-oidc."""
+    return (f"Authorization: Bearer {args.issuer.token()}",) if kind == "ours-oidc" else ()
+
+
+def oidc_repo(repo: Path, issuer: OidcIssuer) -> Path:
+    """A copy of `repo` whose server trusts the issuer and whose registry holds one
+    permission (feature views, READ_ONLINE, role `reader`, which the issuer gives alice)."""
+    dest = repo.parent / f"{repo.name}_oidc"
+    if not dest.exists():
+        shutil.copytree(repo, dest, ignore=shutil.ignore_patterns("gunicorn.ctl"))
+        # Registry field 16 (permissions): Permission{spec: PermissionSpec{name, project,
+        # types [FEATURE_VIEW], actions [READ_ONLINE], policy: {role_based_policy: {roles: [reader]}}}}.
+        def field(num, payload: bytes) -> bytes:
+            return bytes([num << 3 | 2, len(payload)]) + payload
+        policy = field(3, field(1, b"reader"))
+        spec = field(1, b"readers") + field(2, b"repo") + field(3, b"\x00") + field(6, b"\x04") + field(7, policy)
+        registry = (dest / "data" / "registry.db").read_bytes()
+        record = field(1, spec)
+        (dest / "data" / "registry.db").write_bytes(registry + bytes([0x82, 0x01, len(record)]) + record)
+        with open(dest / "feature_store.yaml", "a") as f:
+            f.write("auth:\n  type: oidc\n  client_id: {client_id}\n  auth_discovery_url: {discovery_url}\n"
+                    "  ca_cert_path: {ca_cert}\n".format(**issuer.info))
+    return dest
+
+
 def start_server(kind, repo, args):
     port = free_port()
+    if kind == "ours-oidc":
+        repo = oidc_repo(repo, args.issuer)
+        kind = "ours"
     if kind == "ours":
         return Server(kind, [str(args.server_bin), "-c", str(repo), "serve", "-p", str(port),
                                "--plugins", str(args.plugins)],
@@ -422,6 +482,7 @@ def main():
             sys.exit("--reads-while-pushing needs HTTP servers (ours, python, python-w2), read --payloads "
                      "and a push --push-payload")
     args.out.mkdir(parents=True, exist_ok=True)
+    args.issuer = OidcIssuer(args.server_bin.parent / "test_oidc_issuer") if "ours-oidc" in servers else None
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="feast-bench-") as tmp:
@@ -446,6 +507,8 @@ def main():
                 if redis:
                     redis.stop()
 
+    if args.issuer:
+        args.issuer.stop()
     if rwp:
         write_rwp_results(rows, args.out)
     else:
@@ -502,7 +565,7 @@ def measure(kind, srv, store, repo, redis_port, args, payload, c):
     elif kind == "http-floor":
         r = run_wrk(srv.url, payload, c, args.duration, f"/replay/{payload}")
     else:
-        r = run_wrk(srv.url, payload, c, args.duration)
+        r = run_wrk(srv.url, payload, c, args.duration, headers=auth_headers(kind, args))
     cpu = (cpu_ticks(srv.proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
     return row_of(kind, store, payload, c, r, cpu, srv)
 
@@ -552,7 +615,8 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                     run_wrk(srv.url, payload, conns[0], args.warmup, f"/replay/{payload}")
                     continue
                 body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
-                status, resp_body = http("POST", srv.url + "/get-online-features", body, timeout=30)
+                status, resp_body = http("POST", srv.url + "/get-online-features", body, timeout=30,
+                                         headers=auth_headers(kind, args))
                 if status != 200:
                     print(f"# {kind} {payload}: HTTP {status}: {resp_body[:300]!r}; skipped", file=sys.stderr)
                     kinds.remove(kind)
@@ -561,7 +625,7 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                 if reference is not None and reference != cols:
                     print(f"# WARNING {kind}/{store} {payload}: answer differs from the first server", file=sys.stderr)
                 reference = reference or cols
-                run_wrk(srv.url, payload, conns[0], args.warmup)
+                run_wrk(srv.url, payload, conns[0], args.warmup, headers=auth_headers(kind, args))
             for c in conns:
                 samples = {k: [] for k in kinds}
                 for rnd in range(args.rounds):
@@ -573,6 +637,9 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                 for kind, rs in samples.items():
                     mid = sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
                     row = dict(mid, rounds=len(rs))
+                    if kind == "ours-oidc" and samples.get("ours"):
+                        row["oidc/no_auth"] = round(median(
+                            [o["rps"] / p["rps"] for o, p in zip(rs, samples["ours"]) if p["rps"]]), 3)
                     if kind == "ours":
                         for other in ("python", "floor", "http-floor"):
                             if samples.get(other):
@@ -811,7 +878,8 @@ def write_results(rows, servers, out: Path):
         return fmt(r["rps"] / o["rps"]) if o and o["rps"] else ""
 
     head = ["store", "payload", "conns", "server", "req/s", "rows/s", "p50 ms", "p99 ms", "errors", "CPU %",
-            "RSS MB", "written", "ours/python", "ours/floor", "ours/http-floor", "ours/bound", "bound/floor"]
+            "RSS MB", "written", "ours/python", "ours/floor", "ours/http-floor", "ours/bound", "bound/floor",
+            "oidc/no_auth"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {s: i for i, s in enumerate(servers)}
     # Reads first, then the pushes (POST /push), each group by store, payload, conns.
@@ -823,7 +891,8 @@ def write_results(rows, servers, out: Path):
             f"{r['rows_s']:.0f}" if r.get("rows_s", "") != "" else "",
             f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["errors"]), str(r["cpu_pct"]), str(r["rss_mb"]),
             written, ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor"), ratio(r, "bound"),
-            f"{r['bound/floor']:.2f}x" if r.get("bound/floor") else ""]) + " |")
+            f"{r['bound/floor']:.2f}x" if r.get("bound/floor") else "",
+            f"{r['oidc/no_auth']:.3f}" if r.get("oidc/no_auth") else ""]) + " |")
     if any(is_push(r["payload"]) for r in rows):
         lines += ["", "push_N: POST /push of N rows with fresh event times; rows/s = 2xx answers x N; errors "
                   "include non-2xx answers; written: Redis HSET calls during the load over the rows "
@@ -841,7 +910,7 @@ def write_results(rows, servers, out: Path):
     print(f"\nresults: {out}/results.csv, {out}/table.md, {out}/chart.svg", file=sys.stderr)
 
 
-COLORS = {"ours": "#1b7837", "ours-grpc": "#5aae61", "python": "#c51b7d", "python-w2": "#e9a3c9",
+COLORS = {"ours": "#1b7837", "ours-grpc": "#5aae61", "ours-oidc": "#a6dba0", "python": "#c51b7d", "python-w2": "#e9a3c9",
           "floor": "#4393c3", "http-floor": "#92c5de"}
 
 
