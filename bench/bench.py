@@ -384,9 +384,11 @@ def oidc_repo(repo: Path, issuer: OidcIssuer) -> Path:
         registry = (dest / "data" / "registry.db").read_bytes()
         record = field(1, spec)
         (dest / "data" / "registry.db").write_bytes(registry + bytes([0x82, 0x01, len(record)]) + record)
-        with open(dest / "feature_store.yaml", "a") as f:
-            f.write("auth:\n  type: oidc\n  client_id: {client_id}\n  auth_discovery_url: {discovery_url}\n"
-                    "  ca_cert_path: {ca_cert}\n".format(**issuer.info))
+        yaml = (dest / "feature_store.yaml").read_text()
+        yaml = re.sub(r"(?m)^auth:\n(?:[ \t]+.*\n?)*", "", yaml)
+        (dest / "feature_store.yaml").write_text(
+            yaml.rstrip("\n") + "\nauth:\n  type: oidc\n  client_id: {client_id}\n  auth_discovery_url: {discovery_url}\n"
+            "  ca_cert_path: {ca_cert}\n".format(**issuer.info))
     return dest
 
 
