@@ -266,6 +266,12 @@ impl KeyLayout {
         KeyLayout { prefix, order }
     }
 
+    /// The bytes every key of the layout starts with (Feast's
+    /// `serialize_entity_key_prefix`: the join-key names).
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
     /// Appends the key for one row; `values[i]` belongs to the i-th declared join key
     /// and must already have the entity's type.
     pub fn serialize(&self, values: &[&Value], out: &mut Vec<u8>) -> Result<(), KeyError> {
@@ -276,6 +282,46 @@ impl KeyLayout {
         }
         Ok(())
     }
+}
+
+/// The join-key names of a serialized (version 3) entity key, in stored order, as
+/// Feast's `deserialize_entity_key` reads them; `None` when the bytes are not such a
+/// key (a name that is not a string, or a length past the end).
+pub(crate) fn join_key_names(key: &[u8]) -> Option<Vec<String>> {
+    let mut rest = key;
+    let count = take_u32(&mut rest)?;
+    let mut names = Vec::with_capacity(count.min(16));
+    for _ in 0..count {
+        let ty = take_u32(&mut rest)?;
+        let len = take_u32(&mut rest)?;
+        if ty != ValueType::String as usize {
+            return None;
+        }
+        let name = take(&mut rest, len)?;
+        names.push(
+            std::str::from_utf8(name)
+                .ok()?
+                .trim_end_matches('\0')
+                .to_string(),
+        );
+    }
+    while !rest.is_empty() {
+        let _ty = take_u32(&mut rest)?;
+        let len = take_u32(&mut rest)?;
+        take(&mut rest, len)?;
+    }
+    Some(names)
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (head, tail) = rest.split_at_checked(n)?;
+    *rest = tail;
+    Some(head)
+}
+
+fn take_u32(rest: &mut &[u8]) -> Option<usize> {
+    let b: [u8; 4] = take(rest, 4)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(b)).ok()
 }
 
 fn push_u32(out: &mut Vec<u8>, v: usize) {
@@ -515,5 +561,22 @@ mod tests {
         );
         assert_eq!(coerce(&b(true), ValueType::Bool), Ok(b(true)));
         assert!(coerce(&b(true), ValueType::Double).is_err());
+    }
+
+    #[test]
+    fn join_key_names_are_read_back_from_a_serialized_key() {
+        let layout = KeyLayout::new(&["driver_id", "customer_id"], 3);
+        let mut key = Vec::new();
+        let s = Value {
+            val: Some(Val::StringVal("c1".into())),
+        };
+        layout.serialize(&[&int64(7), &s], &mut key).expect("serializable");
+        assert!(key.starts_with(layout.prefix()));
+        assert_eq!(
+            join_key_names(&key),
+            Some(vec!["customer_id".to_string(), "driver_id".to_string()])
+        );
+        assert_eq!(join_key_names(&key[..key.len() - 1]), None);
+        assert_eq!(join_key_names(b"\x01\0\0\0\x03\0\0\0"), None);
     }
 }

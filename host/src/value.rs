@@ -99,6 +99,26 @@ impl EventTime {
         }
     }
 
+    /// The time as Feast's Redis reader hands it on: fractional seconds in a float,
+    /// then a Python `datetime`, which keeps microseconds (rounded half to even).
+    pub fn through_python_datetime(self) -> Self {
+        let secs = self.seconds as f64 + f64::from(self.nanos) / 1e9;
+        let whole = secs.trunc();
+        let mut micros = ((secs - whole) * 1e6).round_ties_even();
+        let mut seconds = whole;
+        if micros >= 1e6 {
+            micros -= 1e6;
+            seconds += 1.0;
+        } else if micros < 0.0 {
+            micros += 1e6;
+            seconds -= 1.0;
+        }
+        EventTime {
+            seconds: seconds as i64,
+            nanos: micros as i32 * 1000,
+        }
+    }
+
     /// As a protobuf `Timestamp`.
     pub fn to_proto(self) -> prost_types::Timestamp {
         prost_types::Timestamp {
@@ -398,6 +418,20 @@ pub(crate) fn from_json(v: &serde_json::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_go_through_a_python_datetime_as_feast_reads_them_back() {
+        let t = |seconds, nanos| EventTime { seconds, nanos };
+        for (before, after) in [
+            (t(1_732_233_600, 123_456_789), t(1_732_233_600, 123_457_000)),
+            (t(1_732_233_600, 999_999_700), t(1_732_233_601, 0)),
+            (t(1_700_000_000, 500), t(1_700_000_000, 0)),
+            (t(0, 0), t(0, 0)),
+            (t(-1, 999_999_999), t(0, 0)),
+        ] {
+            assert_eq!(before.through_python_datetime(), after, "{before:?}");
+        }
+    }
 
     #[test]
     fn rfc3339_matches_feast() {

@@ -17,7 +17,10 @@ feast-server writes them sorted by key). Checks:
      (SDK and `feast materialize` CLI) through feast-server;
   4. `feast-server materialize` / `materialize-incremental` against `feast materialize` and
      Feast's materialize_incremental on emptied stores: store contents and the registry's
-     materialization intervals and states.
+     materialization intervals and states; with a feature service with
+     `precompute_online` in both registries, the same PrecomputedFeatureVectors (Redis;
+     compared decoded, `precomputed_at` aside) and Feast's local SDK reads the service
+     from our store as from its own (Feast reads such a service only from its vectors).
 
     python write_parity.py --binary /work/target/debug/feast-server --store sqlite|redis|redis-cluster
 
@@ -66,6 +69,12 @@ COMPLEX = {(v, f) for v in (STATS, FRESH) for f in ("driver_metadata", "driver_p
 FIELD_NAMES = {_mmh3(f"{v}:{f}"): f"{v}:{f}" for v in (STATS, FRESH) for f in FEATURES}
 FIELD_NAMES.update({_mmh3(f"{LABELS}:{f}"): f"{LABELS}:{f}" for f in LABEL_FEATURES})
 COMPLEX_FIELDS = {_mmh3(f"{v}:{f}") for v, f in COMPLEX}
+# A service with precompute_online added to the registries of the materialize checks: its
+# vectors hold when they were computed, so they are compared decoded, that time aside.
+VECTORS = "driver_vectors"
+VECTOR_FIELD = _mmh3(f"__precomputed__{VECTORS}:vector")
+VECTOR_TS = f"_ts:__precomputed__{VECTORS}".encode()
+FIELD_NAMES[VECTOR_FIELD] = f"__precomputed__{VECTORS}:vector"
 FEAST = os.path.join(os.path.dirname(sys.executable), "feast")
 MAX_DIFF_LINES = int(os.environ.get("WRITE_PARITY_MAX_DIFF_LINES", "40"))
 
@@ -204,6 +213,19 @@ def same_value(complex_: bool, feast: bytes, ours: bytes):
     return False, False
 
 
+def same_vector(feast: bytes, ours: bytes) -> bool:
+    """Two stored PrecomputedFeatureVectors are equal but for when they were computed."""
+    from feast.protos.feast.core.PrecomputedFeatureVector_pb2 import PrecomputedFeatureVector
+    vectors = []
+    for b in (feast, ours):
+        v = PrecomputedFeatureVector.FromString(Value.FromString(b).bytes_val)
+        if not v.HasField("precomputed_at"):
+            return False
+        v.ClearField("precomputed_at")
+        vectors.append(v)
+    return vectors[0] == vectors[1]
+
+
 def changed_keys(before, after) -> set:
     """The rows (SQLite) or (key, field)s (Redis) that differ between two dumps of a store."""
     part = "rows" if "rows" in after else "fields"
@@ -279,7 +301,12 @@ def diff_dumps(kind: str, feast, ours, ttl=None, only=None) -> tuple:
         elif (key, field) not in fa:
             diffs.append(f"{where}: only ours has it = {hx(fb[key, field])}")
         else:
-            eq, re = same_value(field in COMPLEX_FIELDS, fa[key, field], fb[key, field])
+            if field == VECTOR_FIELD:
+                eq, re = same_vector(fa[key, field], fb[key, field]), 0
+            elif field == VECTOR_TS:
+                eq, re = True, 0  # when each copy computed its vector
+            else:
+                eq, re = same_value(field in COMPLEX_FIELDS, fa[key, field], fb[key, field])
             reordered += re
             if not eq:
                 diffs.append(f"{where}: feast {hx(fa[key, field])} ours {hx(fb[key, field])}")
@@ -354,6 +381,36 @@ def registry_order_diff(feast_repo: Path, our_repo: Path) -> list:
     a, b = registry_views(feast_repo), registry_views(our_repo)
     oa, ob = sorted(a, key=lambda n: a[n]["position"]), sorted(b, key=lambda n: b[n]["position"])
     return [] if oa == ob else [f"Registry.feature_views order: feast {oa} ours {ob}"]
+
+
+def add_precomputed_service(repo: Path):
+    """Adds the service VECTORS with precompute_online: all of driver_hourly_stats, and two
+    features of driver_hourly_stats_fresh under an alias."""
+    path = repo / "data" / "registry.db"
+    r = Registry()
+    r.ParseFromString(path.read_bytes())
+    by_name = {s.spec.name: s for s in r.feature_services}
+    svc = r.feature_services.add()
+    svc.CopyFrom(by_name["driver_activity_v2"])
+    svc.spec.name = VECTORS
+    svc.spec.precompute_online = True
+    del svc.spec.features[:]
+    stats = next(p for p in by_name["driver_activity_v2"].spec.features if p.feature_view_name == STATS)
+    svc.spec.features.add().CopyFrom(stats)
+    fresh = svc.spec.features.add()
+    fresh.CopyFrom(next(p for p in by_name["driver_activity_v3"].spec.features if p.feature_view_name == FRESH))
+    fresh.feature_view_name_alias = "fresh"
+    keep = [c for c in fresh.feature_columns if c.name in ("conv_rate", "driver_profile")]
+    del fresh.feature_columns[:]
+    fresh.feature_columns.extend(keep)
+    path.write_bytes(r.SerializeToString(deterministic=True))
+
+
+def vector_entities(dump) -> list:
+    """The driver ids with a stored vector."""
+    from feast.infra.key_encoding_utils import deserialize_entity_key
+    keys = {k for (k, f) in dump.get("fields", {}) if f == VECTOR_FIELD}
+    return sorted(deserialize_entity_key(k[:-len(PROJECT)]).entity_values[0].int64_val for k in keys)
 
 
 def strip_intervals(repo: Path):
@@ -817,6 +874,7 @@ def main():
             for repo, store in ((mat_a, store_a), (mat_b, store_b)):
                 shutil.copytree(base, repo)
                 strip_intervals(repo)
+                add_precomputed_service(repo)
                 store.use_in(repo)  # no key_ttl_seconds here: keys without expiry
                 store.empty()
             window = ("2026-11-22T00:00:00Z", "2026-11-22T12:00:00Z")
@@ -828,6 +886,23 @@ def main():
                          f"{size(dump_a)}, {reordered} Map/Struct values equal once decoded")
             report.check(f"[{kind}] 4. materialize: registry intervals and states are Feast's",
                          diff_registries(mat_a, mat_b))
+            if kind != "sqlite":  # Feast lists entities (and so pre-computes) only on Redis
+                with_vectors = vector_entities(dump_a)
+                d = [] if with_vectors else ["Feast wrote no vector"]
+                if with_vectors != vector_entities(store_b.dump()):
+                    d.append(f"vectors for drivers {vector_entities(store_b.dump())}, Feast's {with_vectors}")
+                if with_vectors:
+                    reads = []
+                    for repo in (mat_a, mat_b):
+                        with quiet():
+                            fs = FeatureStore(repo_path=str(repo))
+                            reads.append(fs.get_online_features(
+                                features=fs.get_feature_service(VECTORS),
+                                entity_rows=[{"driver_id": i} for i in with_vectors],
+                                full_feature_names=True).to_dict())
+                    d += compare_reads(*reads)
+                report.check(f"[{kind}] 4. materialize: Feast reads the precompute_online service from our "
+                             "vectors as from its own", d, f"{len(with_vectors)} vectors")
             for d in registry_order_diff(mat_a, mat_b):
                 print(f"INFO [{kind}] 4. materialize: {d} (no reader depends on it)", flush=True)
 

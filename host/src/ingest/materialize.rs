@@ -189,6 +189,9 @@ impl Ingest {
             done.views.push((view.name.clone(), start, end, count));
             done.rows += count;
         }
+        // As Feast: the vectors of the services using these views, after all of them.
+        let names: Vec<String> = done.views.iter().map(|v| v.0.clone()).collect();
+        self.precompute_services_of(&names).await;
         drop(claim);
         done.took = started.elapsed();
         Ok(done)

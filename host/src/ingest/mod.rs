@@ -14,10 +14,12 @@
 //! | `rows` | a dataframe to one view's rows (columns found through the source's field mapping) |
 //! | `materialize` | a view's Parquet file source to the store, over a time window; registry bookkeeping |
 //! | `offline` | pushed rows appended to a view's Parquet file source |
+//! | `precompute` | the vectors of feature services with `precompute_online`, after a materialization |
 
 mod convert;
 mod materialize;
 mod offline;
+mod precompute;
 mod rows;
 
 use std::collections::HashMap;

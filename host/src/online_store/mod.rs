@@ -113,6 +113,13 @@ pub(crate) trait OnlineStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The stored entity keys (without any store-specific suffix) that Feast's
+    /// `precompute_feature_service` finds for a key `prefix`; `None` for a store Feast
+    /// cannot list (all but Redis).
+    async fn entity_keys(&self, _prefix: &[u8]) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// The configured store, as the engine uses it.
@@ -175,6 +182,14 @@ impl Store {
     /// Checks that the store answers.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.backend.ping().await
+    }
+
+    /// The stored entity keys starting with `prefix`, if the store can list them.
+    pub(crate) async fn entity_keys(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        self.backend.entity_keys(prefix).await
     }
 }
 

@@ -245,6 +245,7 @@ fn build(raw: pb::Registry, project: &str, opts: DecodeOptions) -> Registry {
                 projections: fs.features.into_iter().map(projection).collect(),
                 logging,
                 tags: fs.tags.into_iter().collect(),
+                precompute_online: fs.precompute_online,
             }),
         );
     }

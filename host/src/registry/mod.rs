@@ -266,6 +266,9 @@ pub(crate) struct FeatureService {
     pub logging: Option<LoggingConfig>,
     /// `tags`.
     pub tags: BTreeMap<String, String>,
+    /// `precompute_online`: materialization also stores one vector per entity of
+    /// all its features (on stores that can list their entity keys).
+    pub precompute_online: bool,
 }
 
 /// A permission (Feast's `Permission`): which resources it covers, for which

@@ -9,7 +9,7 @@ use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::Slot;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo,
@@ -257,18 +257,7 @@ impl Connection {
                 result
             }
             Connection::Sentinel(lazy) => {
-                let opts = lazy.opts.clone();
-                let mut conn = lazy
-                    .get(|| async move {
-                        let master = lazy.source.lock().await.async_get_client().await?;
-                        let config = AsyncConnectionConfig::new()
-                            .set_connection_timeout(Some(opts.connect_timeout))
-                            .set_response_timeout(Some(opts.response_timeout));
-                        master
-                            .get_multiplexed_async_connection_with_config(&config)
-                            .await
-                    })
-                    .await?;
+                let mut conn = sentinel_master(lazy).await?;
                 let result = pipe.query_async(&mut conn).await;
                 if let Err(e) = &result
                     && is_connection_error(e)
@@ -281,10 +270,144 @@ impl Connection {
         }
     }
 
+    /// Every key matching the `SCAN` pattern `pattern` (on a cluster: on every
+    /// primary), in the order the server(s) returned them; may hold a key twice.
+    pub(super) async fn scan(&self, pattern: &[u8]) -> RedisResult<Vec<Vec<u8>>> {
+        match self {
+            Connection::Standalone(cm) => scan_node(&mut cm.clone(), pattern, None).await,
+            Connection::Cluster(lazy) => {
+                let mut conn = lazy.get(|| lazy.source.get_async_connection()).await?;
+                let slots = conn
+                    .route_command(
+                        redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                    )
+                    .await?;
+                let mut keys = Vec::new();
+                for (host, port) in primaries(&slots) {
+                    let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host,
+                        port,
+                    });
+                    keys.extend(scan_node(&mut conn, pattern, Some(node)).await?);
+                }
+                Ok(keys)
+            }
+            Connection::Sentinel(lazy) => {
+                let mut conn = sentinel_master(lazy).await?;
+                scan_node(&mut conn, pattern, None).await
+            }
+        }
+    }
+
     /// Whether commands for different hash slots must go in different pipelines.
     pub(super) fn is_cluster(&self) -> bool {
         matches!(self, Connection::Cluster(_))
     }
+}
+
+/// The master's connection of a sentinel-managed deployment (asking the sentinels
+/// where it is when there is none).
+async fn sentinel_master(
+    lazy: &Lazy<Mutex<SentinelClient>, MultiplexedConnection>,
+) -> RedisResult<MultiplexedConnection> {
+    let opts = lazy.opts.clone();
+    lazy.get(|| async move {
+        let master = lazy.source.lock().await.async_get_client().await?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(opts.connect_timeout))
+            .set_response_timeout(Some(opts.response_timeout));
+        master
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    })
+    .await
+}
+
+/// Keys per `SCAN` page asked for.
+const SCAN_COUNT: usize = 1_000;
+
+/// Every key of one server matching `pattern`, page by page (each page one command,
+/// under the connection's response timeout); `node` routes the pages on a cluster.
+async fn scan_node<C: redis::aio::ConnectionLike + RouteCommand>(
+    conn: &mut C,
+    pattern: &[u8],
+    node: Option<RoutingInfo>,
+) -> RedisResult<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT);
+        let reply = match &node {
+            Some(routing) => conn.route(cmd, routing.clone()).await?,
+            None => cmd.query_async(conn).await?,
+        };
+        let (next, page): (u64, Vec<Vec<u8>>) = redis::from_redis_value(reply)?;
+        keys.extend(page);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+/// Sending a command to a chosen cluster node.
+trait RouteCommand {
+    async fn route(&mut self, cmd: redis::Cmd, routing: RoutingInfo) -> RedisResult<redis::Value>;
+}
+
+impl RouteCommand for ClusterConnection {
+    async fn route(&mut self, cmd: redis::Cmd, routing: RoutingInfo) -> RedisResult<redis::Value> {
+        self.route_command(cmd, routing).await
+    }
+}
+
+/// A single server has no nodes to choose among.
+macro_rules! single_node {
+    ($($t:ty),*) => {$(
+        impl RouteCommand for $t {
+            async fn route(&mut self, cmd: redis::Cmd, _: RoutingInfo) -> RedisResult<redis::Value> {
+                cmd.query_async(self).await
+            }
+        }
+    )*};
+}
+single_node!(ConnectionManager, MultiplexedConnection);
+
+/// The primaries' addresses in a `CLUSTER SLOTS` reply (each once).
+fn primaries(slots: &redis::Value) -> Vec<(String, u16)> {
+    let mut out: Vec<(String, u16)> = Vec::new();
+    let redis::Value::Array(ranges) = slots else {
+        return out;
+    };
+    for range in ranges {
+        let redis::Value::Array(parts) = range else {
+            continue;
+        };
+        let Some(redis::Value::Array(primary)) = parts.get(2) else {
+            continue;
+        };
+        let host = match primary.first() {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(redis::Value::SimpleString(s)) => s.clone(),
+            _ => continue,
+        };
+        let Some(redis::Value::Int(port)) = primary.get(1) else {
+            continue;
+        };
+        let Ok(port) = u16::try_from(*port) else {
+            continue;
+        };
+        if !out.iter().any(|(h, p)| *h == host && *p == port) {
+            out.push((host, port));
+        }
+    }
+    out
 }
 
 /// The hash slot of a key (cluster routing).

@@ -1,4 +1,4 @@
-//! Feast's Redis online store, read-only.
+//! Feast's Redis online store.
 //!
 //! Layout (as `feast materialize` writes it): one hash per entity key per project,
 //! key = serialized entity key + project name; field = MurmurHash3 x86_32 (seed 0) of
@@ -279,6 +279,28 @@ impl OnlineStore for RedisStore {
             self.send(cmds, true).await?;
         }
         Ok(outcome)
+    }
+
+    /// As Feast: `SCAN` for `<prefix>*<project>` (every primary of a cluster), each
+    /// key once, the project's name cut off.
+    async fn entity_keys(&self, prefix: &[u8]) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let project = &self.inner.project;
+        let mut pattern = Vec::with_capacity(prefix.len() + 1 + project.len());
+        pattern.extend_from_slice(prefix);
+        pattern.push(b'*');
+        pattern.extend_from_slice(project);
+        let found = self.conn().scan(&pattern).await.map_err(|e| classify(&e))?;
+        let mut seen = std::collections::HashSet::with_capacity(found.len());
+        let keys = found
+            .into_iter()
+            .filter(|k| seen.insert(k.clone()))
+            .filter_map(|mut k| {
+                let len = k.len().checked_sub(project.len())?;
+                k.truncate(len);
+                Some(k)
+            })
+            .collect();
+        Ok(Some(keys))
     }
 
     /// Checks that Redis answers a PING.
