@@ -3,10 +3,13 @@
 //!
 //! A plugin is a plain function from an Arrow [`RecordBatch`] of inputs to a batch
 //! of outputs, described once with [`Plugin`] and exported with [`export_plugin!`].
-//! The SDK does the rest: the WIT bindings (`wit/feast-plugin.wit`), Arrow IPC
+//! The SDK does the rest: the WIT bindings (`wit/transformation.wit`), Arrow IPC
 //! decoding and encoding, and turning errors into the `plugin-error` the host shows
 //! to callers. A panic aborts the call (wasm has no unwinding); its message goes to
 //! the host, which reports it and replaces the instance.
+//!
+//! Custom online stores (the `online-store` world, `wit/online-store.wit`) are
+//! written with the [`store`] module and exported with [`export_store!`].
 //!
 //! The crate also builds natively, so transformations are unit-tested with
 //! `cargo test` and built for the server with
@@ -54,6 +57,7 @@
 //! ```
 
 pub mod ipc;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -71,6 +75,17 @@ pub mod bindings {
         path: "../wit",
         pub_export_macro: true,
         default_bindings_module: "feast_plugin_sdk::bindings",
+    });
+}
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod store_bindings {
+    wit_bindgen::generate!({
+        world: "online-store",
+        path: "../wit",
+        pub_export_macro: true,
+        default_bindings_module: "feast_plugin_sdk::store_bindings",
     });
 }
 

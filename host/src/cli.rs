@@ -274,7 +274,7 @@ async fn materialize(
     };
     let (repo, yaml) = cli.repo_paths();
     let config = RepoConfig::load(&repo, &yaml)?;
-    let ingest = crate::server::writer(&config)?;
+    let ingest = crate::server::writer(&config).await?;
     let (planned, claim) = ingest.plan_materialization(&req, &crate::auth::Caller::Anyone)?;
     let bar = Bar::new(std::io::stderr().is_terminal());
     let done = ingest.materialize(&req, planned, claim, &bar).await?;

@@ -570,7 +570,9 @@ mod tests {
         let s = Value {
             val: Some(Val::StringVal("c1".into())),
         };
-        layout.serialize(&[&int64(7), &s], &mut key).expect("serializable");
+        layout
+            .serialize(&[&int64(7), &s], &mut key)
+            .expect("serializable");
         assert!(key.starts_with(layout.prefix()));
         assert_eq!(
             join_key_names(&key),

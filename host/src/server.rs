@@ -123,7 +123,7 @@ impl App {
             connections: crate::threads::resolve_count(opts.threads) + 1,
             sqlite: opts.sqlite.clone(),
         };
-        let store = online_store::open(&config, &settings, &mut metrics)?;
+        let store = online_store::open(&config, &settings, &mut metrics).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ttl = opts.registry_ttl.unwrap_or(config.registry.cache_ttl);
         let mut tasks =
@@ -386,14 +386,14 @@ impl App {
 }
 
 /// The write path of a repository without a server (the `materialize` commands).
-pub(crate) fn writer(config: &RepoConfig) -> Result<Ingest, StartError> {
+pub(crate) async fn writer(config: &RepoConfig) -> Result<Ingest, StartError> {
     config.check_files()?;
     let registry = Arc::new(RegistryHandle::load(RegistrySource::of(config))?);
     let settings = StoreSettings {
         connections: 1,
         sqlite: SqliteOptions::default(),
     };
-    let store = online_store::open(config, &settings, &mut Metrics::default())?;
+    let store = online_store::open(config, &settings, &mut Metrics::default()).await?;
     Ok(Ingest::new(
         registry,
         store,

@@ -5,6 +5,7 @@
 use feast_server_e2e::plugins::{PluginDir, built_plugins, wasm_plugins_yaml};
 use feast_server_e2e::redis_server::{
     RedisCluster, RedisServer, load_feast_dump, redis_feature_store_yaml,
+    wasm_redis_feature_store_yaml,
 };
 use feast_server_e2e::{GoldenCase, RepoCopy, TestServer, compare_columns, golden_cases};
 use serde_json::{Value as Json, json};
@@ -216,6 +217,31 @@ async fn redis_cluster_golden_cases() {
     repo.write_config(&redis_feature_store_yaml(
         &cluster.connection_string(),
         "redis_cluster",
+    ));
+    let plugins = conv_rate_plugin();
+    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
+    let server = TestServer::demo(&repo).await;
+    let failures = replay(&server, "redis").await;
+    server.stop().await;
+    assert!(
+        failures.is_empty(),
+        "golden mismatches:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The Redis golden cases through the store component `plugins/redis-store` (Feast's
+/// Redis layout over the component's own TCP connection): the same answers as the
+/// native store.
+#[tokio::test]
+async fn redis_store_component_golden_cases() {
+    let redis = RedisServer::start();
+    load_feast_dump(&mut redis.connection());
+    let repo = RepoCopy::demo();
+    repo.write_config(&wasm_redis_feature_store_yaml(
+        &built_plugins().redis_store,
+        &format!("127.0.0.1:{}", redis.port),
+        "",
     ));
     let plugins = conv_rate_plugin();
     repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));

@@ -20,6 +20,8 @@ pub struct BuiltPlugins {
     pub conv_rate_v2: PathBuf,
     /// The misbehaving test plugin.
     pub evil: PathBuf,
+    /// The Redis-layout online store component.
+    pub redis_store: PathBuf,
 }
 
 fn target_dir() -> PathBuf {
@@ -66,9 +68,14 @@ pub fn built_plugins() -> &'static BuiltPlugins {
             std::fs::copy(built.join(name), &dest).expect("copy built plugin");
             dest
         };
-        build(&target, &["transformed-conv-rate", "evil-plugin"], &[]);
+        build(
+            &target,
+            &["transformed-conv-rate", "evil-plugin", "redis-store"],
+            &[],
+        );
         let conv_rate = keep("transformed_conv_rate.wasm", "transformed_conv_rate.wasm");
         let evil = keep("evil_plugin.wasm", "evil_plugin.wasm");
+        let redis_store = keep("redis_store.wasm", "redis_store.wasm");
         build(
             &target,
             &["transformed-conv-rate"],
@@ -82,6 +89,7 @@ pub fn built_plugins() -> &'static BuiltPlugins {
             conv_rate,
             conv_rate_v2,
             evil,
+            redis_store,
         }
     })
 }

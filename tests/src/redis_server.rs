@@ -521,3 +521,18 @@ pub fn redis_feature_store_yaml(connection_string: &str, redis_type: &str) -> St
         "project: repo\nregistry: data/registry.db\nprovider: local\nonline_store:\n    type: redis\n    redis_type: {redis_type}\n    connection_string: \"{connection_string}\"\nentity_key_serialization_version: 3\n"
     )
 }
+
+/// A `feature_store.yaml` whose online store is the component at `component`, reading
+/// Feast's Redis layout on the standalone server at `addr` (`ip:port`), which is also
+/// the only address it may connect to; `extra` is appended to the `online_store`
+/// section (indented by four spaces).
+pub fn wasm_redis_feature_store_yaml(
+    component: &std::path::Path,
+    addr: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "project: repo\nregistry: data/registry.db\nprovider: local\nonline_store:\n    type: wasm\n    component: {}\n    config:\n        connection_string: \"{addr}\"\n    allow: [\"{addr}\"]\n{extra}entity_key_serialization_version: 3\n",
+        component.display()
+    )
+}

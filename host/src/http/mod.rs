@@ -301,12 +301,9 @@ async fn plugins(State(state): State<Shared>, headers: axum::http::HeaderMap) ->
     if let Err(resp) = authenticate(&state, headers.get(header::AUTHORIZATION)).await {
         return resp;
     }
-    let list = state
-        .service
-        .engine()
-        .plugins()
-        .map(|p| p.status())
-        .unwrap_or_default();
+    let engine = state.service.engine();
+    let mut list = engine.plugins().map(|p| p.status()).unwrap_or_default();
+    list.extend(engine.store().component_status());
     match serde_json::to_vec(&list) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

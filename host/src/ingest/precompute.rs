@@ -126,9 +126,11 @@ impl Ingest {
             })
             .collect();
         let synthetic = format!("__precomputed__{}", service.name);
-        let vector_target = Arc::new(self.store.target(&synthetic, &synthetic, vec![
-            "vector".to_string(),
-        ]));
+        let vector_target = Arc::new(self.store.target(
+            &synthetic,
+            &synthetic,
+            vec!["vector".to_string()],
+        ));
 
         for chunk in keys.chunks(BATCH) {
             let reads = targets

@@ -10,6 +10,7 @@
 
 mod redis;
 mod sqlite;
+mod wasm;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -48,27 +49,34 @@ pub enum OpenError {
     Store(#[from] StoreError),
 }
 
+/// What opening a backend gives.
+type Opened = Result<Arc<dyn OnlineStore>, OpenError>;
+
 /// Opens a backend from its configuration.
-type Opener = fn(&RepoConfig, &StoreSettings) -> Result<Arc<dyn OnlineStore>, OpenError>;
+type Opener = for<'a> fn(
+    &'a RepoConfig,
+    &'a StoreSettings,
+) -> std::pin::Pin<Box<dyn Future<Output = Opened> + Send + 'a>>;
 
 /// The backends, by the `type` values that select them (Feast's short names and
-/// class paths).
+/// class paths, and `wasm` for a store component).
 const BACKENDS: &[(&[&str], Opener)] = &[
     (
         &[
             "sqlite",
             "feast.infra.online_stores.sqlite.SqliteOnlineStore",
         ],
-        sqlite::open,
+        |c, s| Box::pin(std::future::ready(sqlite::open(c, s))),
     ),
     (
         &["redis", "feast.infra.online_stores.redis.RedisOnlineStore"],
-        redis::open,
+        |c, s| Box::pin(std::future::ready(redis::open(c, s))),
     ),
+    (&["wasm"], |c, s| Box::pin(wasm::open(c, s))),
 ];
 
 /// Opens the store `online_store.type` names, with its metrics registered in `metrics`.
-pub(crate) fn open(
+pub(crate) async fn open(
     config: &RepoConfig,
     settings: &StoreSettings,
     metrics: &mut Metrics,
@@ -82,11 +90,14 @@ pub(crate) fn open(
             path: config.source.clone(),
             key: "online_store.type",
             value: type_name.into(),
-            hint: "supported online stores are sqlite and redis".into(),
+            hint: "supported online stores are sqlite, redis and wasm (a store component, \
+                   see docs/online-store-components.md); Feast's Python store classes \
+                   cannot be loaded"
+                .into(),
         }
         .into());
     };
-    let backend = opener(config, settings)?;
+    let backend = opener(config, settings).await?;
     Ok(Store {
         metrics: StoreMetrics::register(metrics, backend.type_name()),
         backend,
@@ -119,6 +130,11 @@ pub(crate) trait OnlineStore: Send + Sync + std::fmt::Debug + 'static {
     /// cannot list (all but Redis).
     async fn entity_keys(&self, _prefix: &[u8]) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         Ok(None)
+    }
+
+    /// For a store served by a component: its entry of `GET /plugins`.
+    fn component_status(&self) -> Option<crate::plugin::PluginStatus> {
+        None
     }
 }
 
@@ -182,6 +198,11 @@ impl Store {
     /// Checks that the store answers.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.backend.ping().await
+    }
+
+    /// The store component's entry of `GET /plugins`, if the store is one.
+    pub(crate) fn component_status(&self) -> Option<crate::plugin::PluginStatus> {
+        self.backend.component_status()
     }
 
     /// The stored entity keys starting with `prefix`, if the store can list them.

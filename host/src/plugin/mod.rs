@@ -1,10 +1,11 @@
-//! On-demand feature views as sandboxed WebAssembly components (`wit/feast-plugin.wit`).
+//! On-demand feature views as sandboxed WebAssembly components (`wit/transformation.wit`).
 //!
 //! | module | its one job |
 //! |---|---|
 //! | `config` | `wasm_plugins:` of `feature_store.yaml`: directory and limits |
 //! | `engine` | the wasmtime engine, its epoch ticker and the compiled-component cache |
-//! | `instance` | one loaded component: instances, limits, stderr, trap classification |
+//! | `sandbox` | the sandbox of any component: capabilities, limits, stderr, trap classification |
+//! | `instance` | one loaded ODFV component: its instances, reused |
 //! | `runtime` | the plugin directory, validation on load, hot swap |
 //! | `validate` | a plugin's description checked against the registry |
 //! | `call` | an ODFV computed: inputs to Arrow, the call, outputs checked and converted |
@@ -25,10 +26,15 @@ mod error;
 mod instance;
 mod ipc;
 mod runtime;
+pub(crate) mod sandbox;
 mod status;
 mod validate;
 
+pub(crate) use cache::content_hash;
 pub use call::{OdfvError, OdfvInput};
 pub use config::PluginConfig;
-pub(crate) use engine::compile_to_file;
+pub(crate) use engine::{CompiledBy, WasmEngine, compile_to_file};
+pub(crate) use error::PluginFailure as ComponentFailure;
 pub use runtime::{EngineError, PluginRuntime};
+pub(crate) use status::PluginStatus;
+pub(crate) use status::rfc3339;

@@ -15,11 +15,14 @@ use super::runtime::PluginRuntime;
 use crate::metrics::{Metrics, latency_histogram};
 use crate::value::EventTime;
 
-/// `GET /plugins`: one entry per file of the plugin directory.
+/// `GET /plugins`: one entry per file of the plugin directory, and one for an
+/// online store component.
 #[derive(Debug, Serialize)]
 pub struct PluginStatus {
     /// The file.
     pub file: String,
+    /// The world it implements: `odfv-plugin` or `online-store`.
+    pub world: &'static str,
     /// Plugin name (absent when the file failed to load).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -68,6 +71,7 @@ impl PluginRuntime {
                 let p = f.plugin.as_ref();
                 PluginStatus {
                     file: file.display().to_string(),
+                    world: "odfv-plugin",
                     name: p.map(|p| p.info.name.clone()),
                     version: p.map(|p| p.info.version.clone()),
                     content_hash: p.map(|p| p.content_hash.clone()),
@@ -93,7 +97,8 @@ impl PluginRuntime {
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
+/// A system time in RFC 3339, to the second.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     EventTime {
         seconds: d.as_secs() as i64,

@@ -285,10 +285,8 @@ impl Connection {
                     .await?;
                 let mut keys = Vec::new();
                 for (host, port) in primaries(&slots) {
-                    let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                        host,
-                        port,
-                    });
+                    let node =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
                     keys.extend(scan_node(&mut conn, pattern, Some(node)).await?);
                 }
                 Ok(keys)

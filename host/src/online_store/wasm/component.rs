@@ -1,0 +1,326 @@
+//! One loaded version of a store component: compiled, linked, and the instances that
+//! serve calls (each opened once with the store's configuration, reused, dropped
+//! after a trap or a call past its deadline). At most `instances` exist at once; a
+//! call waits for a free one within its deadline.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Semaphore;
+use wasmtime::Store;
+
+use super::config::WasmStoreConfig;
+use crate::online_store::StoreError;
+use crate::plugin::sandbox::{self, Limits, Network, SandboxState};
+use crate::plugin::{CompiledBy, WasmEngine};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "online-store",
+        path: "../wit",
+        exports: { default: async },
+    });
+}
+
+pub(super) use bindings::exports::feast::plugin::store::{
+    StoreError as WitError, StoreInfo, ViewRead, ViewWrite, WriteOutcome,
+};
+use bindings::{OnlineStore as Bindings, OnlineStorePre};
+
+const STORE: &str = "wasm";
+
+/// An instance and its bindings.
+pub(super) struct Instance {
+    store: Store<SandboxState>,
+    bindings: Bindings,
+}
+
+impl Instance {
+    /// The guest's `read`.
+    pub(super) async fn read(
+        &mut self,
+        views: &[ViewRead],
+    ) -> wasmtime::Result<Result<Vec<Vec<u8>>, WitError>> {
+        self.bindings
+            .feast_plugin_store()
+            .call_read(&mut self.store, views)
+            .await
+    }
+
+    /// The guest's `write`.
+    pub(super) async fn write(
+        &mut self,
+        views: &[ViewWrite],
+    ) -> wasmtime::Result<Result<WriteOutcome, WitError>> {
+        self.bindings
+            .feast_plugin_store()
+            .call_write(&mut self.store, views)
+            .await
+    }
+
+    /// The guest's `ping`.
+    pub(super) async fn ping(&mut self) -> wasmtime::Result<Result<(), WitError>> {
+        self.bindings
+            .feast_plugin_store()
+            .call_ping(&mut self.store)
+            .await
+    }
+}
+
+/// Counters of one loaded version.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Calls made.
+    pub(crate) calls: AtomicU64,
+    /// Calls that failed.
+    pub(crate) errors: AtomicU64,
+    /// Instances created.
+    pub(crate) instances: AtomicU64,
+    /// The last failure.
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+/// A compiled and linked version of the component.
+pub(crate) struct Loaded {
+    /// What the component says it is (from its first `open`).
+    pub(crate) info: StoreInfo,
+    /// SHA-256 of the file.
+    pub(crate) content_hash: String,
+    /// When it was loaded.
+    pub(crate) loaded_at: SystemTime,
+    /// Where its machine code came from.
+    pub(crate) compiled_by: CompiledBy,
+    /// How long compiling (or loading from the cache) took.
+    pub(crate) compile_time: Duration,
+    /// Counters.
+    pub(crate) stats: Stats,
+    engine: WasmEngine,
+    pre: OnlineStorePre<SandboxState>,
+    limits: Limits,
+    network: Network,
+    open_argument: String,
+    idle: Mutex<Vec<Instance>>,
+    permits: Semaphore,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("name", &self.info.name)
+            .field("version", &self.info.version)
+            .field("content_hash", &self.content_hash)
+            .finish()
+    }
+}
+
+/// Why a version could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {0}")]
+    Read(String),
+    /// Not a valid component, or not of the `online-store` world.
+    #[error("{0}")]
+    Component(String),
+    /// Its `open` or `ping` failed.
+    #[error("{0}")]
+    Open(StoreError),
+}
+
+impl Loaded {
+    /// Compiles (on the blocking pool), links and opens one instance of the
+    /// component at `file`; the instance is kept for the first call.
+    pub(crate) async fn load(
+        engine: &WasmEngine,
+        file: &Path,
+        config: &WasmStoreConfig,
+        allowed: HashSet<SocketAddr>,
+    ) -> Result<Self, LoadError> {
+        let bytes = tokio::fs::read(file)
+            .await
+            .map_err(|e| LoadError::Read(format!("{}: {e}", file.display())))?;
+        let started = Instant::now();
+        let content_hash = crate::plugin::content_hash(&bytes);
+        let compiler = engine.clone();
+        let (component, compiled_by) =
+            tokio::task::spawn_blocking(move || compiler.compile(&bytes))
+                .await
+                .map_err(|e| LoadError::Component(e.to_string()))?
+                .map_err(|e| LoadError::Component(format!("not a valid component: {e:#}")))?;
+        let compile_time = started.elapsed();
+        let linker = sandbox::linker(engine).map_err(|e| LoadError::Component(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Component(format!("cannot link it: {e:#}")))?;
+        let pre = OnlineStorePre::new(pre).map_err(|e| {
+            LoadError::Component(format!(
+                "it does not implement feast:plugin/online-store@0.1.0: {e:#}"
+            ))
+        })?;
+        let open_argument = config.open_argument(&allowed);
+        let mut loaded = Loaded {
+            info: StoreInfo {
+                name: String::new(),
+                version: String::new(),
+            },
+            content_hash,
+            loaded_at: SystemTime::now(),
+            compiled_by,
+            compile_time,
+            stats: Stats::default(),
+            engine: engine.clone(),
+            pre,
+            limits: Limits {
+                timeout: config.timeout,
+                max_memory_bytes: config.max_memory_bytes,
+            },
+            network: Network::TcpTo(Arc::new(allowed)),
+            open_argument,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(config.instances),
+        };
+        let (inst, info) = loaded.instantiate().await.map_err(LoadError::Open)?;
+        loaded.info = info;
+        loaded.checkin(inst);
+        Ok(loaded)
+    }
+
+    /// A new instance, opened.
+    async fn instantiate(&self) -> Result<(Instance, StoreInfo), StoreError> {
+        let mut store = sandbox::new_store(&self.engine, &self.limits, &self.network);
+        self.stats.instances.fetch_add(1, Ordering::Relaxed);
+        let mark = sandbox::arm(&mut store, &self.limits);
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| failed(format!("cannot start an instance: {e:#}")))?;
+        let mut inst = Instance { store, bindings };
+        let opened = tokio::time::timeout(
+            self.limits.timeout,
+            inst.bindings
+                .feast_plugin_store()
+                .call_open(&mut inst.store, &self.open_argument),
+        )
+        .await;
+        match opened {
+            Err(_) => Err(StoreError::Unavailable {
+                store: STORE,
+                reason: format!(
+                    "the component's open did not return within {:?}",
+                    self.limits.timeout
+                ),
+            }),
+            Ok(Err(trap)) => Err(failed(format!(
+                "the component's open {}",
+                sandbox::classify(&trap, &inst.store, mark, self.limits.timeout)
+            ))),
+            Ok(Ok(Err(e))) => Err(from_wit(e)),
+            Ok(Ok(Ok(info))) => Ok((inst, info)),
+        }
+    }
+
+    fn checkin(&self, inst: Instance) {
+        if sandbox::worn_out(&inst.store) {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(inst);
+        }
+    }
+
+    /// Runs `call` on an instance (an idle one, or a new one) under the deadline.
+    pub(super) async fn call<R>(
+        &self,
+        op: &'static str,
+        call: impl AsyncFnOnce(&mut Instance) -> wasmtime::Result<Result<R, WitError>>,
+    ) -> Result<R, StoreError> {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.call_inner(op, call).await;
+        if let Err(e) = &result {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut last) = self.stats.last_error.lock() {
+                *last = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    async fn call_inner<R>(
+        &self,
+        op: &'static str,
+        call: impl AsyncFnOnce(&mut Instance) -> wasmtime::Result<Result<R, WitError>>,
+    ) -> Result<R, StoreError> {
+        let deadline = self.limits.timeout;
+        let started = Instant::now();
+        let _permit = tokio::time::timeout(deadline, self.permits.acquire())
+            .await
+            .map_err(|_| StoreError::Unavailable {
+                store: STORE,
+                reason: format!("every instance of the component stayed busy for {deadline:?}"),
+            })?
+            .map_err(|_| failed("the component is closed".into()))?;
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let mut inst = match idle {
+            Some(i) => i,
+            None => self.instantiate().await?.0,
+        };
+        let mark = sandbox::arm(&mut inst.store, &self.limits);
+        let left = deadline.saturating_sub(started.elapsed());
+        let outcome = tokio::time::timeout(left, call(&mut inst)).await;
+        let refused = sandbox::refused(&inst.store);
+        if !refused.is_empty() {
+            tracing::warn!(op, refused = ?refused, "the store component tried to connect outside its allow list");
+        }
+        match outcome {
+            // The instance is dropped: it may be in the middle of anything.
+            Err(_) => Err(StoreError::Unavailable {
+                store: STORE,
+                reason: format!("the component's {op} did not return within {deadline:?}"),
+            }),
+            Ok(Err(trap)) => {
+                let failure = sandbox::classify(&trap, &inst.store, mark, deadline);
+                if matches!(failure, crate::plugin::ComponentFailure::Timeout(_)) {
+                    return Err(StoreError::Unavailable {
+                        store: STORE,
+                        reason: format!("the component's {op} {failure}"),
+                    });
+                }
+                Err(failed(format!("the component's {op} {failure}")))
+            }
+            Ok(Ok(result)) => {
+                self.checkin(inst);
+                result.map_err(from_wit)
+            }
+        }
+    }
+}
+
+fn failed(reason: String) -> StoreError {
+    StoreError::Failed {
+        store: STORE,
+        reason,
+    }
+}
+
+/// The component's own error, as the native stores report theirs.
+fn from_wit(e: WitError) -> StoreError {
+    match e {
+        WitError::Unavailable(reason) => StoreError::Unavailable {
+            store: STORE,
+            reason,
+        },
+        WitError::Failed(reason) => failed(reason),
+        WitError::Corrupt(reason) => StoreError::Corrupt {
+            store: STORE,
+            view: "*".into(),
+            feature: "*".into(),
+            reason,
+        },
+        WitError::InvalidConfig(reason) => failed(format!("invalid configuration: {reason}")),
+    }
+}

@@ -1,0 +1,513 @@
+//! Feast's Redis online store as an `online-store` component: the layout `feast
+//! materialize` writes and the server's native Redis store reads and writes, over a
+//! plain TCP connection the component keeps open between calls.
+//!
+//! Layout: one hash per entity key per project (key = serialized entity key +
+//! project); field = MurmurHash3 x86_32 (seed 0) of `<view>:<feature>`, 4 bytes little
+//! endian; value = serialized `feast.types.Value`; `_ts:<view>` = the row's
+//! serialized `google.protobuf.Timestamp`.
+//!
+//! Reads: one pipeline with one `HMGET` per distinct entity key (every view's fields
+//! and `_ts` fields together). Writes, as Feast's `online_write_batch`: unless
+//! `skip_dedup`, the stored `_ts:<view>` are read first (one pipeline) and a row not
+//! newer is left out; then one MULTI/EXEC pipeline of `HSET` (and `EXPIRE` with
+//! `key_ttl_seconds`).
+//!
+//! Configuration (`online_store.config`): `connection_string` (`host:port`, then
+//! optional `,password=...`, `,db=N`, as Feast's), `key_ttl_seconds`, `skip_dedup`.
+//! The component cannot resolve names: a host name is looked up among the addresses
+//! the server resolved from the `allow` list (same port). A standalone server only
+//! (no cluster, no sentinel, no TLS).
+
+mod resp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use feast_plugin_sdk::store::{
+    OnlineStore, StoreConfig, StoreError, StoredRow, Timestamp, ViewRead, ViewWrite, WriteOutcome,
+};
+use resp::{Command, Connection, Reply, RespError};
+
+/// The store of one instance.
+pub struct RedisStore {
+    addrs: Vec<SocketAddr>,
+    password: Option<String>,
+    db: Option<i64>,
+    project: Vec<u8>,
+    key_ttl_seconds: Option<i64>,
+    skip_dedup: bool,
+    conn: Option<Connection>,
+}
+
+/// One `HMGET`: an entity key and, for each view read for it, (view, key index).
+type Lookup<'a> = (&'a [u8], Vec<(usize, usize)>);
+
+/// The hash field of a feature.
+pub fn feature_field(view: &str, feature: &str) -> [u8; 4] {
+    let input = format!("{view}:{feature}");
+    murmur3::murmur3_32(&mut std::io::Cursor::new(input.as_bytes()), 0)
+        .unwrap_or_default()
+        .to_le_bytes()
+}
+
+/// The hash field of a view's event time.
+pub fn timestamp_field(view: &str) -> Vec<u8> {
+    format!("_ts:{view}").into_bytes()
+}
+
+/// A serialized `google.protobuf.Timestamp` (fields at their defaults left out).
+pub fn encode_timestamp(t: Timestamp) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    if t.seconds != 0 {
+        out.push(0x08);
+        varint(t.seconds as u64, &mut out);
+    }
+    if t.nanos != 0 {
+        out.push(0x10);
+        varint(i64::from(t.nanos) as u64, &mut out);
+    }
+    out
+}
+
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a serialized `google.protobuf.Timestamp` (unknown fields skipped).
+pub fn decode_timestamp(b: &[u8]) -> Option<Timestamp> {
+    let mut t = Timestamp::default();
+    let mut rest = b;
+    let read_varint = |rest: &mut &[u8]| -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, tail) = rest.split_first()?;
+            *rest = tail;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    };
+    while !rest.is_empty() {
+        let key = read_varint(&mut rest)?;
+        match (key >> 3, key & 7) {
+            (1, 0) => t.seconds = read_varint(&mut rest)? as i64,
+            (2, 0) => t.nanos = read_varint(&mut rest)? as i64 as i32,
+            (_, 0) => {
+                read_varint(&mut rest)?;
+            }
+            (_, 1) => rest = rest.get(8..)?,
+            (_, 2) => {
+                let n = usize::try_from(read_varint(&mut rest)?).ok()?;
+                rest = rest.get(n..)?;
+            }
+            (_, 5) => rest = rest.get(4..)?,
+            _ => return None,
+        }
+    }
+    Some(t)
+}
+
+fn nanos(t: Timestamp) -> i128 {
+    i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
+}
+
+fn unavailable(e: RespError) -> StoreError {
+    match e {
+        RespError::Io(e) => StoreError::Unavailable(e.to_string()),
+        RespError::Protocol(m) => StoreError::Failed(m),
+    }
+}
+
+fn bulk(r: &Reply) -> Option<&[u8]> {
+    match r {
+        Reply::Bulk(Some(b)) => Some(b),
+        _ => None,
+    }
+}
+
+impl RedisStore {
+    fn hash_key(&self, entity_key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(entity_key.len() + self.project.len());
+        k.extend_from_slice(entity_key);
+        k.extend_from_slice(&self.project);
+        k
+    }
+
+    /// Runs a pipeline on the open connection (made first when there is none); the
+    /// connection is dropped when it fails, so the next call starts over.
+    fn run(&mut self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
+        if self.conn.is_none() {
+            let mut conn = Connection::connect(&self.addrs).map_err(unavailable)?;
+            let mut setup = Vec::new();
+            if let Some(p) = &self.password {
+                setup.push(Command::new("AUTH").arg(p));
+            }
+            if let Some(db) = self.db {
+                setup.push(Command::new("SELECT").arg(db.to_string()));
+            }
+            for reply in conn.pipeline(&setup).map_err(unavailable)? {
+                if let Reply::Error(e) = reply {
+                    return Err(StoreError::Failed(format!(
+                        "Redis refused the connection setup: {e}"
+                    )));
+                }
+            }
+            self.conn = Some(conn);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(StoreError::Unavailable("no connection".into()));
+        };
+        match conn.pipeline(commands) {
+            Ok(replies) => Ok(replies),
+            Err(e) => {
+                self.conn = None;
+                Err(unavailable(e))
+            }
+        }
+    }
+}
+
+/// Parses `host:port[,password=...][,db=N][,...]` into the host, port and options.
+fn parse_connection_string(
+    s: &str,
+) -> Result<(String, u16, Option<String>, Option<i64>), StoreError> {
+    let invalid = |m: String| StoreError::InvalidConfig(m);
+    let mut parts = s.split(',').map(str::trim);
+    let first = parts.next().unwrap_or_default();
+    let (host, port) = first
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(format!("connection_string {first:?} is not host:port")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid(format!("connection_string port {port:?} is not a port")))?;
+    let (mut password, mut db) = (None, None);
+    for p in parts.filter(|p| !p.is_empty()) {
+        match p.split_once('=') {
+            Some(("password", v)) => password = Some(v.to_string()),
+            Some(("db", v)) => {
+                db = Some(
+                    v.parse()
+                        .map_err(|_| invalid(format!("db {v:?} is not a number")))?,
+                )
+            }
+            Some(("ssl", v)) if v.eq_ignore_ascii_case("true") => {
+                return Err(invalid(
+                    "TLS (ssl=true) is not supported by this component".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok((
+        host.trim_matches(['[', ']']).to_string(),
+        port,
+        password,
+        db,
+    ))
+}
+
+impl OnlineStore for RedisStore {
+    const NAME: &'static str = "redis-store";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    fn open(config: StoreConfig) -> Result<Self, StoreError> {
+        let cs = config.str("connection_string").unwrap_or("localhost:6379");
+        let (host, port, password, db) = parse_connection_string(cs)?;
+        let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => config
+                .allow
+                .iter()
+                .filter(|a| a.port() == port)
+                .copied()
+                .collect(),
+        };
+        if addrs.is_empty() {
+            return Err(StoreError::InvalidConfig(format!(
+                "{host}:{port} is not among the allowed addresses {:?}",
+                config.allow
+            )));
+        }
+        Ok(RedisStore {
+            addrs,
+            password,
+            db,
+            project: config.project.as_bytes().to_vec(),
+            key_ttl_seconds: config.int("key_ttl_seconds")?.filter(|t| *t != 0),
+            skip_dedup: config.bool("skip_dedup")?.unwrap_or(false),
+            conn: None,
+        })
+    }
+
+    fn read(&mut self, views: Vec<ViewRead>) -> Result<Vec<Vec<StoredRow>>, StoreError> {
+        let fields: Vec<(Vec<[u8; 4]>, Vec<u8>)> = views
+            .iter()
+            .map(|v| {
+                (
+                    v.features
+                        .iter()
+                        .map(|f| feature_field(&v.view, f))
+                        .collect(),
+                    timestamp_field(&v.view),
+                )
+            })
+            .collect();
+        // One HMGET per distinct entity key, for every view that reads it.
+        let mut by_key: HashMap<&[u8], usize> = HashMap::new();
+        let mut lookups: Vec<Lookup<'_>> = Vec::new();
+        for (v, view) in views.iter().enumerate() {
+            for (k, key) in view.keys.iter().enumerate() {
+                let i = *by_key.entry(key.as_slice()).or_insert_with(|| {
+                    lookups.push((key.as_slice(), Vec::new()));
+                    lookups.len() - 1
+                });
+                lookups[i].1.push((v, k));
+            }
+        }
+        let commands: Vec<Command> = lookups
+            .iter()
+            .map(|(key, parts)| {
+                let mut c = Command::new("HMGET").arg(self.hash_key(key));
+                for &(v, _) in parts {
+                    for f in &fields[v].0 {
+                        c.push(f);
+                    }
+                    c.push(&fields[v].1);
+                }
+                c
+            })
+            .collect();
+        let replies = if commands.is_empty() {
+            Vec::new()
+        } else {
+            self.run(&commands)?
+        };
+        let mut out: Vec<Vec<StoredRow>> = views
+            .iter()
+            .map(|v| vec![StoredRow::default(); v.keys.len()])
+            .collect();
+        for ((_, parts), reply) in lookups.iter().zip(replies) {
+            let items = match reply {
+                Reply::Array(Some(items)) => items,
+                Reply::Error(e) => return Err(StoreError::Failed(format!("HMGET failed: {e}"))),
+                other => {
+                    return Err(StoreError::Failed(format!(
+                        "unexpected HMGET reply {other:?}"
+                    )));
+                }
+            };
+            let mut offset = 0;
+            for &(v, k) in parts {
+                let n = fields[v].0.len();
+                let Some(values) = items.get(offset..offset + n + 1) else {
+                    return Err(StoreError::Failed(
+                        "HMGET returned fewer fields than asked".into(),
+                    ));
+                };
+                offset += n + 1;
+                let present: Vec<Option<Vec<u8>>> = values[..n]
+                    .iter()
+                    .map(|r| bulk(r).map(<[u8]>::to_vec))
+                    .collect();
+                let ts = match bulk(&values[n]) {
+                    Some(b) => {
+                        let t = decode_timestamp(b).ok_or_else(|| {
+                            StoreError::Corrupt(format!("_ts:{} does not decode", views[v].view))
+                        })?;
+                        if !(0..1_000_000_000).contains(&t.nanos) {
+                            return Err(StoreError::Corrupt(format!(
+                                "_ts:{}: nanos {} is outside 0..1e9",
+                                views[v].view, t.nanos
+                            )));
+                        }
+                        Some(t)
+                    }
+                    None => None,
+                };
+                if ts.is_none() && present.iter().all(Option::is_none) {
+                    continue; // not found
+                }
+                out[v][k] = StoredRow {
+                    event_ts: Some(ts.unwrap_or_default()),
+                    values: present,
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    fn write(&mut self, views: Vec<ViewWrite>) -> Result<WriteOutcome, StoreError> {
+        let mut outcome = WriteOutcome::default();
+        let rows: Vec<(usize, usize, Vec<u8>)> = views
+            .iter()
+            .enumerate()
+            .flat_map(|(v, view)| {
+                view.rows
+                    .iter()
+                    .enumerate()
+                    .map(move |(r, row)| (v, r, row.entity_key.clone()))
+            })
+            .map(|(v, r, k)| (v, r, self.hash_key(&k)))
+            .collect();
+        if rows.is_empty() {
+            return Ok(outcome);
+        }
+        let ts_fields: Vec<Vec<u8>> = views.iter().map(|v| timestamp_field(&v.view)).collect();
+        // Feast's rule for a row not newer than what is stored.
+        let mut latest: HashMap<(usize, Vec<u8>), i128> = HashMap::new();
+        if !self.skip_dedup {
+            let mut distinct: Vec<(usize, Vec<u8>)> = Vec::new();
+            for (v, _, key) in &rows {
+                if let std::collections::hash_map::Entry::Vacant(e) =
+                    latest.entry((*v, key.clone()))
+                {
+                    e.insert(0);
+                    distinct.push((*v, key.clone()));
+                }
+            }
+            let commands: Vec<Command> = distinct
+                .iter()
+                .map(|(v, key)| Command::new("HMGET").arg(key).arg(&ts_fields[*v]))
+                .collect();
+            for ((v, key), reply) in distinct.into_iter().zip(self.run(&commands)?) {
+                let stored = match &reply {
+                    Reply::Array(Some(items)) => items
+                        .first()
+                        .and_then(bulk)
+                        .and_then(decode_timestamp)
+                        .map_or(0, nanos),
+                    _ => 0,
+                };
+                latest.insert((v, key), stored);
+            }
+        }
+        let mut commands = vec![Command::new("MULTI")];
+        for (v, r, key) in &rows {
+            let view = &views[*v];
+            let row = &view.rows[*r];
+            if !self.skip_dedup {
+                let new = nanos(row.event_ts);
+                let entry = latest.entry((*v, key.clone())).or_insert(0);
+                if *entry != 0 && new <= *entry {
+                    outcome.skipped += 1;
+                    continue;
+                }
+                *entry = new;
+            }
+            let mut hset = Command::new("HSET")
+                .arg(key)
+                .arg(&ts_fields[*v])
+                .arg(encode_timestamp(row.event_ts));
+            for (feature, value) in view.features.iter().zip(&row.values) {
+                hset.push(feature_field(&view.view, feature));
+                hset.push(value);
+            }
+            commands.push(hset);
+            if let Some(ttl) = self.key_ttl_seconds {
+                commands.push(Command::new("EXPIRE").arg(key).arg(ttl.to_string()));
+            }
+            outcome.written += 1;
+        }
+        if commands.len() == 1 {
+            return Ok(outcome);
+        }
+        commands.push(Command::new("EXEC"));
+        let replies = self.run(&commands)?;
+        match replies.last() {
+            Some(Reply::Array(Some(results))) => {
+                if let Some(Reply::Error(e)) = results.iter().find(|r| matches!(r, Reply::Error(_)))
+                {
+                    return Err(StoreError::Failed(format!("Redis refused a command: {e}")));
+                }
+            }
+            Some(Reply::Error(e)) => {
+                return Err(StoreError::Failed(format!("the transaction failed: {e}")));
+            }
+            other => {
+                return Err(StoreError::Failed(format!(
+                    "the transaction was not applied: {other:?}"
+                )));
+            }
+        }
+        if let Some(Reply::Error(e)) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
+            return Err(StoreError::Failed(format!("Redis refused a command: {e}")));
+        }
+        Ok(outcome)
+    }
+
+    fn ping(&mut self) -> Result<(), StoreError> {
+        match self.run(&[Command::new("PING")])?.first() {
+            Some(Reply::Simple(s)) if s == "PONG" => Ok(()),
+            other => Err(StoreError::Failed(format!(
+                "unexpected PING reply {other:?}"
+            ))),
+        }
+    }
+}
+
+feast_plugin_sdk::export_store!(RedisStore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_as_protobuf() {
+        for t in [
+            Timestamp {
+                seconds: 0,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: 1_732_233_600,
+                nanos: 123_456_000,
+            },
+            Timestamp {
+                seconds: -5,
+                nanos: 7,
+            },
+        ] {
+            assert_eq!(decode_timestamp(&encode_timestamp(t)), Some(t));
+        }
+        // What prost writes for 1732233600 s.
+        assert_eq!(
+            encode_timestamp(Timestamp {
+                seconds: 1_732_233_600,
+                nanos: 0
+            }),
+            vec![0x08, 0x80, 0x93, 0xff, 0xb9, 0x06]
+        );
+    }
+
+    #[test]
+    fn fields_hash_as_feast_does() {
+        // From the Redis dump of the demo (feast 0.67 materialize).
+        assert_eq!(
+            feature_field("driver_hourly_stats", "conv_rate"),
+            [0x61, 0x60, 0xe3, 0xda]
+        );
+        assert_eq!(
+            feature_field("driver_hourly_stats_fresh", "driver_profile"),
+            [0xbf, 0x80, 0x53, 0x93]
+        );
+        assert_eq!(timestamp_field("v"), b"_ts:v".to_vec());
+    }
+
+    #[test]
+    fn connection_strings_parse_as_feast_writes_them() {
+        let (h, p, pw, db) = parse_connection_string("redis.local:6380,password=s,db=2").unwrap();
+        assert_eq!(
+            (h.as_str(), p, pw.as_deref(), db),
+            ("redis.local", 6380, Some("s"), Some(2))
+        );
+        assert!(parse_connection_string("nohost").is_err());
+        assert!(parse_connection_string("h:1,ssl=true").is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! A minimal Redis client: RESP2 commands written and replies read over one TCP
+//! connection, pipelined (every command of a call written at once, then every reply
+//! read).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+/// A reply.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Reply {
+    /// `+OK`
+    Simple(String),
+    /// `-ERR ...`
+    Error(String),
+    /// `:1`
+    Int(i64),
+    /// `$3\r\nabc`; `None` for `$-1`.
+    Bulk(Option<Vec<u8>>),
+    /// `*2 ...`; `None` for `*-1`.
+    Array(Option<Vec<Reply>>),
+}
+
+/// Why a call failed: the connection broke (it is dropped), or the reply stream is
+/// not RESP.
+#[derive(Debug)]
+pub(crate) enum RespError {
+    /// Connecting, writing or reading failed.
+    Io(std::io::Error),
+    /// The server sent something that is not RESP.
+    Protocol(String),
+}
+
+impl std::fmt::Display for RespError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RespError::Io(e) => write!(f, "{e}"),
+            RespError::Protocol(m) => write!(f, "protocol error: {m}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for RespError {
+    fn from(e: std::io::Error) -> Self {
+        RespError::Io(e)
+    }
+}
+
+/// A command: its arguments.
+#[derive(Default)]
+pub(crate) struct Command(Vec<Vec<u8>>);
+
+impl Command {
+    /// A command named `name`.
+    pub(crate) fn new(name: &str) -> Self {
+        Command(vec![name.as_bytes().to_vec()])
+    }
+
+    /// Adds an argument.
+    pub(crate) fn arg(mut self, a: impl AsRef<[u8]>) -> Self {
+        self.0.push(a.as_ref().to_vec());
+        self
+    }
+
+    /// Adds an argument in place.
+    pub(crate) fn push(&mut self, a: impl AsRef<[u8]>) {
+        self.0.push(a.as_ref().to_vec());
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("*{}\r\n", self.0.len()).as_bytes());
+        for a in &self.0 {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// One connection.
+pub(crate) struct Connection {
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    /// Connects to the first address of `addrs` that accepts.
+    pub(crate) fn connect(addrs: &[SocketAddr]) -> Result<Self, RespError> {
+        let mut last = None;
+        for a in addrs {
+            match TcpStream::connect(a) {
+                Ok(stream) => {
+                    // Small pipelines: do not wait to fill a segment.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(Connection {
+                        reader: BufReader::with_capacity(64 << 10, stream),
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(RespError::Io(last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to connect to")
+        })))
+    }
+
+    /// Sends every command, then reads one reply per command.
+    pub(crate) fn pipeline(&mut self, commands: &[Command]) -> Result<Vec<Reply>, RespError> {
+        let mut out = Vec::with_capacity(commands.len() * 64);
+        for c in commands {
+            c.write_to(&mut out);
+        }
+        self.reader.get_mut().write_all(&out)?;
+        (0..commands.len()).map(|_| self.read_reply()).collect()
+    }
+
+    fn read_line(&mut self) -> Result<Vec<u8>, RespError> {
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line)?;
+        if line.is_empty() {
+            return Err(RespError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )));
+        }
+        if !line.ends_with(b"\r\n") {
+            return Err(RespError::Protocol("a line without CRLF".into()));
+        }
+        line.truncate(line.len() - 2);
+        Ok(line)
+    }
+
+    fn read_reply(&mut self) -> Result<Reply, RespError> {
+        let line = self.read_line()?;
+        let (kind, rest) = line
+            .split_first()
+            .ok_or_else(|| RespError::Protocol("an empty line".into()))?;
+        let text = || String::from_utf8_lossy(rest).into_owned();
+        let number = || -> Result<i64, RespError> {
+            std::str::from_utf8(rest)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| RespError::Protocol(format!("not a number: {}", text())))
+        };
+        match kind {
+            b'+' => Ok(Reply::Simple(text())),
+            b'-' => Ok(Reply::Error(text())),
+            b':' => Ok(Reply::Int(number()?)),
+            b'$' => {
+                let n = number()?;
+                if n < 0 {
+                    return Ok(Reply::Bulk(None));
+                }
+                let n = usize::try_from(n)
+                    .map_err(|_| RespError::Protocol("a bulk length out of range".into()))?;
+                let mut buf = vec![0; n + 2];
+                self.reader.read_exact(&mut buf)?;
+                buf.truncate(n);
+                Ok(Reply::Bulk(Some(buf)))
+            }
+            b'*' => {
+                let n = number()?;
+                if n < 0 {
+                    return Ok(Reply::Array(None));
+                }
+                (0..n)
+                    .map(|_| self.read_reply())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|v| Reply::Array(Some(v)))
+            }
+            other => Err(RespError::Protocol(format!(
+                "unknown reply type {:?}",
+                char::from(*other)
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_encoded_as_resp_arrays() {
+        let mut out = Vec::new();
+        Command::new("HMGET")
+            .arg(b"k\x00")
+            .arg("f")
+            .write_to(&mut out);
+        assert_eq!(out, b"*3\r\n$5\r\nHMGET\r\n$2\r\nk\x00\r\n$1\r\nf\r\n");
+    }
+}
