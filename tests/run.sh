@@ -53,6 +53,8 @@ done
 for store in sqlite redis redis-cluster; do
   step "writes as Feast writes them ($store)" "$VENV/bin/python" "$ROOT/tests/python/write_parity.py" --binary "$BIN" --store "$store"
 done
+# The same through the Redis-layout store component (built by the end-to-end tests).
+step "writes as Feast writes them (wasm-redis component)" "$VENV/bin/python" "$ROOT/tests/python/write_parity.py" --binary "$BIN" --store wasm-redis --component "$TARGET/plugins/for-tests/redis_store.wasm"
 # OIDC and permissions: the Feast SDK logging in to a test issuer gets, from this
 # server, what it got from feast serve (tests/golden/auth/sdk.json).
 step "Feast SDK with OIDC and permissions" "$VENV/bin/python" "$ROOT/tests/python/auth_parity.py" --binary "$BIN" --issuer "$TARGET/debug/test_oidc_issuer"

@@ -23,6 +23,7 @@ feast-server writes them sorted by key). Checks:
      from our store as from its own (Feast reads such a service only from its vectors).
 
     python write_parity.py --binary /work/target/debug/feast-server --store sqlite|redis|redis-cluster
+    python write_parity.py --binary ... --store wasm-redis --component redis_store.wasm
 
 Run with the venv from demo/feast_venv.sh. One line per check; exit status 1 on any failure.
 """
@@ -123,12 +124,20 @@ def hx(b) -> str:
 class Store:
     """The online store of one repository copy: its config, its contents, emptying it."""
 
-    def __init__(self, kind: str, repo: Path, redis=None, ttl=None):
+    def __init__(self, kind: str, repo: Path, redis=None, ttl=None, component=None):
         self.kind, self.repo, self.redis, self.ttl = kind, repo, redis, ttl
+        self.component = component  # a store component serving this Redis (ours only)
 
     def config(self, ttl=None) -> str:
         if self.kind == "sqlite":
             return "    type: sqlite\n    path: data/online_store.db\n"
+        if self.component:
+            addr = f"127.0.0.1:{self.redis.port}"
+            out = (f"    type: wasm\n    component: {self.component}\n    allow: [\"{addr}\"]\n"
+                   f"    config:\n        connection_string: \"{addr}\"\n")
+            if ttl:
+                out += f"        key_ttl_seconds: {ttl}\n"
+            return out
         out = "    type: redis\n"
         if self.kind == "redis-cluster":
             out += "    redis_type: redis_cluster\n"
@@ -676,10 +685,17 @@ def start_server(binary, repo):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
-    ap.add_argument("--store", choices=["sqlite", "redis", "redis-cluster"], default="sqlite")
+    ap.add_argument("--store", choices=["sqlite", "redis", "redis-cluster", "wasm-redis"], default="sqlite")
+    ap.add_argument("--component", help="with --store wasm-redis: the redis-store component feast-server "
+                                        "serves its copy's Redis with (Feast's copy uses its own Redis store)")
     args = ap.parse_args()
     binary = Path(args.binary).resolve()
-    kind = args.store
+    # wasm-redis: everything as for redis, but our copy's store is the component.
+    component = Path(args.component).resolve() if args.store == "wasm-redis" else None
+    if args.store == "wasm-redis" and (component is None or not component.is_file()):
+        ap.error("--store wasm-redis needs --component PATH (plugins/redis-store built for wasm32-wasip2)")
+    kind = "redis" if component else args.store
+    tag = args.store
     report = Report()
     started = time.time()
     tmp = Path(tempfile.mkdtemp(prefix="write-parity-"))
@@ -704,12 +720,24 @@ def main():
             stoppable.append(redis_a)
             redis_b = make(tmp / "redis-ours")
             stoppable.append(redis_b)
-        store_a, store_b = Store(kind, repo_a, redis_a), Store(kind, repo_b, redis_b)
+        store_a, store_b = Store(kind, repo_a, redis_a), Store(kind, repo_b, redis_b, component=component)
+
+        def feast_b() -> str:
+            """Copy B as Feast's SDK can open it: itself, or (store component) a twin
+            reading the same registry and Redis with Feast's Redis store."""
+            if not component:
+                return str(repo_b)
+            twin = tmp / "ours-as-feast"
+            if not twin.exists():
+                twin.mkdir()
+                (twin / "data").symlink_to(repo_b / "data", target_is_directory=True)
+            write_store_config(twin, Store(kind, twin, redis_b).config())
+            return str(twin)
         for store in (store_a, store_b):
             store.use_in(store.repo, ttl)  # Redis: key_ttl_seconds, so EXPIRE is covered
             if kind != "sqlite":
                 store.load_feast_dump(clock.now - 3600)
-        report.check(f"[{kind}] both copies start from the same store",
+        report.check(f"[{tag}] both copies start from the same store",
                      diff_dumps(kind, store_a.dump(), store_b.dump(), ttl=ttl)[0])
 
         # ---- 1. same bytes as Feast
@@ -718,7 +746,7 @@ def main():
         stoppable.append(server_b)
         read_entities = []
         for gi, (group, ops, entities) in enumerate(write_groups(clock)):
-            label = f"[{kind}] 1{'abcdefg'[gi]}. {group}"
+            label = f"[{tag}] 1{'abcdefg'[gi]}. {group}"
             before_a, before_b = store_a.dump(), store_b.dump()
             apply_ops(report, label, ops, fs_a, server_b.url)
             after_a, after_b = store_a.dump(), store_b.dump()
@@ -737,41 +765,41 @@ def main():
             read_entities += entities
 
         # ---- 2. read back
-        with report.guard(f"[{kind}] 2. read back"):
-            fs_b = FeatureStore(repo_path=str(repo_b))
+        with report.guard(f"[{tag}] 2. read back"):
+            fs_b = FeatureStore(repo_path=feast_b())
             want = read_all(fs_a, read_entities)
-            report.check(f"[{kind}] 2. Feast's local SDK reads our writes as it reads its own",
+            report.check(f"[{tag}] 2. Feast's local SDK reads our writes as it reads its own",
                          compare_reads(want, read_all(fs_b, read_entities)))
             server_a = start_server(binary, repo_a)
             stoppable.append(server_a)
             client_a = FeatureStore(repo_path=str(remote_repo(tmp / "client-a", repo_a, server_a.url)))
-            report.check(f"[{kind}] 2. our /get-online-features reads Feast's writes as Feast does",
+            report.check(f"[{tag}] 2. our /get-online-features reads Feast's writes as Feast does",
                          compare_reads(want, read_all(client_a, read_entities)))
             stop(server_a)
 
         # ---- known difference 2: two rows for one entity in one request
-        with report.guard(f"[{kind}] known difference: two rows for one entity"):
+        with report.guard(f"[{tag}] known difference: two rows for one entity"):
             dup = ("push", PUSH_STATS, {
                 "driver_id": [3001, 3001], "conv_rate": [0.25, 0.75], "acc_rate": [0.25, 0.75],
                 "avg_daily_trips": [1, 2], "driver_metadata": [None, None], "driver_config": [None, None],
                 "driver_profile": [None, None],
                 "event_timestamp": [clock.z(600), clock.z(700)], "created": [clock.z(600), clock.z(700)]})
-            apply_ops(report, f"[{kind}] known difference: two rows for one entity", [dup], fs_a, server_b.url)
+            apply_ops(report, f"[{tag}] known difference: two rows for one entity", [dup], fs_a, server_b.url)
             with quiet():
                 got_a = fs_a.get_online_features(features=[f"{FRESH}:conv_rate"],
                                                  entity_rows=[{"driver_id": 3001}]).to_dict()["conv_rate"][0]
-                got_b = FeatureStore(repo_path=str(repo_b)).get_online_features(
+                got_b = FeatureStore(repo_path=feast_b()).get_online_features(
                     features=[f"{FRESH}:conv_rate"], entity_rows=[{"driver_id": 3001}]).to_dict()["conv_rate"][0]
             # Ours keeps the row with the latest event time (0.25); Feast's SQLite store keeps
             # the last row (0.75), its Redis store the latest (0.25).
             want_a = 0.75 if kind == "sqlite" else 0.25
-            report.check(f"[{kind}] known difference: two rows for one entity in one request: ours keeps the "
+            report.check(f"[{tag}] known difference: two rows for one entity in one request: ours keeps the "
                          f"latest event, Feast {'the last row' if kind == 'sqlite' else 'the latest too'}",
                          [] if (got_a, got_b) == (want_a, 0.25) else [f"Feast kept {got_a}, ours kept {got_b}"])
 
         # ---- known difference 3: objects whose keys differ between rows, and
         # ---- known difference 4: a non-integral number for an Int64 feature
-        with report.guard(f"[{kind}] known differences 3 and 4"):
+        with report.guard(f"[{tag}] known differences 3 and 4"):
             ops = known_difference_ops(clock)
             with quiet():
                 read = lambda fs, ids: fs.get_online_features(  # noqa: E731
@@ -782,7 +810,7 @@ def main():
                 problems.append("the push with differing keys failed on one side")
             with quiet():
                 got_a = read(fs_a, [5001, 5002])
-                got_b = read(FeatureStore(repo_path=str(repo_b)), [5001, 5002])
+                got_b = read(FeatureStore(repo_path=feast_b()), [5001, 5002])
             want_b = {"driver_config": ['{"a": 1}', '{"b": "x"}'],
                       "driver_metadata": [{"vehicle_type": "van"}, {"rating": "4.0", "color": "red"}]}
             for f, want in want_b.items():
@@ -792,7 +820,7 @@ def main():
             cfg_a = got_a["driver_config"][0]
             if (json.loads(cfg_a) if isinstance(cfg_a, str) else cfg_a) != {"a": 1.0, "b": None}:
                 problems.append(f"Feast no longer unions the keys: {got_a['driver_config']}")
-            report.check(f"[{kind}] known difference: objects whose keys differ between rows are written "
+            report.check(f"[{tag}] known difference: objects whose keys differ between rows are written "
                          "as given (Feast unions every row's keys)", problems)
             problems = []
             ours = our_op(server_b.url, ops["fractional"])
@@ -801,15 +829,15 @@ def main():
             if feast_op(fs_a, ops["fractional"]) != "ok":
                 problems.append("Feast no longer accepts 13.7 for an Int64")
             with quiet():
-                if read(FeatureStore(repo_path=str(repo_b)), [7001])["avg_daily_trips"] != [None]:
+                if read(FeatureStore(repo_path=feast_b()), [7001])["avg_daily_trips"] != [None]:
                     problems.append("ours wrote entity 7001")
                 if read(fs_a, [7001])["avg_daily_trips"] != [13]:
                     problems.append("Feast no longer truncates 13.7 to 13")
-            report.check(f"[{kind}] known difference: a non-integral number for an Int64 feature is a 400 "
+            report.check(f"[{tag}] known difference: a non-integral number for an Int64 feature is a 400 "
                          "naming the cell (Feast truncates it)", problems)
 
         # ---- 3. Feast's SDK with a remote online store pointing at feast-server
-        with report.guard(f"[{kind}] 3. Feast SDK through feast-server"):
+        with report.guard(f"[{tag}] 3. Feast SDK through feast-server"):
             client_b_repo = remote_repo(tmp / "client-b", repo_b, server_b.url)
             client_b = FeatureStore(repo_path=str(client_b_repo))
             w1 = (datetime(2026, 11, 22, 0, 0, tzinfo=timezone.utc), datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc))
@@ -835,7 +863,7 @@ def main():
                                            "reviewer_notes": ["r"], "labeler": ["l"],
                                            "event_timestamp": [clock.z(700)]})
             a, b = feast_op(fs_a, label), feast_op(client_b, label)
-            print(f"INFO [{kind}] 3. remote client push to the label view's push source through "
+            print(f"INFO [{tag}] 3. remote client push to the label view's push source through "
                   f"feast-server: {b[:200]} (Feast local: {a[:100]}; Feast's own server answers 404)", flush=True)
             try:
                 run([FEAST, "-c", client_b_repo, "materialize", *w2], cwd=client_b_repo)
@@ -852,29 +880,30 @@ def main():
                     FeatureStore(repo_path=str(repo_a)).materialize_incremental(end_date=incremental_end)
             except Exception as e:  # noqa: BLE001
                 diffs.append(f"store.materialize_incremental({incremental_end}): {type(e).__name__}: {e}")
-            report.check(f"[{kind}] 3. remote write_to_online_store, push, materialize, `feast materialize` "
+            report.check(f"[{tag}] 3. remote write_to_online_store, push, materialize, `feast materialize` "
                          "and materialize_incremental succeed", diffs)
             after_a, after_b = store_a.dump(), store_b.dump()
             touched = changed_keys(before_a, after_a) | changed_keys(before_b, after_b)
             d, reordered = diff_dumps(kind, after_a, after_b, ttl=ttl, only=touched)
-            report.check(f"[{kind}] 3. store after the remote client's writes and materializations is Feast's", d,
+            report.check(f"[{tag}] 3. store after the remote client's writes and materializations is Feast's", d,
                          f"{len(touched)} {'rows' if kind == 'sqlite' else 'fields'} written, "
                          f"{reordered} Map/Struct values equal once decoded")
-            report.check(f"[{kind}] 3. registry intervals/states after remote materialize are Feast's",
+            report.check(f"[{tag}] 3. registry intervals/states after remote materialize are Feast's",
                          diff_registries(repo_a, repo_b))
             fs_a = FeatureStore(repo_path=str(repo_a))
             entities = [1001, 1002, 1003, 6001, 6002, 6003, 6004]
-            report.check(f"[{kind}] 3. the remote client reads back through feast-server what Feast reads",
+            report.check(f"[{tag}] 3. the remote client reads back through feast-server what Feast reads",
                          compare_reads(read_all(fs_a, entities, ()), read_all(client_b, entities, ())))
         stop(server_b)
 
         # ---- 4. materialize
-        with report.guard(f"[{kind}] 4. materialize"):
+        with report.guard(f"[{tag}] 4. materialize"):
             mat_a, mat_b = tmp / "mat-feast", tmp / "mat-ours"
             for repo, store in ((mat_a, store_a), (mat_b, store_b)):
                 shutil.copytree(base, repo)
                 strip_intervals(repo)
-                add_precomputed_service(repo)
+                if not component:  # a store component cannot list its keys (no vectors)
+                    add_precomputed_service(repo)
                 store.use_in(repo)  # no key_ttl_seconds here: keys without expiry
                 store.empty()
             window = ("2026-11-22T00:00:00Z", "2026-11-22T12:00:00Z")
@@ -882,11 +911,11 @@ def main():
             our_cli(binary, mat_b, "materialize", *window)
             dump_a = store_a.dump()
             d, reordered = diff_dumps(kind, dump_a, store_b.dump())
-            report.check(f"[{kind}] 4. `materialize {window[0]} {window[1]}`: store is Feast's", d,
+            report.check(f"[{tag}] 4. `materialize {window[0]} {window[1]}`: store is Feast's", d,
                          f"{size(dump_a)}, {reordered} Map/Struct values equal once decoded")
-            report.check(f"[{kind}] 4. materialize: registry intervals and states are Feast's",
+            report.check(f"[{tag}] 4. materialize: registry intervals and states are Feast's",
                          diff_registries(mat_a, mat_b))
-            if kind != "sqlite":  # Feast lists entities (and so pre-computes) only on Redis
+            if kind != "sqlite" and not component:  # Feast lists entities (so pre-computes) only on Redis
                 with_vectors = vector_entities(dump_a)
                 d = [] if with_vectors else ["Feast wrote no vector"]
                 if with_vectors != vector_entities(store_b.dump()):
@@ -901,10 +930,10 @@ def main():
                                 entity_rows=[{"driver_id": i} for i in with_vectors],
                                 full_feature_names=True).to_dict())
                     d += compare_reads(*reads)
-                report.check(f"[{kind}] 4. materialize: Feast reads the precompute_online service from our "
+                report.check(f"[{tag}] 4. materialize: Feast reads the precompute_online service from our "
                              "vectors as from its own", d, f"{len(with_vectors)} vectors")
             for d in registry_order_diff(mat_a, mat_b):
-                print(f"INFO [{kind}] 4. materialize: {d} (no reader depends on it)", flush=True)
+                print(f"INFO [{tag}] 4. materialize: {d} (no reader depends on it)", flush=True)
 
             older = ("2026-11-20T00:00:00", "2026-11-21T00:00:00")  # naive = UTC; SQLite overwrites, Redis skips
             with quiet():
@@ -915,9 +944,9 @@ def main():
             our_cli(binary, mat_b, "materialize", *older, "-v", STATS)
             dump_a = store_a.dump()
             d, reordered = diff_dumps(kind, dump_a, store_b.dump())
-            report.check(f"[{kind}] 4. `materialize {older[0]} {older[1]} -v {STATS}` (older rows): "
+            report.check(f"[{tag}] 4. `materialize {older[0]} {older[1]} -v {STATS}` (older rows): "
                          "store is Feast's", d, f"{size(dump_a)}, {reordered} Map/Struct values equal once decoded")
-            report.check(f"[{kind}] 4. older materialize: registry intervals and states are Feast's",
+            report.check(f"[{tag}] 4. older materialize: registry intervals and states are Feast's",
                          diff_registries(mat_a, mat_b))
 
             end = "2026-11-22T23:00:00Z"
@@ -927,22 +956,22 @@ def main():
             our_cli(binary, mat_b, "materialize-incremental", end)
             after_first, dump_a = store_b.dump(), store_a.dump()
             d, reordered = diff_dumps(kind, dump_a, after_first)
-            report.check(f"[{kind}] 4. `materialize-incremental {end}`: store is Feast's", d,
+            report.check(f"[{tag}] 4. `materialize-incremental {end}`: store is Feast's", d,
                          f"{size(dump_a)}, {reordered} Map/Struct values equal once decoded")
-            report.check(f"[{kind}] 4. materialize-incremental: registry intervals and states are Feast's",
+            report.check(f"[{tag}] 4. materialize-incremental: registry intervals and states are Feast's",
                          diff_registries(mat_a, mat_b))
             with quiet():
                 FeatureStore(repo_path=str(mat_a)).materialize_incremental(
                     end_date=datetime.fromisoformat(end))
             our_cli(binary, mat_b, "materialize-incremental", end)
             d, _ = diff_dumps(kind, after_first, store_b.dump())
-            report.check(f"[{kind}] 4. second `materialize-incremental {end}` leaves our store unchanged", d)
+            report.check(f"[{tag}] 4. second `materialize-incremental {end}` leaves our store unchanged", d)
             d, _ = diff_dumps(kind, store_a.dump(), store_b.dump())
-            report.check(f"[{kind}] 4. second materialize-incremental: store is Feast's", d)
-            report.check(f"[{kind}] 4. second materialize-incremental: registry intervals and states are Feast's",
+            report.check(f"[{tag}] 4. second materialize-incremental: store is Feast's", d)
+            report.check(f"[{tag}] 4. second materialize-incremental: registry intervals and states are Feast's",
                          diff_registries(mat_a, mat_b))
     except Exception as e:  # noqa: BLE001
-        report.check(f"[{kind}] setup", [f"{type(e).__name__}: {e}"] + traceback.format_exc().splitlines()[-8:])
+        report.check(f"[{tag}] setup", [f"{type(e).__name__}: {e}"] + traceback.format_exc().splitlines()[-8:])
     finally:
         for p in reversed(list(stoppable)):
             try:
@@ -950,7 +979,7 @@ def main():
             except Exception as e:  # noqa: BLE001
                 print(f"cleanup: {type(e).__name__}: {e}")
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"write parity ({kind}): {len(report.failed)} failed check(s) in {time.time() - started:.0f} s")
+    print(f"write parity ({tag}): {len(report.failed)} failed check(s) in {time.time() - started:.0f} s")
     sys.exit(1 if report.failed else 0)
 
 
