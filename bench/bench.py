@@ -27,6 +27,9 @@ answering the bytes our server answered for the payload and doing nothing else; 
 ours), ours-oidc (our server with `auth: {type: oidc}` trusting the tests' OIDC issuer,
 target/release/test_oidc_issuer, and one permission in the registry that the token's
 role passes; wrk sends a fresh bearer token; its rows carry oidc/no_auth against ours),
+wasm-redis (our server with `online_store: {type: wasm}` serving the Redis store
+through the component plugins/redis-store, built for wasm32-wasip2; redis only; its rows
+carry wasm/native, its req/s against ours, and added_us_p50, its p50 latency minus ours),
 ours-grpc (our server with -t grpc, loaded by
 target/release/examples/grpc_load, a tonic client with one HTTP/2 connection per
 concurrent client; HTTP servers are loaded by wrk). The Python servers use the pinned Feast from
@@ -392,8 +395,22 @@ def oidc_repo(repo: Path, issuer: OidcIssuer) -> Path:
     return dest
 
 
+def wasm_store_repo(repo: Path, args) -> Path:
+    """A copy of the Redis repo whose online store is the redis-store component."""
+    dest = repo.parent / "feature_repo_wasm_redis"
+    if not dest.exists():
+        shutil.copytree(repo, dest)
+        addr = re.search(r'connection_string: "([^"]+)"', (repo / "feature_store.yaml").read_text()).group(1)
+        write_store_config(dest, f"    type: wasm\n    component: {args.redis_store}\n    allow: [\"{addr}\"]\n"
+                                 f"    config:\n        connection_string: \"{addr}\"\n")
+    return dest
+
+
 def start_server(kind, repo, args):
     port = free_port()
+    if kind == "wasm-redis":
+        repo = wasm_store_repo(repo, args)
+        kind = "ours"
     if kind == "ours-oidc":
         repo = oidc_repo(repo, args.issuer)
         kind = "ours"
@@ -472,6 +489,12 @@ def main():
         args.plugins = Path(tempfile.mkdtemp(prefix="bench-plugins-"))
         shutil.copy(target / "wasm32-wasip2" / "plugin" / "transformed_conv_rate.wasm", args.plugins)
     servers = args.servers.split(",")
+    if "wasm-redis" in servers:
+        # The Redis-layout store component, as the server loads it.
+        target = cargo_target_dir() / "plugins"
+        subprocess.run(["cargo", "build", "--profile", "plugin", "--target", "wasm32-wasip2", "-p",
+                        "redis-store", "--target-dir", str(target)], cwd=ROOT, check=True)
+        args.redis_store = target / "wasm32-wasip2" / "plugin" / "redis_store.wasm"
     stores = args.stores.split(",")
     payloads = [p for p in args.payloads.split(",") if p]
     conns = [int(c) for c in args.conns.split(",")]
@@ -581,6 +604,8 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
     rows = []
     try:
         for kind in servers:
+            if kind == "wasm-redis" and store != "redis":
+                continue
             if kind not in ("floor", "http-floor"):
                 running[kind] = start_server(kind, repo, args)
                 print(f"# {kind}/{store}: healthy after {running[kind].startup_s:.2f} s, "
@@ -639,6 +664,11 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                 for kind, rs in samples.items():
                     mid = sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
                     row = dict(mid, rounds=len(rs))
+                    if kind == "wasm-redis" and samples.get("ours"):
+                        row["wasm/native"] = round(median(
+                            [o["rps"] / p["rps"] for o, p in zip(rs, samples["ours"]) if p["rps"]]), 3)
+                        row["added_us_p50"] = round(median(
+                            [(o["p50_ms"] - p["p50_ms"]) * 1000 for o, p in zip(rs, samples["ours"])]), 1)
                     if kind == "ours-oidc" and samples.get("ours"):
                         row["oidc/no_auth"] = round(median(
                             [o["rps"] / p["rps"] for o, p in zip(rs, samples["ours"]) if p["rps"]]), 3)
@@ -881,7 +911,7 @@ def write_results(rows, servers, out: Path):
 
     head = ["store", "payload", "conns", "server", "req/s", "rows/s", "p50 ms", "p99 ms", "errors", "CPU %",
             "RSS MB", "written", "ours/python", "ours/floor", "ours/http-floor", "ours/bound", "bound/floor",
-            "oidc/no_auth"]
+            "oidc/no_auth", "wasm/native", "added µs p50"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {s: i for i, s in enumerate(servers)}
     # Reads first, then the pushes (POST /push), each group by store, payload, conns.
@@ -894,7 +924,9 @@ def write_results(rows, servers, out: Path):
             f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["errors"]), str(r["cpu_pct"]), str(r["rss_mb"]),
             written, ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor"), ratio(r, "bound"),
             f"{r['bound/floor']:.2f}x" if r.get("bound/floor") else "",
-            f"{r['oidc/no_auth']:.3f}" if r.get("oidc/no_auth") else ""]) + " |")
+            f"{r['oidc/no_auth']:.3f}" if r.get("oidc/no_auth") else "",
+            f"{r['wasm/native']:.3f}" if r.get("wasm/native") else "",
+            f"{r['added_us_p50']:.0f}" if r.get("added_us_p50", "") != "" else ""]) + " |")
     if any(is_push(r["payload"]) for r in rows):
         lines += ["", "push_N: POST /push of N rows with fresh event times; rows/s = 2xx answers x N; errors "
                   "include non-2xx answers; written: Redis HSET calls during the load over the rows "
@@ -912,7 +944,7 @@ def write_results(rows, servers, out: Path):
     print(f"\nresults: {out}/results.csv, {out}/table.md, {out}/chart.svg", file=sys.stderr)
 
 
-COLORS = {"ours": "#1b7837", "ours-grpc": "#5aae61", "ours-oidc": "#a6dba0", "python": "#c51b7d", "python-w2": "#e9a3c9",
+COLORS = {"wasm-redis": "#80cdc1", "ours": "#1b7837", "ours-grpc": "#5aae61", "ours-oidc": "#a6dba0", "python": "#c51b7d", "python-w2": "#e9a3c9",
           "floor": "#4393c3", "http-floor": "#92c5de"}
 
 

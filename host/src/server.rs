@@ -122,6 +122,7 @@ impl App {
             // One connection per serving thread, and one for every other thread.
             connections: crate::threads::resolve_count(opts.threads) + 1,
             sqlite: opts.sqlite.clone(),
+            compiler: opts.plugin_compiler.clone(),
         };
         let store = online_store::open(&config, &settings, &mut metrics).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -392,6 +393,7 @@ pub(crate) async fn writer(config: &RepoConfig) -> Result<Ingest, StartError> {
     let settings = StoreSettings {
         connections: 1,
         sqlite: SqliteOptions::default(),
+        compiler: None,
     };
     let store = online_store::open(config, &settings, &mut Metrics::default()).await?;
     Ok(Ingest::new(

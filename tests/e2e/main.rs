@@ -18,5 +18,6 @@ mod plugin_sandbox;
 mod redis_faults;
 mod registry_reload;
 mod sqlite_writer;
+mod store_component;
 mod ttl;
 mod write;

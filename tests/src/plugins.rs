@@ -22,6 +22,8 @@ pub struct BuiltPlugins {
     pub evil: PathBuf,
     /// The Redis-layout online store component.
     pub redis_store: PathBuf,
+    /// The misbehaving test store component.
+    pub evil_store: PathBuf,
 }
 
 fn target_dir() -> PathBuf {
@@ -70,12 +72,18 @@ pub fn built_plugins() -> &'static BuiltPlugins {
         };
         build(
             &target,
-            &["transformed-conv-rate", "evil-plugin", "redis-store"],
+            &[
+                "transformed-conv-rate",
+                "evil-plugin",
+                "redis-store",
+                "evil-store",
+            ],
             &[],
         );
         let conv_rate = keep("transformed_conv_rate.wasm", "transformed_conv_rate.wasm");
         let evil = keep("evil_plugin.wasm", "evil_plugin.wasm");
         let redis_store = keep("redis_store.wasm", "redis_store.wasm");
+        let evil_store = keep("evil_store.wasm", "evil_store.wasm");
         build(
             &target,
             &["transformed-conv-rate"],
@@ -90,6 +98,7 @@ pub fn built_plugins() -> &'static BuiltPlugins {
             conv_rate_v2,
             evil,
             redis_store,
+            evil_store,
         }
     })
 }

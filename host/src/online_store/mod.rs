@@ -36,6 +36,9 @@ pub(crate) struct StoreSettings {
     pub connections: usize,
     /// SQLite reader tuning.
     pub sqlite: SqliteOptions,
+    /// An executable that compiles components out of process (`feast-server`
+    /// itself), for a store component.
+    pub compiler: Option<std::path::PathBuf>,
 }
 
 /// Why a store could not be opened.

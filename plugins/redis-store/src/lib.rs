@@ -38,6 +38,15 @@ pub struct RedisStore {
     key_ttl_seconds: Option<i64>,
     skip_dedup: bool,
     conn: Option<Connection>,
+    /// Hash fields computed so far, per view.
+    fields: HashMap<String, ViewFields>,
+}
+
+/// A view's hash fields: `_ts:<view>` and, per feature, its MurmurHash3 field.
+#[derive(Default)]
+struct ViewFields {
+    ts: Vec<u8>,
+    features: HashMap<String, [u8; 4]>,
 }
 
 /// One `HMGET`: an entity key and, for each view read for it, (view, key index).
@@ -133,6 +142,34 @@ fn bulk(r: &Reply) -> Option<&[u8]> {
 }
 
 impl RedisStore {
+    /// The fields of `features` of `view` and its `_ts` field (computed once).
+    fn fields_of(&mut self, view: &str, features: &[String]) -> (Vec<[u8; 4]>, Vec<u8>) {
+        if !self.fields.contains_key(view) {
+            self.fields.insert(
+                view.to_string(),
+                ViewFields {
+                    ts: timestamp_field(view),
+                    features: HashMap::new(),
+                },
+            );
+        }
+        let Some(v) = self.fields.get_mut(view) else {
+            return (Vec::new(), Vec::new());
+        };
+        let hashed = features
+            .iter()
+            .map(|f| match v.features.get(f.as_str()) {
+                Some(h) => *h,
+                None => {
+                    let h = feature_field(view, f);
+                    v.features.insert(f.clone(), h);
+                    h
+                }
+            })
+            .collect();
+        (hashed, v.ts.clone())
+    }
+
     fn hash_key(&self, entity_key: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(entity_key.len() + self.project.len());
         k.extend_from_slice(entity_key);
@@ -243,21 +280,14 @@ impl OnlineStore for RedisStore {
             key_ttl_seconds: config.int("key_ttl_seconds")?.filter(|t| *t != 0),
             skip_dedup: config.bool("skip_dedup")?.unwrap_or(false),
             conn: None,
+            fields: HashMap::new(),
         })
     }
 
     fn read(&mut self, views: Vec<ViewRead>) -> Result<Vec<Vec<StoredRow>>, StoreError> {
         let fields: Vec<(Vec<[u8; 4]>, Vec<u8>)> = views
             .iter()
-            .map(|v| {
-                (
-                    v.features
-                        .iter()
-                        .map(|f| feature_field(&v.view, f))
-                        .collect(),
-                    timestamp_field(&v.view),
-                )
-            })
+            .map(|v| self.fields_of(&v.view, &v.features))
             .collect();
         // One HMGET per distinct entity key, for every view that reads it.
         let mut by_key: HashMap<&[u8], usize> = HashMap::new();

@@ -67,14 +67,36 @@ impl Command {
     }
 
     fn write_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(format!("*{}\r\n", self.0.len()).as_bytes());
+        header(b'*', self.0.len(), out);
         for a in &self.0 {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            header(b'$', a.len(), out);
             out.extend_from_slice(a);
             out.extend_from_slice(b"\r\n");
         }
     }
 }
+
+/// Writes `<kind><n>\r\n`.
+fn header(kind: u8, n: usize, out: &mut Vec<u8>) {
+    out.push(kind);
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Bytes asked for per socket read: the host zeroes a buffer of that size for every
+/// read, so it is kept small; a larger reply takes more reads.
+const READ_BUFFER: usize = 8 << 10;
 
 /// One connection.
 pub(crate) struct Connection {
@@ -91,7 +113,7 @@ impl Connection {
                     // Small pipelines: do not wait to fill a segment.
                     let _ = stream.set_nodelay(true);
                     return Ok(Connection {
-                        reader: BufReader::with_capacity(64 << 10, stream),
+                        reader: BufReader::with_capacity(READ_BUFFER, stream),
                     });
                 }
                 Err(e) => last = Some(e),

@@ -2,6 +2,11 @@
 //! serve calls (each opened once with the store's configuration, reused, dropped
 //! after a trap or a call past its deadline). At most `instances` exist at once; a
 //! call waits for a free one within its deadline.
+//!
+//! Idle instances are kept per thread (as the native Redis store keeps a connection
+//! per serving thread): an instance's sockets belong to the I/O driver of the thread
+//! that opened them, so an instance is only reused on that thread, and a request's
+//! round trip to the backend never leaves its thread.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -103,7 +108,8 @@ pub(crate) struct Loaded {
     limits: Limits,
     network: Network,
     open_argument: String,
-    idle: Mutex<Vec<Instance>>,
+    /// Idle instances per thread slot ([`crate::threads::slot`]).
+    idle: Vec<Mutex<Vec<Instance>>>,
     permits: Semaphore,
 }
 
@@ -180,7 +186,9 @@ impl Loaded {
             },
             network: Network::TcpTo(Arc::new(allowed)),
             open_argument,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..config.thread_slots.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             permits: Semaphore::new(config.instances),
         };
         let (inst, info) = loaded.instantiate().await.map_err(LoadError::Open)?;
@@ -224,11 +232,16 @@ impl Loaded {
         }
     }
 
+    /// This thread's idle instances.
+    fn idle_here(&self) -> &Mutex<Vec<Instance>> {
+        &self.idle[crate::threads::slot(self.idle.len())]
+    }
+
     fn checkin(&self, inst: Instance) {
         if sandbox::worn_out(&inst.store) {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
+        if let Ok(mut idle) = self.idle_here().lock() {
             idle.push(inst);
         }
     }
@@ -242,12 +255,17 @@ impl Loaded {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.call_inner(op, call).await;
         if let Err(e) = &result {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut last) = self.stats.last_error.lock() {
-                *last = Some(e.to_string());
-            }
+            self.record_failure(e);
         }
         result
+    }
+
+    /// Counts a failed call (also an answer found to break the contract afterwards).
+    pub(super) fn record_failure(&self, e: &StoreError) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.stats.last_error.lock() {
+            *last = Some(e.to_string());
+        }
     }
 
     async fn call_inner<R>(
@@ -264,7 +282,7 @@ impl Loaded {
                 reason: format!("every instance of the component stayed busy for {deadline:?}"),
             })?
             .map_err(|_| failed("the component is closed".into()))?;
-        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let idle = self.idle_here().lock().ok().and_then(|mut v| v.pop());
         let mut inst = match idle {
             Some(i) => i,
             None => self.instantiate().await?.0,

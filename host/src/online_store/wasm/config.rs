@@ -10,7 +10,7 @@
 //!   allow: ["127.0.0.1:6379"]             # host:port the component may connect to
 //!   timeout_ms: 1000                      # per call (a hung backend: 503 within it)
 //!   max_memory_mb: 64                     # per instance
-//!   instances: 9                          # at most this many at once (default: serving threads + 1)
+//!   instances: 12                         # at most this many at once (default: 4 per serving thread + 4)
 //!   poll_interval_ms: 1000                # how often the file is checked for a new version (0: never)
 //! ```
 
@@ -59,6 +59,8 @@ pub(crate) struct WasmStoreConfig {
     pub(crate) max_memory_bytes: usize,
     /// Instances at most (each serves one call at a time).
     pub(crate) instances: usize,
+    /// Thread slots idle instances are kept in (serving threads + 1).
+    pub(crate) thread_slots: usize,
     /// How often the component file is checked for a new version.
     pub(crate) poll_interval: Duration,
     /// The Feast project.
@@ -66,7 +68,8 @@ pub(crate) struct WasmStoreConfig {
 }
 
 impl WasmStoreConfig {
-    /// Reads the `online_store` section; `instances` defaults to `connections`.
+    /// Reads the `online_store` section; `connections` is the number of thread slots
+    /// (serving threads + 1), and `instances` defaults to 4 per slot.
     pub(crate) fn from_repo(config: &RepoConfig, connections: usize) -> Result<Self, ConfigError> {
         let raw: RawWasmStoreConfig =
             config.parse_section("online_store", config.online_store.raw.clone())?;
@@ -102,7 +105,7 @@ impl WasmStoreConfig {
         if timeout.is_zero() {
             return Err(invalid("online_store.timeout_ms: must be above 0".into()));
         }
-        let instances = raw.instances.unwrap_or(connections);
+        let instances = raw.instances.unwrap_or(4 * connections.max(1));
         if instances == 0 {
             return Err(invalid("online_store.instances: must be above 0".into()));
         }
@@ -114,6 +117,7 @@ impl WasmStoreConfig {
             max_memory_bytes: usize::try_from(raw.max_memory_mb.unwrap_or(64) << 20)
                 .unwrap_or(usize::MAX),
             instances,
+            thread_slots: connections.max(1),
             poll_interval: Duration::from_millis(raw.poll_interval_ms.unwrap_or(1000)),
             project: config.project.clone(),
         })

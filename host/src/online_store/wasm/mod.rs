@@ -6,8 +6,8 @@
 //! capability more than an ODFV: outgoing TCP to the addresses of its `allow` list
 //! (names resolved by the server at load; every connect checked; the component
 //! cannot look names up). Its instances live long (they keep their connections
-//! between calls): at most `instances` (default: one per serving thread, plus one),
-//! each serving one call at a time.
+//! between calls), idle ones kept per serving thread: at most `instances` (default: 4
+//! per serving thread, plus 4), each serving one call at a time.
 //!
 //! A request's reads are one `read` call with one Arrow IPC buffer per view; writes
 //! one `write` call. The answer is checked against the contract (columns, types,
@@ -59,8 +59,8 @@ pub(super) async fn open(
     let cache_dir = crate::plugin::PluginConfig::from_repo(config, None)
         .map(|p| p.cache_dir)
         .unwrap_or_default();
-    let engine =
-        WasmEngine::new(cfg.max_memory_bytes, cache_dir, None).map_err(|e| StoreError::Failed {
+    let engine = WasmEngine::new(cfg.max_memory_bytes, cache_dir, settings.compiler.clone())
+        .map_err(|e| StoreError::Failed {
             store: STORE,
             reason: format!("cannot start the WebAssembly engine: {e:#}"),
         })?;
@@ -193,6 +193,49 @@ fn timestamp(t: EventTime) -> Timestamp {
     }
 }
 
+/// The component's answers to a read, checked against the contract.
+fn decode_answers(batches: &[ReadBatch], answers: &[Vec<u8>]) -> Result<Vec<ViewRows>, StoreError> {
+    if answers.len() != batches.len() {
+        return Err(contract(format!(
+            "{} answers for {} views",
+            answers.len(),
+            batches.len()
+        )));
+    }
+    let size: usize = answers.iter().map(Vec::len).sum();
+    if size > MAX_ANSWER_BYTES {
+        return Err(contract(format!(
+            "an answer of {size} bytes (at most {MAX_ANSWER_BYTES})"
+        )));
+    }
+    batches
+        .iter()
+        .zip(answers)
+        .map(|(batch, bytes)| {
+            let target = &batch.target;
+            let rows = codec::decode_rows(bytes, &target.features, batch.keys.len())
+                .map_err(|e| contract(format!("view {}: {e}", target.view)))?;
+            let mut grid = ViewRows::empty(batch.keys.len(), target.features.len());
+            for (k, row) in rows.into_iter().enumerate() {
+                let Some(ts) = row.event_ts else { continue };
+                let event_time = event_time(ts);
+                for (slot, value) in row.values.into_iter().enumerate() {
+                    let Some(bytes) = value else { continue };
+                    let value =
+                        Value::decode(bytes.as_slice()).map_err(|e| StoreError::Corrupt {
+                            store: STORE,
+                            view: target.view.clone(),
+                            feature: target.features[slot].clone(),
+                            reason: e.to_string(),
+                        })?;
+                    grid.set(k, slot, Cell { value, event_time });
+                }
+            }
+            Ok(grid)
+        })
+        .collect()
+}
+
 #[async_trait::async_trait]
 impl OnlineStore for WasmStore {
     fn type_name(&self) -> &'static str {
@@ -219,45 +262,11 @@ impl OnlineStore for WasmStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let loaded = self.current.load_full();
         let answers = loaded.call("read", async |i| i.read(&views).await).await?;
-        if answers.len() != batches.len() {
-            return Err(contract(format!(
-                "{} answers for {} views",
-                answers.len(),
-                batches.len()
-            )));
+        let decoded = decode_answers(&batches, &answers);
+        if let Err(e) = &decoded {
+            loaded.record_failure(e);
         }
-        let size: usize = answers.iter().map(Vec::len).sum();
-        if size > MAX_ANSWER_BYTES {
-            return Err(contract(format!(
-                "an answer of {size} bytes (at most {MAX_ANSWER_BYTES})"
-            )));
-        }
-        batches
-            .iter()
-            .zip(&answers)
-            .map(|(batch, bytes)| {
-                let target = &batch.target;
-                let rows = codec::decode_rows(bytes, &target.features, batch.keys.len())
-                    .map_err(|e| contract(format!("view {}: {e}", target.view)))?;
-                let mut grid = ViewRows::empty(batch.keys.len(), target.features.len());
-                for (k, row) in rows.into_iter().enumerate() {
-                    let Some(ts) = row.event_ts else { continue };
-                    let event_time = event_time(ts);
-                    for (slot, value) in row.values.into_iter().enumerate() {
-                        let Some(bytes) = value else { continue };
-                        let value =
-                            Value::decode(bytes.as_slice()).map_err(|e| StoreError::Corrupt {
-                                store: STORE,
-                                view: target.view.clone(),
-                                feature: target.features[slot].clone(),
-                                reason: e.to_string(),
-                            })?;
-                        grid.set(k, slot, Cell { value, event_time });
-                    }
-                }
-                Ok(grid)
-            })
-            .collect()
+        decoded
     }
 
     async fn write(&self, batches: Vec<WriteBatch>) -> Result<WriteOutcome, StoreError> {
