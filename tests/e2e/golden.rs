@@ -188,15 +188,11 @@ async fn sqlite_golden_cases() {
     );
 }
 
-#[tokio::test]
-async fn redis_standalone_golden_cases() {
-    let redis = RedisServer::start();
-    load_feast_dump(&mut redis.connection());
+/// Replays the Redis golden cases on a server of the demo repository whose
+/// `online_store` section is `store_yaml` (the demo's ODFV plugin loaded).
+async fn replay_redis(store_yaml: &str) {
     let repo = RepoCopy::demo();
-    repo.write_config(&redis_feature_store_yaml(
-        &format!("127.0.0.1:{}", redis.port),
-        "redis",
-    ));
+    repo.write_config(store_yaml);
     let plugins = conv_rate_plugin();
     repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
     let server = TestServer::demo(&repo).await;
@@ -210,24 +206,25 @@ async fn redis_standalone_golden_cases() {
 }
 
 #[tokio::test]
+async fn redis_standalone_golden_cases() {
+    let redis = RedisServer::start();
+    load_feast_dump(&mut redis.connection());
+    replay_redis(&redis_feature_store_yaml(
+        &format!("127.0.0.1:{}", redis.port),
+        "redis",
+    ))
+    .await;
+}
+
+#[tokio::test]
 async fn redis_cluster_golden_cases() {
     let cluster = RedisCluster::start(3, 0);
     load_feast_dump(&mut cluster.connection());
-    let repo = RepoCopy::demo();
-    repo.write_config(&redis_feature_store_yaml(
+    replay_redis(&redis_feature_store_yaml(
         &cluster.connection_string(),
         "redis_cluster",
-    ));
-    let plugins = conv_rate_plugin();
-    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
-    let server = TestServer::demo(&repo).await;
-    let failures = replay(&server, "redis").await;
-    server.stop().await;
-    assert!(
-        failures.is_empty(),
-        "golden mismatches:\n{}",
-        failures.join("\n")
-    );
+    ))
+    .await;
 }
 
 /// The Redis golden cases through the store component `plugins/redis-store` (Feast's
@@ -237,20 +234,10 @@ async fn redis_cluster_golden_cases() {
 async fn redis_store_component_golden_cases() {
     let redis = RedisServer::start();
     load_feast_dump(&mut redis.connection());
-    let repo = RepoCopy::demo();
-    repo.write_config(&wasm_redis_feature_store_yaml(
+    replay_redis(&wasm_redis_feature_store_yaml(
         &built_plugins().redis_store,
         &format!("127.0.0.1:{}", redis.port),
         "",
-    ));
-    let plugins = conv_rate_plugin();
-    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
-    let server = TestServer::demo(&repo).await;
-    let failures = replay(&server, "redis").await;
-    server.stop().await;
-    assert!(
-        failures.is_empty(),
-        "golden mismatches:\n{}",
-        failures.join("\n")
-    );
+    ))
+    .await;
 }

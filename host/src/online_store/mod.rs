@@ -508,3 +508,52 @@ pub(crate) fn demo_sqlite() -> Store {
         backend: Arc::new(store),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(online_store: &str) -> RepoConfig {
+        RepoConfig::parse(
+            &format!(
+                "project: repo\nregistry: data/registry.db\nprovider: local\nonline_store:\n{online_store}entity_key_serialization_version: 3\n"
+            ),
+            std::path::Path::new("/nonexistent-repo"),
+            std::path::Path::new("/nonexistent-repo/feature_store.yaml"),
+        )
+        .expect("the configuration parses")
+    }
+
+    async fn open_error(online_store: &str) -> String {
+        let settings = StoreSettings {
+            connections: 2,
+            sqlite: SqliteOptions::default(),
+            compiler: None,
+        };
+        match open(&config(online_store), &settings, &mut Metrics::default()).await {
+            Ok(store) => panic!("{} opened", store.type_name()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_python_store_class_is_refused_naming_what_is_supported() {
+        let e = open_error("    type: my_company.stores.KvOnlineStore\n").await;
+        assert!(e.contains("online_store.type"), "{e}");
+        assert!(e.contains("sqlite, redis and wasm"), "{e}");
+        assert!(e.contains("Python store classes"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_store_component_needs_its_file_and_valid_settings() {
+        let e = open_error("    type: wasm\n    component: store.wasm\n").await;
+        assert!(e.contains("online_store.component"), "{e}");
+        assert!(e.contains("does not exist"), "{e}");
+        let e = open_error("    type: wasm\n").await;
+        assert!(e.contains("component"), "{e}");
+        let e = open_error("    type: wasm\n    component: s.wasm\n    allow: [\"redis\"]\n").await;
+        assert!(e.contains("not host:port"), "{e}");
+        let e = open_error("    type: wasm\n    component: s.wasm\n    sockets: all\n").await;
+        assert!(e.contains("sockets"), "{e}");
+    }
+}

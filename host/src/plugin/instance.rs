@@ -86,20 +86,16 @@ impl LoadedPlugin {
         bytes: Vec<u8>,
         config: &PluginConfig,
     ) -> Result<Self, LoadError> {
-        let started = std::time::Instant::now();
-        let content_hash = super::cache::content_hash(&bytes);
-        // Compiling takes seconds of CPU: keep it off the async workers.
-        let compiler = engine.clone();
-        let (component, compiled_by) =
-            tokio::task::spawn_blocking(move || compiler.compile(&bytes))
-                .await
-                .map_err(|e| LoadError::Compile(e.to_string()))?
-                .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let compile_time = started.elapsed();
-        let linker = sandbox::linker(engine).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let prepared = sandbox::prepare(engine, bytes).await.map_err(|e| match e {
+            sandbox::PrepareError::Compile(m) => LoadError::Compile(m),
+            sandbox::PrepareError::Link(m) => LoadError::Link(m),
+        })?;
+        let (pre, content_hash, compiled_by, compile_time) = (
+            prepared.pre,
+            prepared.content_hash,
+            prepared.compiled_by,
+            prepared.compile_time,
+        );
         let pre = OdfvPluginPre::new(pre).map_err(|e| {
             LoadError::Link(format!(
                 "the component does not implement feast:plugin/odfv-plugin@0.1.0: {e:#}"

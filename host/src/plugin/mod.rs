@@ -30,7 +30,6 @@ pub(crate) mod sandbox;
 mod status;
 mod validate;
 
-pub(crate) use cache::content_hash;
 pub use call::{OdfvError, OdfvInput};
 pub use config::PluginConfig;
 pub(crate) use engine::{CompiledBy, WasmEngine, compile_to_file};

@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{InstancePre, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::engine::{TICK, WasmEngine};
+use super::engine::{CompiledBy, TICK, WasmEngine};
 use super::error::PluginFailure;
 
 /// Guest stderr kept per instance (panic messages, logs); beyond it output is dropped.
@@ -150,11 +150,51 @@ impl WasiView for SandboxState {
     }
 }
 
-/// A linker with WASI (what a component may actually use is decided per store).
-pub(crate) fn linker(engine: &WasmEngine) -> wasmtime::Result<Linker<SandboxState>> {
+/// A component compiled (or loaded from the cache) and linked with WASI, ready to
+/// be instantiated in any world's bindings.
+pub(crate) struct Prepared {
+    /// The linked component.
+    pub(crate) pre: InstancePre<SandboxState>,
+    /// SHA-256 of its bytes.
+    pub(crate) content_hash: String,
+    /// Where its machine code came from.
+    pub(crate) compiled_by: CompiledBy,
+    /// How long compiling (or loading from the cache) took.
+    pub(crate) compile_time: Duration,
+}
+
+/// Why a component could not be prepared.
+#[derive(Debug)]
+pub(crate) enum PrepareError {
+    /// Not a valid component.
+    Compile(String),
+    /// It asks for imports WASI does not provide.
+    Link(String),
+}
+
+/// Compiles `bytes` off the async workers (seconds of CPU, or a cache hit) and links
+/// the component with WASI (what it may actually use is decided per store).
+pub(crate) async fn prepare(engine: &WasmEngine, bytes: Vec<u8>) -> Result<Prepared, PrepareError> {
+    let started = std::time::Instant::now();
+    let content_hash = super::cache::content_hash(&bytes);
+    let compiler = engine.clone();
+    let (component, compiled_by) = tokio::task::spawn_blocking(move || compiler.compile(&bytes))
+        .await
+        .map_err(|e| PrepareError::Compile(e.to_string()))?
+        .map_err(|e| PrepareError::Compile(format!("{e:#}")))?;
+    let compile_time = started.elapsed();
     let mut linker = Linker::new(engine.engine());
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    Ok(linker)
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(|e| PrepareError::Link(format!("{e:#}")))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| PrepareError::Link(format!("{e:#}")))?;
+    Ok(Prepared {
+        pre,
+        content_hash,
+        compiled_by,
+        compile_time,
+    })
 }
 
 fn budget(limits: &Limits) -> u64 {

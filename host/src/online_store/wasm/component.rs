@@ -149,19 +149,18 @@ impl Loaded {
         let bytes = tokio::fs::read(file)
             .await
             .map_err(|e| LoadError::Read(format!("{}: {e}", file.display())))?;
-        let started = Instant::now();
-        let content_hash = crate::plugin::content_hash(&bytes);
-        let compiler = engine.clone();
-        let (component, compiled_by) =
-            tokio::task::spawn_blocking(move || compiler.compile(&bytes))
-                .await
-                .map_err(|e| LoadError::Component(e.to_string()))?
-                .map_err(|e| LoadError::Component(format!("not a valid component: {e:#}")))?;
-        let compile_time = started.elapsed();
-        let linker = sandbox::linker(engine).map_err(|e| LoadError::Component(format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Component(format!("cannot link it: {e:#}")))?;
+        let prepared = sandbox::prepare(engine, bytes).await.map_err(|e| match e {
+            sandbox::PrepareError::Compile(m) => {
+                LoadError::Component(format!("not a valid component: {m}"))
+            }
+            sandbox::PrepareError::Link(m) => LoadError::Component(format!("cannot link it: {m}")),
+        })?;
+        let (pre, content_hash, compiled_by, compile_time) = (
+            prepared.pre,
+            prepared.content_hash,
+            prepared.compiled_by,
+            prepared.compile_time,
+        );
         let pre = OnlineStorePre::new(pre).map_err(|e| {
             LoadError::Component(format!(
                 "it does not implement feast:plugin/online-store@0.1.0: {e:#}"
