@@ -90,13 +90,7 @@ impl LoadedPlugin {
             sandbox::PrepareError::Compile(m) => LoadError::Compile(m),
             sandbox::PrepareError::Link(m) => LoadError::Link(m),
         })?;
-        let (pre, content_hash, compiled_by, compile_time) = (
-            prepared.pre,
-            prepared.content_hash,
-            prepared.compiled_by,
-            prepared.compile_time,
-        );
-        let pre = OdfvPluginPre::new(pre).map_err(|e| {
+        let pre = OdfvPluginPre::new(prepared.pre).map_err(|e| {
             LoadError::Link(format!(
                 "the component does not implement feast:plugin/odfv-plugin@0.1.0: {e:#}"
             ))
@@ -108,10 +102,10 @@ impl LoadedPlugin {
                 odfvs: Vec::new(),
             },
             file,
-            content_hash,
+            content_hash: prepared.content_hash,
             loaded_at: SystemTime::now(),
-            compiled_by,
-            compile_time,
+            compiled_by: prepared.compiled_by,
+            compile_time: prepared.compile_time,
             stats: PluginStats::default(),
             engine: engine.clone(),
             pre,

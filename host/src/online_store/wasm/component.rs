@@ -155,13 +155,7 @@ impl Loaded {
             }
             sandbox::PrepareError::Link(m) => LoadError::Component(format!("cannot link it: {m}")),
         })?;
-        let (pre, content_hash, compiled_by, compile_time) = (
-            prepared.pre,
-            prepared.content_hash,
-            prepared.compiled_by,
-            prepared.compile_time,
-        );
-        let pre = OnlineStorePre::new(pre).map_err(|e| {
+        let pre = OnlineStorePre::new(prepared.pre).map_err(|e| {
             LoadError::Component(format!(
                 "it does not implement feast:plugin/online-store@0.1.0: {e:#}"
             ))
@@ -172,10 +166,10 @@ impl Loaded {
                 name: String::new(),
                 version: String::new(),
             },
-            content_hash,
+            content_hash: prepared.content_hash,
             loaded_at: SystemTime::now(),
-            compiled_by,
-            compile_time,
+            compiled_by: prepared.compiled_by,
+            compile_time: prepared.compile_time,
             stats: Stats::default(),
             engine: engine.clone(),
             pre,
