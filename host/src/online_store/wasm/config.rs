@@ -15,7 +15,7 @@
 //! ```
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -123,18 +123,20 @@ impl WasmStoreConfig {
         })
     }
 
-    /// The addresses of the allow list now (names resolved by the server); an entry
-    /// that does not resolve is logged and left out.
-    pub(crate) fn resolve_allow(&self) -> HashSet<SocketAddr> {
+    /// The addresses of the allow list now (names resolved by the server, off the
+    /// async workers); an entry that does not resolve is logged and left out.
+    pub(crate) async fn resolve_allow(&self) -> HashSet<SocketAddr> {
         let mut out = HashSet::new();
         for entry in &self.allow {
-            match entry.to_socket_addrs() {
+            match tokio::net::lookup_host(entry.as_str()).await {
                 Ok(addrs) => {
                     out.extend(addrs.map(|a| SocketAddr::new(a.ip().to_canonical(), a.port())))
                 }
-                Err(e) => {
-                    tracing::warn!(entry = %entry, error = %e, "an allowed address of the store component does not resolve")
-                }
+                Err(e) => tracing::warn!(
+                    entry = %entry,
+                    error = %e,
+                    "an allowed address of the store component does not resolve"
+                ),
             }
         }
         out

@@ -65,7 +65,7 @@ pub(super) async fn open(
             reason: format!("cannot start the WebAssembly engine: {e:#}"),
         })?;
     let stamp_now = stamp(&cfg.component);
-    let loaded = Loaded::load(&engine, &cfg.component, &cfg, cfg.resolve_allow())
+    let loaded = Loaded::load(&engine, &cfg.component, &cfg, cfg.resolve_allow().await)
         .await
         .map_err(|e| {
             OpenError::Config(ConfigError::Parse {
@@ -120,28 +120,34 @@ fn spawn_watch(
                 continue;
             }
             loaded_stamp = now;
-            let refused =
-                match Loaded::load(&engine, &cfg.component, &cfg, cfg.resolve_allow()).await {
-                    Ok(new) => {
-                        let new = Arc::new(new);
-                        // A new version must answer before it serves.
-                        match new.call("ping", async |i| i.ping().await).await {
-                            Ok(()) => {
-                                tracing::info!(
-                                    component = %cfg.component.display(),
-                                    name = %new.info.name,
-                                    version = %new.info.version,
-                                    hash = %new.content_hash,
-                                    "swapped in a new version of the online store component"
-                                );
-                                current.store(new);
-                                None
-                            }
-                            Err(e) => Some(format!("its ping failed: {e}")),
+            let refused = match Loaded::load(
+                &engine,
+                &cfg.component,
+                &cfg,
+                cfg.resolve_allow().await,
+            )
+            .await
+            {
+                Ok(new) => {
+                    let new = Arc::new(new);
+                    // A new version must answer before it serves.
+                    match new.call("ping", async |i| i.ping().await).await {
+                        Ok(()) => {
+                            tracing::info!(
+                                component = %cfg.component.display(),
+                                name = %new.info.name,
+                                version = %new.info.version,
+                                hash = %new.content_hash,
+                                "swapped in a new version of the online store component"
+                            );
+                            current.store(new);
+                            None
                         }
+                        Err(e) => Some(format!("its ping failed: {e}")),
                     }
-                    Err(e) => Some(e.to_string()),
-                };
+                }
+                Err(e) => Some(e.to_string()),
+            };
             if let Some(e) = &refused {
                 tracing::error!(
                     component = %cfg.component.display(),
