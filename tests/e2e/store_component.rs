@@ -89,11 +89,11 @@ async fn a_misbehaving_store_component_fails_only_its_request() {
     assert_eq!(ok.column("conv_rate")["statuses"], json!(["NOT_FOUND"]));
 
     for (id, status, says) in [
-        (1666, 503, "read timed out after 500ms"),
+        (1666, 503, "read timed out after 500ms"), // stopped by the epoch deadline
         (1667, 500, "panicked: the evil store panics on purpose"),
         (1668, 500, "cannot connect to 127.0.0.1"),
         (1669, 500, "broke the online-store contract"),
-        (1670, 503, "did not return within"),
+        (1670, 503, "did not return within 500ms"), // waiting on the network: the timer
         (1671, 500, "memory limit of 64 MiB exceeded"),
         (1672, 500, "broke the online-store contract"),
     ] {
