@@ -248,6 +248,7 @@ pub mod codec {
     //! Decoding checks everything the contract says (column names, types, nulls,
     //! row counts) and names what is wrong.
 
+    use std::cell::RefCell;
     use std::sync::Arc;
 
     use arrow_array::builder::{BinaryBuilder, TimestampNanosecondBuilder};
@@ -255,7 +256,7 @@ pub mod codec {
     use arrow_array::types::TimestampNanosecondType;
     use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch};
     use arrow_buffer::Buffer;
-    use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
+    use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
     use super::{StoredRow, Timestamp, WriteRow};
     use crate::ipc::{read_stream, write_stream};
@@ -277,16 +278,51 @@ pub mod codec {
             .ok_or_else(|| invalid(format!("{t:?} is outside the years 1677-2262")))
     }
 
+    thread_local! {
+        /// Schemas built lately, by their columns (name, type, nullable): a repeated
+        /// shape reuses its schema, which the IPC writer then recognizes at once.
+        static SCHEMAS: RefCell<Vec<SchemaRef>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Schemas kept per thread.
+    const SCHEMAS_KEPT: usize = 16;
+
+    /// The schema of `columns`, reused when one of the same shape was built lately.
+    fn schema_of(columns: &[(String, ArrayRef, bool)]) -> SchemaRef {
+        let same = |schema: &SchemaRef| {
+            schema.fields().len() == columns.len()
+                && schema
+                    .fields()
+                    .iter()
+                    .zip(columns)
+                    .all(|(f, (n, a, nullable))| {
+                        f.name() == n
+                            && f.data_type() == a.data_type()
+                            && f.is_nullable() == *nullable
+                    })
+        };
+        if let Some(found) = SCHEMAS.with_borrow(|s| s.iter().find(|s| same(s)).cloned()) {
+            return found;
+        }
+        let schema: SchemaRef = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(n, a, nullable)| Field::new(n, a.data_type().clone(), *nullable))
+                .collect::<Vec<Field>>(),
+        ));
+        SCHEMAS.with_borrow_mut(|s| {
+            if s.len() >= SCHEMAS_KEPT {
+                s.remove(0);
+            }
+            s.push(schema.clone());
+        });
+        schema
+    }
+
     fn batch(columns: Vec<(String, ArrayRef, bool)>) -> Result<Vec<u8>, ArrowError> {
-        let fields: Vec<Field> = columns
-            .iter()
-            .map(|(n, a, nullable)| Field::new(n, a.data_type().clone(), *nullable))
-            .collect();
+        let schema = schema_of(&columns);
         let arrays = columns.into_iter().map(|(_, a, _)| a).collect();
-        write_stream(&RecordBatch::try_new(
-            Arc::new(Schema::new(fields)),
-            arrays,
-        )?)
+        write_stream(&RecordBatch::try_new(schema, arrays)?)
     }
 
     fn binary_column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a BinaryArray, ArrowError> {
