@@ -22,13 +22,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixtures import ROOT, ServerProcess, free_port  # noqa: E402
+from fixtures import ROOT, ServerProcess, free_port, wait_healthy  # noqa: E402
 
 warnings.simplefilter("ignore")
 import pandas as pd  # noqa: E402
@@ -95,16 +93,7 @@ class FeastServe:
             [str(Path(sys.executable).parent / "feast"), "-c", str(repo), "serve", "-h", "127.0.0.1",
              "-p", str(self.port), "--no-access-log"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(self.url + "/health", timeout=1).status == 200:
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError("feast serve exited")
-            time.sleep(0.1)
-        raise RuntimeError("feast serve did not become healthy")
+        wait_healthy(self.url, self.proc, "feast serve", within_s=60)
 
     def stop(self):
         os.killpg(self.proc.pid, signal.SIGTERM)

@@ -173,6 +173,21 @@ class RedisProcess:
         self.proc.wait()
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, what: str, within_s: float):
+    """Returns once `url`/health answers 200; fails when `proc` exits or `within_s` passes."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/health", timeout=1).status == 200:
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited")
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not become healthy")
+
+
 class ServerProcess:
     """feast-server serving `repo` on a free port, until stop()."""
 
@@ -182,16 +197,7 @@ class ServerProcess:
         self.proc = subprocess.Popen([str(binary), "-c", str(repo), "serve", "-p", str(self.port), *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        for _ in range(400):
-            try:
-                if urllib.request.urlopen(self.url + "/health", timeout=1).status == 200:
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError("feast-server exited")
-            time.sleep(0.05)
-        raise RuntimeError("feast-server did not become healthy")
+        wait_healthy(self.url, self.proc, "feast-server", within_s=20)
 
     def stop(self):
         if self.proc.poll() is None:

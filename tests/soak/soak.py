@@ -38,9 +38,8 @@ from fixtures import _resp, _spawn_redis, _timestamp_proto, copy_demo_repo, free
 
 try:
     import grpc
-    from feast.protos.feast.serving import ServingService_pb2 as pb
     from feast.protos.feast.serving import ServingService_pb2_grpc as pb_grpc
-    from feast.protos.feast.types.Value_pb2 import RepeatedValue, Value
+    from grpc_parity import grpc_request  # the request the gRPC parity check sends
 except ImportError as e:  # pragma: no cover
     sys.exit(f"{e}: run with the Feast venv's python: $(demo/feast_venv.sh)/bin/python {sys.argv[0]}")
 
@@ -148,24 +147,6 @@ def atomic_write(path: Path, data: bytes):
     tmp = path.with_name(f".{path.name}.soak-tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def to_value(v):
-    if isinstance(v, bool):
-        return Value(bool_val=v)
-    if isinstance(v, int):
-        return Value(int64_val=v)
-    if isinstance(v, float):
-        return Value(double_val=v)
-    return Value(string_val=str(v))
-
-
-def grpc_request(body: dict):
-    req = pb.GetOnlineFeaturesRequest(full_feature_names=bool(body.get("full_feature_names", False)))
-    req.features.val.extend(body["features"])
-    for k, vals in body["entities"].items():
-        req.entities[k].CopyFrom(RepeatedValue(val=[to_value(v) for v in vals]))
-    return req
 
 
 def http_get(url: str, timeout=3.0):
