@@ -189,6 +189,30 @@ impl StoreConfig {
         })
     }
 
+    /// The addresses to connect to for `host:port`: the address itself when `host`
+    /// is an IP address, else the `allow` addresses with that port (the server
+    /// resolved the allow list's names; a component cannot). An error names the
+    /// allow list when none matches.
+    pub fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, StoreError> {
+        let host = host.trim_matches(['[', ']']);
+        let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => self
+                .allow
+                .iter()
+                .filter(|a| a.port() == port)
+                .copied()
+                .collect(),
+        };
+        if addrs.is_empty() {
+            return Err(StoreError::InvalidConfig(format!(
+                "{host}:{port} is not among the allowed addresses {:?}",
+                self.allow
+            )));
+        }
+        Ok(addrs)
+    }
+
     /// A text option.
     pub fn str(&self, key: &str) -> Option<&str> {
         self.options.get(key).and_then(|v| v.as_str())

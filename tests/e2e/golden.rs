@@ -3,6 +3,7 @@
 //! our documented status and Feast error class.
 
 use feast_server_e2e::plugins::{PluginDir, built_plugins, wasm_plugins_yaml};
+use feast_server_e2e::postgres_server::{PostgresServer, wasm_postgres_feature_store_yaml};
 use feast_server_e2e::redis_server::{
     RedisCluster, RedisServer, load_feast_dump, redis_feature_store_yaml,
     wasm_redis_feature_store_yaml,
@@ -191,12 +192,17 @@ async fn sqlite_golden_cases() {
 /// Replays the Redis golden cases on a server of the demo repository whose
 /// `online_store` section is `store_yaml` (the demo's ODFV plugin loaded).
 async fn replay_redis(store_yaml: &str) {
+    replay_store(store_yaml, "redis").await;
+}
+
+/// Replays the golden cases of `golden` on a demo repo whose store is `store_yaml`.
+async fn replay_store(store_yaml: &str, golden: &str) {
     let repo = RepoCopy::demo();
     repo.write_config(store_yaml);
     let plugins = conv_rate_plugin();
     repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
     let server = TestServer::demo(&repo).await;
-    let failures = replay(&server, "redis").await;
+    let failures = replay(&server, golden).await;
     server.stop().await;
     assert!(
         failures.is_empty(),
@@ -239,5 +245,27 @@ async fn redis_store_component_golden_cases() {
         &format!("127.0.0.1:{}", redis.port),
         "",
     ))
+    .await;
+}
+
+/// The golden cases through the store component `plugins/postgres-store` (Feast's
+/// PostgreSQL layout over PostgreSQL's wire protocol, from inside the sandbox), on the
+/// tables `feast materialize` wrote: the same answers as the native stores.
+#[tokio::test]
+async fn postgres_store_component_golden_cases() {
+    let pg = PostgresServer::start();
+    pg.create_database("feast", "feast", "feast-pw");
+    pg.load_feast_dump("feast", "feast");
+    replay_store(
+        &wasm_postgres_feature_store_yaml(
+            &built_plugins().postgres_store,
+            pg.port,
+            "feast",
+            "feast",
+            "feast-pw",
+            "",
+        ),
+        "postgres",
+    )
     .await;
 }

@@ -11,6 +11,7 @@
 pub mod logging;
 pub mod oidc;
 pub mod plugins;
+pub mod postgres_server;
 pub mod redis_server;
 
 use std::path::{Path, PathBuf};

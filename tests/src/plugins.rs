@@ -24,6 +24,8 @@ pub struct BuiltPlugins {
     pub redis_store: PathBuf,
     /// The misbehaving test store component.
     pub evil_store: PathBuf,
+    /// The PostgreSQL-layout online store component.
+    pub postgres_store: PathBuf,
 }
 
 fn target_dir() -> PathBuf {
@@ -77,6 +79,7 @@ pub fn built_plugins() -> &'static BuiltPlugins {
                 "evil-plugin",
                 "redis-store",
                 "evil-store",
+                "postgres-store",
             ],
             &[],
         );
@@ -84,6 +87,7 @@ pub fn built_plugins() -> &'static BuiltPlugins {
         let evil = keep("evil_plugin.wasm", "evil_plugin.wasm");
         let redis_store = keep("redis_store.wasm", "redis_store.wasm");
         let evil_store = keep("evil_store.wasm", "evil_store.wasm");
+        let postgres_store = keep("postgres_store.wasm", "postgres_store.wasm");
         build(
             &target,
             &["transformed-conv-rate"],
@@ -99,6 +103,7 @@ pub fn built_plugins() -> &'static BuiltPlugins {
             evil,
             redis_store,
             evil_store,
+            postgres_store,
         }
     })
 }

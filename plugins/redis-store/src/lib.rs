@@ -257,21 +257,7 @@ impl OnlineStore for RedisStore {
     fn open(config: StoreConfig) -> Result<Self, StoreError> {
         let cs = config.str("connection_string").unwrap_or("localhost:6379");
         let (host, port, password, db) = parse_connection_string(cs)?;
-        let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => config
-                .allow
-                .iter()
-                .filter(|a| a.port() == port)
-                .copied()
-                .collect(),
-        };
-        if addrs.is_empty() {
-            return Err(StoreError::InvalidConfig(format!(
-                "{host}:{port} is not among the allowed addresses {:?}",
-                config.allow
-            )));
-        }
+        let addrs = config.addresses(&host, port)?;
         Ok(RedisStore {
             addrs,
             password,
