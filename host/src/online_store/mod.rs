@@ -89,14 +89,22 @@ pub(crate) async fn open(
         .iter()
         .find(|(names, _)| names.contains(&type_name))
     else {
+        let mut hint = "supported online stores are sqlite, redis and wasm (a store component, \
+                        see docs/online-store-components.md); Feast's Python store classes \
+                        cannot be loaded"
+            .to_string();
+        if type_name == "postgres" || type_name.contains("postgres_online_store") {
+            hint.push_str(
+                "; Feast's PostgreSQL store is the component plugins/postgres-store: \
+                 `type: wasm`, `component: postgres_store.wasm`, Feast's keys under \
+                 `config:` and `allow: [\"host:port\"]`",
+            );
+        }
         return Err(ConfigError::Unsupported {
             path: config.source.clone(),
             key: "online_store.type",
             value: type_name.into(),
-            hint: "supported online stores are sqlite, redis and wasm (a store component, \
-                   see docs/online-store-components.md); Feast's Python store classes \
-                   cannot be loaded"
-                .into(),
+            hint,
         }
         .into());
     };
@@ -542,6 +550,8 @@ mod tests {
         assert!(e.contains("online_store.type"), "{e}");
         assert!(e.contains("sqlite, redis and wasm"), "{e}");
         assert!(e.contains("Python store classes"), "{e}");
+        let e = open_error("    type: postgres\n    host: db\n").await;
+        assert!(e.contains("plugins/postgres-store"), "{e}");
     }
 
     #[tokio::test]
