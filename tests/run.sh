@@ -5,7 +5,8 @@
 #   2. checks with the real Feast's own Python code (pinned pip feast in a venv made by
 #      demo/feast_venv.sh): Feast's gRPC stubs against our gRPC server, the Feast SDK's
 #      remote online store against our HTTP server (SQLite and Redis, ODFVs included),
-#      writes compared byte for byte with the real Feast SDK's, the SDK logging in with
+#      writes compared byte for byte with the real Feast SDK's (SQLite, Redis, and the
+#      Redis and PostgreSQL store components), the SDK logging in with
 #      OIDC and refused as feast serve refuses it, and feature logs read back with
 #      pyarrow and Feast.
 # SKIP_PYTHON=1 skips step 2. Extra arguments go to `cargo test`. Prints the time of
@@ -55,6 +56,8 @@ for store in sqlite redis redis-cluster; do
 done
 # The same through the Redis-layout store component (built by the end-to-end tests).
 step "writes as Feast writes them (wasm-redis component)" "$VENV/bin/python" "$ROOT/tests/python/write_parity.py" --binary "$BIN" --store wasm-redis --component "$TARGET/plugins/for-tests/redis_store.wasm"
+# And through the PostgreSQL store component, against Feast's own PostgreSQL store.
+step "writes as Feast writes them (wasm-postgres component)" "$VENV/bin/python" "$ROOT/tests/python/write_parity.py" --binary "$BIN" --store wasm-postgres --component "$TARGET/plugins/for-tests/postgres_store.wasm"
 # OIDC and permissions: the Feast SDK logging in to a test issuer gets, from this
 # server, what it got from feast serve (tests/golden/auth/sdk.json).
 step "Feast SDK with OIDC and permissions" "$VENV/bin/python" "$ROOT/tests/python/auth_parity.py" --binary "$BIN" --issuer "$TARGET/debug/test_oidc_issuer"

@@ -1,14 +1,17 @@
 """Shared helpers for the Python checks and the benchmark (stdlib only): a private copy
 of the demo feature repository with event times moved to now, a private redis-server
-loaded with the exact bytes Feast wrote (tests/fixtures/redis_dump.json), free ports,
-and starting/stopping feast-server processes."""
+loaded with the exact bytes Feast wrote (tests/fixtures/redis_dump.json), a private
+PostgreSQL server, free ports, and starting/stopping feast-server processes."""
 import json
 import os
+import pwd
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -171,6 +174,101 @@ class RedisProcess:
         self.sock.close()
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+
+
+def postgres_bin(name: str) -> str:
+    """A PostgreSQL program from PATH, else from the newest /usr/lib/postgresql/<version>/bin
+    (where Debian's `postgresql` package puts them)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    version = lambda p: [int(n) for n in re.findall(r"\d+", p.parent.name)]  # noqa: E731
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True):
+        if (d / name).is_file():
+            return str(d / name)
+    raise RuntimeError(f"{name} not found on PATH or in /usr/lib/postgresql/*/bin (tests/prereqs.sh installs it)")
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster on a free 127.0.0.1 port, until stop(): superuser
+    `postgres` (password self.password over TCP, trusted on its Unix socket), session
+    TimeZone UTC. As root the server runs as the `postgres` OS user (initdb refuses root),
+    in a directory of its own under the system temp dir, since that user cannot enter
+    root's private temporary directories."""
+
+    def __init__(self, workdir: Path, timezone: str = "UTC"):
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            pw = pwd.getpwnam("postgres")
+            self.dir = Path(tempfile.mkdtemp(prefix="feast-postgres-"))
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        else:
+            self.dir = Path(workdir)
+            self.dir.mkdir(parents=True, exist_ok=True)
+        self.data, self.log = self.dir / "data", self.dir / "postgres.log"
+        self.port, self.password = free_port(), os.urandom(12).hex()
+        self.running = False
+        try:
+            pwfile = self.dir / "pwfile"
+            pwfile.write_text(self.password + "\n")
+            if self.as_root:
+                os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+            self._run([postgres_bin("initdb"), "-D", self.data, "-U", "postgres", f"--pwfile={pwfile}",
+                       "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C",
+                       "--no-sync"], timeout=120)
+            pwfile.unlink()
+            with open(self.data / "postgresql.conf", "a") as conf:
+                conf.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                           f"unix_socket_directories = '{self.data}'\ntimezone = '{timezone}'\n"
+                           "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+            self._pg_ctl("start", "-l", self.log)
+            self.running = True
+        except BaseException:
+            self.stop()
+            raise
+
+    def _run(self, cmd, timeout=60, **kw):
+        user = {"user": "postgres", "group": "postgres", "extra_groups": []} if self.as_root else {}
+        p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout,
+                           cwd=self.dir, **user, **kw)
+        if p.returncode != 0:
+            raise RuntimeError(f"{Path(str(cmd[0])).name} {cmd[1:4]} exited {p.returncode}: "
+                               f"{(p.stdout + p.stderr)[-1500:]}")
+        return p.stdout
+
+    def _pg_ctl(self, *args):
+        self._run([postgres_bin("pg_ctl"), "-D", self.data, "-w", "-t", "60", *args], timeout=90)
+
+    def psql(self, db: str, sql: str = None, file=None, user: str = "postgres") -> str:
+        """psql as `user` on the Unix socket (trusted): one SQL text or `-f file`; stops at
+        the first error. Returns the rows, unaligned, without headers."""
+        cmd = [postgres_bin("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.data),
+               "-p", str(self.port), "-U", user, "-d", db]
+        cmd += ["-f", str(file)] if file is not None else ["-c", sql]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError(f"psql on {db} as {user} exited {p.returncode}: {p.stderr[-1500:]}")
+        return p.stdout
+
+    def create_db(self, name: str, user: str, password: str):
+        """A login role `user` with a SCRAM password and a database `name` it owns."""
+        quoted = password.replace("'", "''")
+        self.psql("postgres", f"SET password_encryption = 'scram-sha-256'; "
+                              f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{quoted}'")
+        self.psql("postgres", f'CREATE DATABASE "{name}" OWNER "{user}"')
+
+    def restart(self):
+        self._pg_ctl("restart", "-m", "fast", "-l", self.log)
+
+    def stop(self):
+        if self.running:
+            try:
+                self._pg_ctl("stop", "-m", "fast")
+            except (RuntimeError, subprocess.TimeoutExpired):
+                self._pg_ctl("stop", "-m", "immediate")
+            self.running = False
+        if self.as_root:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, what: str, within_s: float):

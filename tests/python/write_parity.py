@@ -2,7 +2,8 @@
 """Parity of feast-server's write path with the real Feast SDK (0.67.0).
 
 Two private copies of the demo repository start with the same online store (SQLite, or a
-private Redis / Redis Cluster per copy loaded with the bytes Feast wrote); the same
+private Redis / Redis Cluster per copy loaded with the bytes Feast wrote, or a database
+per copy of one private PostgreSQL loaded with the tables Feast wrote); the same
 writes are made to copy A by Feast in-process and to copy B by feast-server, and the
 stores are compared byte for byte (Map and Struct values: as decoded `Value` messages,
 since Feast writes map entries in an order that changes between processes and
@@ -24,6 +25,7 @@ feast-server writes them sorted by key). Checks:
 
     python write_parity.py --binary /work/target/debug/feast-server --store sqlite|redis|redis-cluster
     python write_parity.py --binary ... --store wasm-redis --component redis_store.wasm
+    python write_parity.py --binary ... --store wasm-postgres --component postgres_store.wasm
 
 Run with the venv from demo/feast_venv.sh. One line per check; exit status 1 on any failure.
 """
@@ -47,13 +49,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixtures import (ROOT, RedisClusterProcess, RedisServer, ServerProcess,  # noqa: E402
-                      _timestamp_proto, copy_demo_repo, write_store_config)
+from fixtures import (ROOT, PostgresServer, RedisClusterProcess, RedisServer,  # noqa: E402
+                      ServerProcess, _timestamp_proto, copy_demo_repo, write_store_config)
 from parity import compare  # noqa: E402
 
 warnings.simplefilter("ignore")
 logging.disable(logging.WARNING)
 import pandas as pd  # noqa: E402
+import psycopg  # noqa: E402
 import redis as redispy  # noqa: E402
 from feast import FeatureStore  # noqa: E402
 from feast.infra.online_stores.helpers import _mmh3  # noqa: E402
@@ -77,6 +80,8 @@ VECTOR_FIELD = _mmh3(f"__precomputed__{VECTORS}:vector")
 VECTOR_TS = f"_ts:__precomputed__{VECTORS}".encode()
 FIELD_NAMES[VECTOR_FIELD] = f"__precomputed__{VECTORS}:vector"
 FEAST = os.path.join(os.path.dirname(sys.executable), "feast")
+# Stores of rows (table, entity_key, feature_name), compared row by row and column by column.
+ROW_KINDS = ("sqlite", "postgres")
 MAX_DIFF_LINES = int(os.environ.get("WRITE_PARITY_MAX_DIFF_LINES", "40"))
 
 
@@ -121,16 +126,46 @@ def hx(b) -> str:
 
 # ----------------------------------------------------------------------------- stores
 
+class PgDatabase:
+    """A database of the private PostgreSQL server, owned by a login role of the same name."""
+
+    def __init__(self, server: PostgresServer, name: str):
+        self.server, self.name, self.password = server, name, os.urandom(8).hex()
+        server.create_db(name, name, self.password)
+
+    def config(self, indent: str) -> str:
+        """Feast's PostgreSQLConfig keys (the postgres-store component takes them unchanged)."""
+        keys = [("host", "127.0.0.1"), ("port", self.server.port), ("database", self.name),
+                ("db_schema", "public"), ("user", self.name), ("password", self.password),
+                ("sslmode", "disable")]
+        return "".join(f"{indent}{k}: {v}\n" for k, v in keys)
+
+    def connect(self):
+        # lock_timeout: a writer holding a lock fails the check instead of hanging it.
+        return psycopg.connect(host="127.0.0.1", port=self.server.port, dbname=self.name, user=self.name,
+                               password=self.password, sslmode="disable", options="-c lock_timeout=30000")
+
+
+def pg_tables(con) -> list:
+    return [t for (t,) in con.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename").fetchall()]
+
+
 class Store:
     """The online store of one repository copy: its config, its contents, emptying it."""
 
-    def __init__(self, kind: str, repo: Path, redis=None, ttl=None, component=None):
-        self.kind, self.repo, self.redis, self.ttl = kind, repo, redis, ttl
-        self.component = component  # a store component serving this Redis (ours only)
+    def __init__(self, kind: str, repo: Path, redis=None, ttl=None, component=None, pg=None):
+        self.kind, self.repo, self.redis, self.ttl, self.pg = kind, repo, redis, ttl, pg
+        self.component = component  # a store component serving this Redis or database (ours only)
 
     def config(self, ttl=None) -> str:
         if self.kind == "sqlite":
             return "    type: sqlite\n    path: data/online_store.db\n"
+        if self.kind == "postgres" and self.component:
+            return (f"    type: wasm\n    component: {self.component}\n"
+                    f"    allow: [\"127.0.0.1:{self.pg.server.port}\"]\n    config:\n{self.pg.config(' ' * 8)}")
+        if self.kind == "postgres":
+            return "    type: postgres\n" + self.pg.config(" " * 4)
         if self.component:
             addr = f"127.0.0.1:{self.redis.port}"
             out = (f"    type: wasm\n    component: {self.component}\n    allow: [\"{addr}\"]\n"
@@ -158,7 +193,22 @@ class Store:
         return redispy.Redis(host="127.0.0.1", port=self.redis.port)
 
     def load_feast_dump(self, ts_seconds: int):
-        """The bytes Feast wrote (tests/fixtures/redis_dump.json), `_ts:` fields at ts_seconds."""
+        """The bytes Feast wrote (tests/fixtures/redis_dump.json), `_ts:` fields at ts_seconds;
+        PostgreSQL: the tables Feast wrote (tests/fixtures/postgres_dump.sql, loaded by the
+        database's owner), event and created times moved together so the newest event is
+        at ts_seconds."""
+        if self.kind == "postgres":
+            self.pg.server.psql(self.pg.name, file=ROOT / "tests" / "fixtures" / "postgres_dump.sql",
+                                user=self.pg.name)
+            with self.pg.connect() as con:
+                tables = pg_tables(con)
+                newest = max(filter(None, (con.execute(f'SELECT max(event_ts) FROM "{t}"').fetchone()[0]
+                                           for t in tables)))
+                shift = ts_seconds - int(newest.timestamp())
+                for t in tables:
+                    con.execute(f'UPDATE "{t}" SET event_ts = event_ts + make_interval(secs => %s), '
+                                'created_ts = created_ts + make_interval(secs => %s)', (shift, shift))
+            return
         dump = json.loads((ROOT / "tests" / "fixtures" / "redis_dump.json").read_text())
         ts = _timestamp_proto(ts_seconds)
         c = self.client()
@@ -187,6 +237,21 @@ class Store:
                 return {"schema": schema, "rows": rows}
             finally:
                 con.close()
+        if self.kind == "postgres":
+            with self.pg.connect() as con:
+                schema = con.execute(
+                    "SELECT table_name, ordinal_position, column_name, data_type, is_nullable, column_default "
+                    "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2").fetchall()
+                schema += con.execute("SELECT tablename, indexname, indexdef FROM pg_indexes "
+                                      "WHERE schemaname = 'public' ORDER BY 1, 2").fetchall()
+                rows = {}
+                for t in pg_tables(con):
+                    cur = con.execute(f'SELECT * FROM "{t}"')
+                    cols = [c.name for c in cur.description]
+                    for row in cur:
+                        d = {c: bytes(v) if isinstance(v, memoryview) else v for c, v in zip(cols, row)}
+                        rows[(t, d["entity_key"], d["feature_name"])] = d
+                return {"schema": schema, "rows": rows}
         fields, ttls = {}, {}
         for port in self.redis.ports:
             c = redispy.Redis(host="127.0.0.1", port=port)
@@ -204,6 +269,9 @@ class Store:
                 con.execute(f'DELETE FROM "{t}"')
             con.commit()
             con.close()
+        elif self.kind == "postgres":
+            with self.pg.connect() as con:
+                con.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in pg_tables(con)))
         else:
             for port in self.redis.ports:
                 c = redispy.Redis(host="127.0.0.1", port=port)
@@ -247,7 +315,7 @@ def sorted_map_problems(kind, before, after) -> list:
     serialized with sorted map keys (protobuf's deterministic serialization)."""
     out, values = [], []
     for k in sorted(changed_keys(before, after)):
-        if kind == "sqlite":
+        if kind in ROW_KINDS:
             t, ek, fname = k
             row = after["rows"].get(k)
             if row and (t[len(PROJECT) + 1:], fname) in COMPLEX and row["value"]:
@@ -273,9 +341,9 @@ def diff_dumps(kind: str, feast, ours, ttl=None, only=None) -> tuple:
     field)s in `only` when given, and how many Map/Struct values were equal only once
     decoded (known difference 1)."""
     diffs, reordered = [], 0
-    if kind == "sqlite":
+    if kind in ROW_KINDS:
         if feast["schema"] != ours["schema"]:
-            diffs.append(f"sqlite_master differs: feast {feast['schema']} ours {ours['schema']}")
+            diffs.append(f"schema differs: feast {feast['schema']} ours {ours['schema']}")
         fr, orr = feast["rows"], ours["rows"]
         for k in sorted(only if only is not None else set(fr) | set(orr)):
             t, ek, fname = k
@@ -546,7 +614,7 @@ def write_groups(c: Clock) -> list:
             "is_reliable": [1, 0], "quality_score": [0.9, 0.45], "reviewer_notes": ["ok", None],
             "labeler": ["alice", "bob"], "event_timestamp": [c.z(1300), c.z(1300)],
         }),
-        ("write", STATS, {  # 2001 older than its first write (SQLite overwrites, Redis skips); 1004 all null
+        ("write", STATS, {  # 2001 older than its first write (SQLite, PostgreSQL overwrite, Redis skips); 1004 all null
             "driver_id": [2001, 1004],
             "conv_rate": [0.9, None], "acc_rate": [0.9, None], "avg_daily_trips": [99, None],
             "driver_metadata": [{"vehicle_type": "old"}, None], "driver_config": ['"old"', None],
@@ -685,16 +753,21 @@ def start_server(binary, repo):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
-    ap.add_argument("--store", choices=["sqlite", "redis", "redis-cluster", "wasm-redis"], default="sqlite")
-    ap.add_argument("--component", help="with --store wasm-redis: the redis-store component feast-server "
-                                        "serves its copy's Redis with (Feast's copy uses its own Redis store)")
+    ap.add_argument("--store", choices=["sqlite", "redis", "redis-cluster", "wasm-redis", "wasm-postgres"],
+                    default="sqlite")
+    ap.add_argument("--component", help="with --store wasm-redis or wasm-postgres: the store component "
+                                        "feast-server serves its copy's store with (Feast's copy uses Feast's "
+                                        "own Redis or PostgreSQL store)")
     args = ap.parse_args()
     binary = Path(args.binary).resolve()
-    # wasm-redis: everything as for redis, but our copy's store is the component.
-    component = Path(args.component).resolve() if args.store == "wasm-redis" else None
-    if args.store == "wasm-redis" and (component is None or not component.is_file()):
-        ap.error("--store wasm-redis needs --component PATH (plugins/redis-store built for wasm32-wasip2)")
-    kind = "redis" if component else args.store
+    # wasm-redis, wasm-postgres: our copy's store is the component (plugins/redis-store,
+    # plugins/postgres-store), Feast's copy uses Feast's store of the same kind.
+    wasm = {"wasm-redis": "redis", "wasm-postgres": "postgres"}
+    component = Path(args.component).resolve() if args.store in wasm and args.component else None
+    if args.store in wasm and (component is None or not component.is_file()):
+        ap.error(f"--store {args.store} needs --component PATH (plugins/{wasm[args.store]}-store built for "
+                 "wasm32-wasip2)")
+    kind = wasm.get(args.store, args.store)
     tag = args.store
     report = Report()
     started = time.time()
@@ -712,27 +785,41 @@ def main():
         repo_a, repo_b = tmp / "feast", tmp / "ours"
         shutil.copytree(base, repo_a)
         shutil.copytree(base, repo_b)
-        ttl = 86400 if kind != "sqlite" else None
-        redis_a = redis_b = None
-        if kind != "sqlite":
+        ttl = 86400 if kind in ("redis", "redis-cluster") else None
+        redis_a = redis_b = pg_a = pg_b = None
+        if kind in ("redis", "redis-cluster"):
             make = RedisClusterProcess if kind == "redis-cluster" else RedisServer
             redis_a = make(tmp / "redis-feast")
             stoppable.append(redis_a)
             redis_b = make(tmp / "redis-ours")
             stoppable.append(redis_b)
-        store_a, store_b = Store(kind, repo_a, redis_a), Store(kind, repo_b, redis_b, component=component)
+        if kind == "postgres":
+            pg = PostgresServer(tmp / "postgres")
+            stoppable.append(pg)
+            pg_a, pg_b = PgDatabase(pg, "feast_a"), PgDatabase(pg, "feast_b")
+        store_a = Store(kind, repo_a, redis_a, pg=pg_a)
+        store_b = Store(kind, repo_b, redis_b, component=component, pg=pg_b)
+
+        def twin(name: str, repo: Path, store: Store) -> str:
+            """A repository reading `repo`'s registry, its store configured as `store`'s."""
+            path = tmp / name
+            if not path.exists():
+                path.mkdir()
+                (path / "data").symlink_to(repo / "data", target_is_directory=True)
+            write_store_config(path, store.config())
+            return str(path)
 
         def feast_b() -> str:
             """Copy B as Feast's SDK can open it: itself, or (store component) a twin
-            reading the same registry and Redis with Feast's Redis store."""
-            if not component:
-                return str(repo_b)
-            twin = tmp / "ours-as-feast"
-            if not twin.exists():
-                twin.mkdir()
-                (twin / "data").symlink_to(repo_b / "data", target_is_directory=True)
-            write_store_config(twin, Store(kind, twin, redis_b).config())
-            return str(twin)
+            reading the same registry and store with Feast's store of that kind."""
+            return twin("ours-as-feast", repo_b, Store(kind, repo_b, redis_b, pg=pg_b)) if component else str(repo_b)
+
+        def ours_a() -> str:
+            """Copy A as feast-server can serve it: itself, or (PostgreSQL, which feast-server
+            reaches only through the component) a twin reading it through the component."""
+            if kind != "postgres":
+                return str(repo_a)
+            return twin("feast-as-ours", repo_a, Store(kind, repo_a, component=component, pg=pg_a))
         for store in (store_a, store_b):
             store.use_in(store.repo, ttl)  # Redis: key_ttl_seconds, so EXPIRE is covered
             if kind != "sqlite":
@@ -752,10 +839,8 @@ def main():
             after_a, after_b = store_a.dump(), store_b.dump()
             touched = changed_keys(before_a, after_a) | changed_keys(before_b, after_b)
             diffs, reordered = diff_dumps(kind, after_a, after_b, ttl=ttl, only=touched)
-            if kind == "sqlite" and after_a["schema"] != after_b["schema"]:
-                diffs.append(f"sqlite_master: feast {after_a['schema']} ours {after_b['schema']}")
             report.check(f"{label}: store is Feast's, byte for byte", diffs,
-                         f"{len(touched)} {'rows' if kind == 'sqlite' else 'fields'} written, "
+                         f"{len(touched)} {'rows' if kind in ROW_KINDS else 'fields'} written, "
                          f"{reordered} Map/Struct values equal once decoded, bytes in another map order")
             if not touched:
                 report.check(f"{label}: the writes changed the store", ["nothing changed"])
@@ -770,7 +855,7 @@ def main():
             want = read_all(fs_a, read_entities)
             report.check(f"[{tag}] 2. Feast's local SDK reads our writes as it reads its own",
                          compare_reads(want, read_all(fs_b, read_entities)))
-            server_a = start_server(binary, repo_a)
+            server_a = start_server(binary, ours_a())
             stoppable.append(server_a)
             client_a = FeatureStore(repo_path=str(remote_repo(tmp / "client-a", repo_a, server_a.url)))
             report.check(f"[{tag}] 2. our /get-online-features reads Feast's writes as Feast does",
@@ -791,10 +876,11 @@ def main():
                 got_b = FeatureStore(repo_path=feast_b()).get_online_features(
                     features=[f"{FRESH}:conv_rate"], entity_rows=[{"driver_id": 3001}]).to_dict()["conv_rate"][0]
             # Ours keeps the row with the latest event time (0.25); Feast's SQLite store keeps
-            # the last row (0.75), its Redis store the latest (0.25).
-            want_a = 0.75 if kind == "sqlite" else 0.25
+            # the last row (0.75), as its PostgreSQL store does (one upsert per row, in order,
+            # each overwriting), its Redis store the latest (0.25).
+            want_a = 0.75 if kind in ROW_KINDS else 0.25
             report.check(f"[{tag}] known difference: two rows for one entity in one request: ours keeps the "
-                         f"latest event, Feast {'the last row' if kind == 'sqlite' else 'the latest too'}",
+                         f"latest event, Feast {'the last row' if kind in ROW_KINDS else 'the latest too'}",
                          [] if (got_a, got_b) == (want_a, 0.25) else [f"Feast kept {got_a}, ours kept {got_b}"])
 
         # ---- known difference 3: objects whose keys differ between rows, and
@@ -886,7 +972,7 @@ def main():
             touched = changed_keys(before_a, after_a) | changed_keys(before_b, after_b)
             d, reordered = diff_dumps(kind, after_a, after_b, ttl=ttl, only=touched)
             report.check(f"[{tag}] 3. store after the remote client's writes and materializations is Feast's", d,
-                         f"{len(touched)} {'rows' if kind == 'sqlite' else 'fields'} written, "
+                         f"{len(touched)} {'rows' if kind in ROW_KINDS else 'fields'} written, "
                          f"{reordered} Map/Struct values equal once decoded")
             report.check(f"[{tag}] 3. registry intervals/states after remote materialize are Feast's",
                          diff_registries(repo_a, repo_b))
@@ -915,7 +1001,7 @@ def main():
                          f"{size(dump_a)}, {reordered} Map/Struct values equal once decoded")
             report.check(f"[{tag}] 4. materialize: registry intervals and states are Feast's",
                          diff_registries(mat_a, mat_b))
-            if kind != "sqlite" and not component:  # Feast lists entities (so pre-computes) only on Redis
+            if kind in ("redis", "redis-cluster") and not component:  # Feast pre-computes only on Redis
                 with_vectors = vector_entities(dump_a)
                 d = [] if with_vectors else ["Feast wrote no vector"]
                 if with_vectors != vector_entities(store_b.dump()):
@@ -935,7 +1021,7 @@ def main():
             for d in registry_order_diff(mat_a, mat_b):
                 print(f"INFO [{tag}] 4. materialize: {d} (no reader depends on it)", flush=True)
 
-            older = ("2026-11-20T00:00:00", "2026-11-21T00:00:00")  # naive = UTC; SQLite overwrites, Redis skips
+            older = ("2026-11-20T00:00:00", "2026-11-21T00:00:00")  # naive = UTC; Redis skips, SQL stores overwrite
             with quiet():
                 FeatureStore(repo_path=str(mat_a)).materialize(
                     feature_views=[STATS],
