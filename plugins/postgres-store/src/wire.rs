@@ -299,7 +299,17 @@ impl Connection {
             }
         }
         match error {
-            Some(e) => Err(e),
+            Some(e) => {
+                // A prepared statement the server no longer has (a pooler that discarded
+                // it) or whose result changed (a table recreated otherwise): prepare
+                // them again from the next call on.
+                if let PgError::Server { code, .. } = &e
+                    && (code == "26000" || code == "0A000")
+                {
+                    self.prepared.clear();
+                }
+                Err(e)
+            }
             None if results.len() == executions.len() => Ok(results),
             None => Err(protocol(format!(
                 "{} answers to {} statements",
