@@ -267,6 +267,21 @@ pub trait OnlineStore: Sized + 'static {
     fn ping(&mut self) -> Result<(), StoreError>;
 }
 
+/// Reads a protobuf varint from the front of `b` (advancing it); `None` when `b` ends
+/// first or the varint is longer than ten bytes.
+pub fn read_varint(b: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = b.split_first()?;
+        *b = rest;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 pub mod codec {
     //! The Arrow IPC buffers of the `online-store` world, to and from the store types.
     //! Decoding checks everything the contract says (column names, types, nulls,

@@ -4,14 +4,12 @@
 //! a 503 within the deadline, then 200 without a restart; a wrong password is a 503
 //! naming the authentication; a connection outside the allow list reaches nothing.
 
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use feast_server_e2e::plugins::{PluginDir, built_plugins, wasm_plugins_yaml};
 use feast_server_e2e::postgres_server::{PostgresServer, wasm_postgres_feature_store_yaml};
-use feast_server_e2e::{RepoCopy, Response, TestServer};
+use feast_server_e2e::{RepoCopy, Response, TestServer, silent_listener};
 use serde_json::json;
 
 const PASSWORD: &str = "feast-pw";
@@ -156,17 +154,7 @@ async fn a_connection_outside_the_allow_list_reaches_nothing() {
     let pg = postgres_with_feast_data();
     // The config points at a port that is not on the allow list (which holds only
     // PostgreSQL's port): the sandbox refuses the connect.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let other = listener.local_addr().expect("addr").port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            count.fetch_add(1, Ordering::SeqCst);
-            held.push(s);
-        }
-    });
+    let (other, accepted) = silent_listener();
     let repo = RepoCopy::demo();
     let yaml = wasm_postgres_feature_store_yaml(
         &built_plugins().postgres_store,

@@ -6,7 +6,6 @@
 //! version is refused; Redis going away and coming back is a 503, then 200, without a
 //! restart, as with the native store.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use feast_server_e2e::plugins::{PluginDir, built_plugins, wasm_plugins_yaml};
 use feast_server_e2e::redis_server::{RedisServer, load_feast_dump, wasm_redis_feature_store_yaml};
-use feast_server_e2e::{RepoCopy, TestServer};
+use feast_server_e2e::{RepoCopy, TestServer, silent_listener};
 use serde_json::json;
 
 fn body(id: i64) -> serde_json::Value {
@@ -48,22 +47,6 @@ async fn store_status(server: &TestServer) -> serde_json::Value {
     list.as_array()
         .and_then(|l| l.iter().find(|p| p["world"] == "online-store").cloned())
         .unwrap_or_else(|| panic!("no online-store entry in {list}"))
-}
-
-/// A TCP port that accepts connections and never answers; counts them.
-fn silent_listener() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            count.fetch_add(1, Ordering::SeqCst);
-            held.push(s);
-        }
-    });
-    (port, accepted)
 }
 
 #[tokio::test]

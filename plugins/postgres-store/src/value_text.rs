@@ -4,6 +4,8 @@
 //! a double first, as protobuf hands it to Python) and the number as a double; for a
 //! bool `True`/`False` and 1.0/0.0; for every other type (and a null) nothing.
 
+use feast_plugin_sdk::store::read_varint;
+
 /// The scalar a serialized `feast.types.Value` holds, as far as these columns care.
 #[derive(Debug, PartialEq)]
 enum Scalar<'a> {
@@ -33,7 +35,7 @@ pub(crate) fn text_and_num(value: &[u8]) -> (Option<String>, Option<f64>) {
 fn scalar(mut b: &[u8]) -> Scalar<'_> {
     let mut out = Scalar::Other;
     while !b.is_empty() {
-        let Some(key) = varint(&mut b) else {
+        let Some(key) = read_varint(&mut b) else {
             return Scalar::Other;
         };
         let (field, wire) = (key >> 3, key & 7);
@@ -43,7 +45,7 @@ fn scalar(mut b: &[u8]) -> Scalar<'_> {
                 _ => return Scalar::Other,
             },
             // int32 is sign-extended to 64 bits on the wire.
-            (3, 0) | (4, 0) => match varint(&mut b) {
+            (3, 0) | (4, 0) => match read_varint(&mut b) {
                 Some(v) if field == 3 => Scalar::Int(i64::from(v as i32)),
                 Some(v) => Scalar::Int(v as i64),
                 None => return Scalar::Other,
@@ -56,7 +58,7 @@ fn scalar(mut b: &[u8]) -> Scalar<'_> {
                 Some(x) => Scalar::Float(f64::from(f32::from_le_bytes(x))),
                 None => return Scalar::Other,
             },
-            (7, 0) => match varint(&mut b) {
+            (7, 0) => match read_varint(&mut b) {
                 Some(v) => Scalar::Bool(v != 0),
                 None => return Scalar::Other,
             },
@@ -71,19 +73,6 @@ fn scalar(mut b: &[u8]) -> Scalar<'_> {
     out
 }
 
-fn varint(b: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = b.split_first()?;
-        *b = rest;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
 fn take<const N: usize>(b: &mut &[u8]) -> Option<[u8; N]> {
     let (head, rest) = b.split_first_chunk::<N>()?;
     *b = rest;
@@ -91,7 +80,7 @@ fn take<const N: usize>(b: &mut &[u8]) -> Option<[u8; N]> {
 }
 
 fn length_delimited<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let n = usize::try_from(varint(b)?).ok()?;
+    let n = usize::try_from(read_varint(b)?).ok()?;
     let (head, rest) = (b.get(..n)?, b.get(n..)?);
     *b = rest;
     Some(head)
@@ -99,7 +88,7 @@ fn length_delimited<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
 
 fn skip(b: &mut &[u8], wire: u64) -> Option<()> {
     match wire {
-        0 => varint(b).map(drop),
+        0 => read_varint(b).map(drop),
         1 => take::<8>(b).map(drop),
         2 => length_delimited(b).map(drop),
         5 => take::<4>(b).map(drop),

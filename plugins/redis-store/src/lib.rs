@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 
 use feast_plugin_sdk::store::{
     OnlineStore, StoreConfig, StoreError, StoredRow, Timestamp, ViewRead, ViewWrite, WriteOutcome,
+    read_varint,
 };
 use resp::{Command, Connection, Reply, RespError};
 
@@ -91,18 +92,6 @@ fn varint(mut v: u64, out: &mut Vec<u8>) {
 pub fn decode_timestamp(b: &[u8]) -> Option<Timestamp> {
     let mut t = Timestamp::default();
     let mut rest = b;
-    let read_varint = |rest: &mut &[u8]| -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, tail) = rest.split_first()?;
-            *rest = tail;
-            v |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    };
     while !rest.is_empty() {
         let key = read_varint(&mut rest)?;
         match (key >> 3, key & 7) {
