@@ -17,11 +17,13 @@ is that server's rate against the store floor (the most any HTTP server could re
     bench/bench.py --rounds 3               # each case 3 times per server, interleaved; medians
     bench/bench.py --servers ours,python,python-w2 --payloads push_1,push_100   # write path
     bench/bench.py --reads-while-pushing    # p99 of reads with and without 1,000 pushed rows/s
+    bench/bench.py --stores postgres --rounds 3   # PostgreSQL: ours (component), python, pgbench
 
 Servers: ours (target/release/feast-server, built if missing), python (feast serve
 --no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2),
 floor (no server: the same store reads issued directly by the store's client library,
-target/release/examples/store_floor), http-floor (target/release/examples/http_floor: our
+target/release/examples/store_floor; on postgres, PostgreSQL's own pgbench, below; not for
+ODFV or feature-service payloads), http-floor (target/release/examples/http_floor: our
 HTTP stack on the same serving threads, loaded by the same wrk with the same request,
 answering the bytes our server answered for the payload and doing nothing else; needs
 ours), ours-oidc (our server with `auth: {type: oidc}` trusting the tests' OIDC issuer,
@@ -33,18 +35,35 @@ carry wasm/native, its req/s against ours, and added_us_p50, its p50 latency min
 ours-grpc (our server with -t grpc, loaded by
 target/release/examples/grpc_load, a tonic client with one HTTP/2 connection per
 concurrent client; HTTP servers are loaded by wrk). The Python servers use the pinned Feast from
-demo/feast_venv.sh. Stores: sqlite (the demo's online_store.db) and redis (a private
-redis-server loaded with the exact bytes Feast wrote, tests/fixtures/redis_dump.json).
+demo/feast_venv.sh. Stores: sqlite (the demo's online_store.db), redis (a private
+redis-server loaded with the exact bytes Feast wrote, tests/fixtures/redis_dump.json) and
+postgres (a private PostgreSQL, tests/python/fixtures.py's PostgresServer, with a database
+`feast` owned by the login role `feast`, loaded with the tables Feast wrote,
+tests/fixtures/postgres_dump.sql, event times moved to now - 1 h; every server connects
+over TCP as `feast` with its password). On postgres, ours (and ours-oidc, ours-grpc) serve
+Feast's layout through the component plugins/postgres-store (`online_store: {type: wasm}`,
+Feast's keys under `config`; built for wasm32-wasip2), python uses Feast's `type:
+postgres`, and floor is pgbench -M prepared running, per transaction, the component's
+reads of one request: per view one SELECT ... WHERE entity_key = ANY(...) AND
+feature_name = ANY(...) of the payload's unique keys (serialized by the Feast venv's
+serialize_entity_key, version 3) and the view's features as literal arrays, several views
+in one \\startpipeline/\\endpipeline (one round trip); its p50/p99 come from the
+per-transaction latencies it logs (--log), its req/s is its tps (each SELECT is run once
+first and must find every key and feature). Before the loads, each server's answer to
+each payload is compared with the first server's (each column's values, whatever the
+column order: Feast's within a view depends on PYTHONHASHSEED); differences are printed,
+and again at the end of the run.
 
 Push payloads (push_1, push_10, push_100: POST /push of 1, 10 or 100 rows to the push
 source driver_stats_push_source, view driver_hourly_stats_fresh; ours, python and
 python-w2 only) are templates, bench/payloads/push_*.tmpl, that bench/push.lua fills per
 request with fresh, increasing event times and its own block of entity ids, so that
-Redis (which leaves out rows not newer than the stored ones) and SQLite write every row
-of every request. Their rows add rows/s (2xx requests x rows) and `written`: on Redis,
-the HSET calls the server made during the load (INFO commandstats) over the rows of its
-2xx answers; on SQLite, the entities whose stored event time is this load's over the
-entities the load sent. Non-2xx answers are errors. The floor columns do not apply.
+Redis (which leaves out rows not newer than the stored ones), SQLite and PostgreSQL
+write every row of every request. Their rows add rows/s (2xx requests x rows) and
+`written`: on Redis, the HSET calls the server made during the load (INFO commandstats)
+over the rows of its 2xx answers; on SQLite and PostgreSQL, the entities whose stored
+event time is this load's over the entities the load sent. Non-2xx answers are errors.
+The floor columns do not apply.
 
 --reads-while-pushing: the p99 latency of the read payload (p1_1x3, 8 connections) on
 each server (ours by default) without and with a concurrent push load (--push-rate
@@ -73,9 +92,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT / "tests" / "python"))
-from fixtures import RedisProcess, copy_demo_repo, free_port, write_store_config  # noqa: E402
+from fixtures import (PostgresServer, RedisProcess, copy_demo_repo, free_port, postgres_bin,  # noqa: E402
+                      write_store_config)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAYLOADS = ["p1_1x3", "p10_10x5", "p100_100x3", "odfv_10x4"]
+STORES = ("sqlite", "redis", "postgres")
 PUSH_SERVERS = ("ours", "python", "python-w2")
 PUSH_ID_BASE = 5_000_000      # driver ids of the push payloads (push.lua's blocks)
 PUSH_BLOCKS = 64              # entity blocks per wrk thread (> requests in flight per thread)
@@ -156,11 +177,13 @@ def write_snapshot(store, redis_port):
     return redis_hset_calls(redis_port) if store == "redis" else None
 
 
-def written_check(store, repo, redis_port, before, since_us, acked_rows, sent_entities):
+def written_check(store, repo, redis_port, before, since_us, acked_rows, sent_entities, pg=None):
     """(written, expected, unit): what the store shows was written by a load."""
     time.sleep(0.3)  # requests still in flight when the load generator stopped
     if store == "redis":
         return redis_hset_calls(redis_port) - before, acked_rows, "rows"
+    if store == "postgres":
+        return pg.fresh_entities_since(since_us), sent_entities, "entities"
     return sqlite_fresh_entities_since(repo, since_us // 1_000_000), sent_entities, "entities"
 
 
@@ -301,11 +324,206 @@ def columns(body):
     return {n: d["results"][i]["values"] for i, n in enumerate(names)}
 
 
+def column_diff(ref, cols, limit=4):
+    """How an answer's columns differ from the reference's: names, and each differing
+    column's first differing value."""
+    out = [f"missing {n}" for n in ref if n not in cols] + [f"extra {n}" for n in cols if n not in ref]
+    for n, want in ref.items():
+        got = cols.get(n)
+        if got is None or got == want:
+            continue
+        if len(got) != len(want):
+            out.append(f"{n}: {len(got)} values, not {len(want)}")
+            continue
+        i = next(i for i, (a, b) in enumerate(zip(want, got)) if a != b)
+        out.append(f"{n}[{i}]: {got[i]!r}, not {want[i]!r}")
+    return "; ".join(out[:limit]) + (f"; {len(out) - limit} more" if len(out) > limit else "")
+
+
 def redis_repo(work: Path, sqlite_repo: Path, port: int) -> Path:
     repo = work / "feature_repo_redis"
     shutil.copytree(sqlite_repo, repo)
     write_store_config(repo, f"    type: redis\n    connection_string: \"127.0.0.1:{port}\"\n")
     return repo
+
+
+class FeastPostgres:
+    """A private PostgreSQL (fixtures.PostgresServer) with a database `feast` owned by the
+    login role `feast` (a random password), holding the tables `feast materialize` wrote
+    (tests/fixtures/postgres_dump.sql, loaded as `feast`), their event and created times
+    moved together, one UPDATE per table, so the newest event is now - seconds_ago (as
+    copy_demo_repo does on SQLite); until stop()."""
+
+    def __init__(self, work: Path, seconds_ago: int = 3600):
+        self.server = PostgresServer(work / "postgres")
+        self.port, self.database, self.user = self.server.port, "feast", "feast"
+        self.password = os.urandom(12).hex()
+        self.scripts = {}
+        try:
+            self.server.create_db(self.database, self.user, self.password)
+            self.server.psql(self.database, file=ROOT / "tests" / "fixtures" / "postgres_dump.sql", user=self.user)
+            tables = self.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").split()
+            newest = int(self.sql("SELECT coalesce(extract(epoch FROM max(event_ts))::bigint, 0) FROM ("
+                                  + " UNION ALL ".join(f'SELECT event_ts FROM "{t}"' for t in tables) + ") t"))
+            shift = int(time.time()) - seconds_ago - newest
+            self.sql("; ".join(f'UPDATE "{t}" SET event_ts = event_ts + make_interval(secs => {shift}), '
+                               f'created_ts = created_ts + make_interval(secs => {shift})' for t in tables))
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def sql(self, text: str) -> str:
+        """psql as `feast` on the server's Unix socket; the rows, unaligned."""
+        return self.server.psql(self.database, text, user=self.user).strip()
+
+    def feast_config(self) -> str:
+        """Feast's PostgreSQLConfig keys (the postgres-store component takes them unchanged)."""
+        keys = [("host", "127.0.0.1"), ("port", self.port), ("database", self.database), ("db_schema", "public"),
+                ("user", self.user), ("password", self.password), ("sslmode", "disable")]
+        return "".join(f"    {k}: {v}\n" for k, v in keys)
+
+    def fresh_entities_since(self, since_us: int) -> int:
+        """Entities of driver_hourly_stats_fresh stored with an event time >= since_us."""
+        return int(self.sql(f'SELECT count(DISTINCT entity_key) FROM "{FRESH_TABLE}" '
+                            f"WHERE event_ts >= to_timestamp({since_us} / 1e6)"))
+
+    def script(self, repo: Path, payload: str) -> Path:
+        """The pgbench script of a read payload (made once, checked against the data)."""
+        if payload not in self.scripts:
+            self.scripts[payload] = pgbench_script(self, repo, payload)
+        return self.scripts[payload]
+
+    def stop(self):
+        self.server.stop()
+
+
+def postgres_repo(work: Path, sqlite_repo: Path, pg: FeastPostgres) -> Path:
+    """A copy of the repo whose online store is Feast's `type: postgres` on pg's database
+    (feast serve reads it so; start_server gives ours postgres_component_repo of it)."""
+    repo = work / "feature_repo_postgres"
+    shutil.copytree(sqlite_repo, repo)
+    write_store_config(repo, "    type: postgres\n" + pg.feast_config())
+    return repo
+
+
+PG_KEYS = ("host", "port", "database", "db_schema", "user", "password", "sslmode")
+
+
+def is_postgres_repo(repo: Path) -> bool:
+    return re.search(r"(?m)^    type: postgres$", (repo / "feature_store.yaml").read_text()) is not None
+
+
+def postgres_component_repo(repo: Path, args) -> Path:
+    """A copy of the PostgreSQL repo whose online store is the postgres-store component,
+    Feast's keys under `config` (feast-server reads PostgreSQL only through it)."""
+    dest = repo.parent / "feature_repo_postgres_wasm"
+    if not dest.exists():
+        shutil.copytree(repo, dest, ignore=shutil.ignore_patterns("gunicorn.ctl"))
+        yaml = (repo / "feature_store.yaml").read_text()
+        keys = {k: re.search(rf"(?m)^    {k}: (.*)$", yaml).group(1) for k in PG_KEYS}
+        write_store_config(dest, f"    type: wasm\n    component: {args.postgres_store}\n"
+                                 f"    allow: [\"{keys['host']}:{keys['port']}\"]\n    config:\n"
+                                 + "".join(f"        {k}: {v}\n" for k, v in keys.items()))
+    return dest
+
+
+def feast_venv() -> str:
+    """The pinned Feast's venv (demo/feast_venv.sh creates it once)."""
+    return subprocess.run([str(ROOT / "demo" / "feast_venv.sh")], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+# Feast's serialize_entity_key (version 3) of each entity row of a payload, as its
+# online read does; ints are Int64 values, strings String values.
+SERIALIZE_KEYS = """
+import json, sys
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+entities = json.load(sys.stdin)
+names = list(entities)
+value = lambda v: Value(string_val=v) if isinstance(v, str) else Value(int64_val=v)
+for row in zip(*entities.values()):
+    print(serialize_entity_key(EntityKey(join_keys=names, entity_values=[value(v) for v in row]), 3).hex())
+"""
+
+
+def floor_applies(payload: str) -> bool:
+    """The floors issue a payload's view reads: not for ODFVs or feature services."""
+    if payload.startswith("odfv") or is_push(payload):
+        return False
+    return "features" in json.loads((BENCH / "payloads" / f"{payload}.json").read_text())
+
+
+def pgbench_script(pg: FeastPostgres, repo: Path, payload: str) -> Path:
+    """The store reads of one request of `payload`, as the postgres-store component issues
+    them: per view (features grouped by view, in the payload's order) one `SELECT entity_key,
+    feature_name, value, event_ts FROM "<project>_<view>" WHERE entity_key = ANY(...) AND
+    feature_name = ANY(...)` of the payload's unique entity keys (Feast's bytes, every entity
+    column a join key of every view) and the view's features, as literal arrays; several
+    views in one pipeline (one round trip). Each SELECT is run once first: it must find
+    every key and feature (the demo stores all of them)."""
+    body = json.loads((BENCH / "payloads" / f"{payload}.json").read_text())
+    project = re.search(r"(?m)^project: (\S+)", (repo / "feature_store.yaml").read_text()).group(1)
+    out = subprocess.run([f"{feast_venv()}/bin/python", "-c", SERIALIZE_KEYS], input=json.dumps(body["entities"]),
+                         capture_output=True, text=True, check=True).stdout.split()
+    keys = list(dict.fromkeys(out))
+    views = {}
+    for ref in body["features"]:
+        view, feature = ref.split(":", 1)
+        views.setdefault(view, [])
+        if feature not in views[view]:
+            views[view].append(feature)
+    key_array = "ARRAY[" + ",".join(f"'\\x{k}'" for k in keys) + "]::bytea[]"
+    selects = []
+    for view, features in views.items():
+        feature_array = "ARRAY[" + ",".join("'" + f.replace("'", "''") + "'" for f in features) + "]::text[]"
+        select = (f'SELECT entity_key, feature_name, value, event_ts FROM "{project}_{view}" '
+                  f"WHERE entity_key = ANY({key_array}) AND feature_name = ANY({feature_array})")
+        found = int(pg.sql(f"SELECT count(*) FROM ({select}) q"))
+        if found != len(keys) * len(features):
+            print(f"# WARNING floor/postgres {payload}: {view} has {found} rows of {len(keys)} keys x "
+                  f"{len(features)} features", file=sys.stderr)
+        selects.append(select + ";")
+    lines = ["\\startpipeline", *selects, "\\endpipeline"] if len(selects) > 1 else selects
+    path = pg.server.dir / f"pgbench-{payload}.sql"
+    path.write_text("\n".join(lines) + "\n")
+    print(f"# floor/postgres {payload}: {len(selects)} SELECT(s) of {len(keys)} unique keys per transaction",
+          file=sys.stderr)
+    return path
+
+
+def run_pgbench(pg: FeastPostgres, script: Path, conns, duration):
+    """pgbench (prepared statements, over TCP as `feast`, as the servers connect) running
+    `script` from `conns` clients for `duration` s; p50/p99 of the per-transaction
+    latencies it logs (--log), req/s its tps without the initial connection time."""
+    threads = 1 if conns < 2 else 2
+    with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as logs:
+        proc = subprocess.run(
+            [postgres_bin("pgbench"), "-n", "-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user, "-M", "prepared",
+             "-c", str(conns), "-j", str(threads), "-T", str(duration), "-f", str(script), "--log",
+             f"--log-prefix={logs}/tx", pg.database],
+            env={**os.environ, "PGPASSWORD": pg.password, "PGSSLMODE": "disable"},
+            capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"pgbench exited {proc.returncode}:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+        lat, failed = [], 0
+        for f in Path(logs).iterdir():
+            for line in f.read_text().splitlines():
+                # client_id transaction_no time(us) script_no time_epoch time_us
+                fields = line.split()
+                if len(fields) >= 3 and fields[2].isdigit():
+                    lat.append(int(fields[2]))
+                else:
+                    failed += 1
+    tps = re.search(r"^tps = ([\d.]+) \(without initial connection time\)", proc.stdout, re.M)
+    reported = re.search(r"^number of failed transactions: (\d+)", proc.stdout, re.M)
+    if tps is None or not lat:
+        raise RuntimeError("pgbench output not understood:\n" + proc.stdout + proc.stderr)
+    lat.sort()
+    pct = lambda p: lat[int((len(lat) - 1) * p)]  # noqa: E731 - as store_floor computes them
+    return {"rps": float(tps.group(1)), "p50": pct(0.5), "p99": pct(0.99),
+            "errors": max(failed, int(reported.group(1)) if reported else 0)}
 
 
 def run_grpc_load(args, port, payload, conns, duration):
@@ -318,6 +536,8 @@ def run_grpc_load(args, port, payload, conns, duration):
 
 
 def run_floor(args, store, repo, redis_port, payload, conns, duration):
+    if store == "postgres":
+        return run_pgbench(args.pg, args.pg.script(repo, payload), conns, duration)
     floor = args.server_bin.parent / "examples" / "store_floor"
     target = f"127.0.0.1:{redis_port}" if store == "redis" else str(repo / "data" / "online_store.db")
     out = subprocess.run([str(floor), store, target, str(BENCH / "payloads" / f"{payload}.json"),
@@ -408,6 +628,8 @@ def wasm_store_repo(repo: Path, args) -> Path:
 
 def start_server(kind, repo, args):
     port = free_port()
+    if kind.startswith("ours") and is_postgres_repo(repo):
+        repo = postgres_component_repo(repo, args)
     if kind == "wasm-redis":
         repo = wasm_store_repo(repo, args)
         kind = "ours"
@@ -424,13 +646,25 @@ def start_server(kind, repo, args):
         return Server("ours-grpc", [str(args.server_bin), "-c", str(repo), "serve", "-p", str(port), "-t", "grpc",
                                     "--metrics-port", str(metrics_port), "--plugins", str(args.plugins)],
                       cwd=repo, port=port, env={"RUST_LOG": "warn"}, health_url=f"http://127.0.0.1:{metrics_port}/metrics")
-    venv = subprocess.run([str(ROOT / "demo" / "feast_venv.sh")], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    venv = feast_venv()
     extra = ["--workers", "2"] if kind == "python-w2" else []
     return Server(kind, [f"{venv}/bin/feast", "-c", str(repo), "serve", "-p", str(port),
                          "--no-access-log", "--max-requests", "0", *extra],
                   cwd=repo, port=port,
                   env={"PYTHONHASHSEED": "0", "GUNICORN_CMD_ARGS": f"--control-socket {repo}/gunicorn.ctl"})
+
+
+def build_store_component(package: str) -> Path:
+    """A store component (plugins/<package>), built for wasm32-wasip2 as the server loads
+    it, and copied out at once: the server hot-swaps a component whose file changes, and
+    the tests build other versions into the same target directory."""
+    target = cargo_target_dir() / "plugins"
+    subprocess.run(["cargo", "build", "--profile", "plugin", "--target", "wasm32-wasip2", "-p", package,
+                    "--target-dir", str(target)], cwd=ROOT, check=True)
+    name = f"{package.replace('-', '_')}.wasm"
+    dest = Path(tempfile.mkdtemp(prefix="bench-components-")) / name
+    shutil.copy(target / "wasm32-wasip2" / "plugin" / name, dest)
+    return dest
 
 
 def cargo_target_dir():
@@ -489,13 +723,15 @@ def main():
         args.plugins = Path(tempfile.mkdtemp(prefix="bench-plugins-"))
         shutil.copy(target / "wasm32-wasip2" / "plugin" / "transformed_conv_rate.wasm", args.plugins)
     servers = args.servers.split(",")
+    stores = args.stores.split(",")
+    if any(s not in STORES for s in stores):
+        sys.exit(f"unknown store in {args.stores}: the stores are {', '.join(STORES)}")
     if "wasm-redis" in servers:
         # The Redis-layout store component, as the server loads it.
-        target = cargo_target_dir() / "plugins"
-        subprocess.run(["cargo", "build", "--profile", "plugin", "--target", "wasm32-wasip2", "-p",
-                        "redis-store", "--target-dir", str(target)], cwd=ROOT, check=True)
-        args.redis_store = target / "wasm32-wasip2" / "plugin" / "redis_store.wasm"
-    stores = args.stores.split(",")
+        args.redis_store = build_store_component("redis-store")
+    if "postgres" in stores and any(s.startswith("ours") or s == "http-floor" for s in servers):
+        # Feast's PostgreSQL layout: feast-server reads PostgreSQL through this component.
+        args.postgres_store = build_store_component("postgres-store")
     payloads = [p for p in args.payloads.split(",") if p]
     conns = [int(c) for c in args.conns.split(",")]
     for payload in payloads + ([args.push_payload] if rwp else []):
@@ -508,6 +744,7 @@ def main():
                      "and a push --push-payload")
     args.out.mkdir(parents=True, exist_ok=True)
     args.issuer = OidcIssuer(args.server_bin.parent / "test_oidc_issuer") if "ours-oidc" in servers else None
+    args.answer_diffs = []
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="feast-bench-") as tmp:
@@ -521,8 +758,20 @@ def main():
             warm.stop()
         for store in stores:
             redis = RedisProcess(Path(tmp)) if store == "redis" else None
-            repo = redis_repo(Path(tmp), sqlite_repo, redis.port) if redis else sqlite_repo
+            args.pg = FeastPostgres(Path(tmp)) if store == "postgres" else None
+            if redis:
+                repo = redis_repo(Path(tmp), sqlite_repo, redis.port)
+            elif args.pg:
+                repo = postgres_repo(Path(tmp), sqlite_repo, args.pg)
+            else:
+                repo = sqlite_repo
             try:
+                if args.pg and any(k.startswith("ours") for k in servers):
+                    # The same for the store component, on its first start.
+                    warm = start_server("ours", repo, args)
+                    print(f"# ours/postgres: first start (store component compiled) healthy after "
+                          f"{warm.startup_s:.2f} s", file=sys.stderr)
+                    warm.stop()
                 if rwp:
                     rows += reads_while_pushing(store, repo, redis.port if redis else 0, args, servers,
                                                 payloads[0], conns)
@@ -531,6 +780,8 @@ def main():
             finally:
                 if redis:
                     redis.stop()
+                if args.pg:
+                    args.pg.stop()
 
     if args.issuer:
         args.issuer.stop()
@@ -538,6 +789,8 @@ def main():
         write_rwp_results(rows, args.out)
     else:
         write_results(rows, servers, args.out)
+    for diff in args.answer_diffs:
+        print(f"# WARNING answers differ: {diff}", file=sys.stderr)
 
 
 def row_of(kind, store, payload, conns, r, cpu, srv):
@@ -565,7 +818,7 @@ def measure_push(srv, store, repo, redis_port, args, payload, c):
     r["rows_per_request"] = rows
     r["rows_s"] = acked * rows / (r["duration_us"] / 1e6)
     r["written"], r["expected"], r["written_unit"] = written_check(
-        store, repo, redis_port, before, r["ts_base_us"], acked * rows, int(r["blocks_used"]) * rows)
+        store, repo, redis_port, before, r["ts_base_us"], acked * rows, int(r["blocks_used"]) * rows, pg=args.pg)
     if r["written"] < r["expected"]:
         print(f"# WARNING {srv.name}/{store} {payload}: the store shows {r['written']} {r['written_unit']} "
               f"written of {r['expected']}", file=sys.stderr)
@@ -615,10 +868,11 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                 sys.exit("http-floor replays the answers of ours: add ours to --servers")
             running["http-floor"] = start_http_floor(running["ours"], payloads, args, repo.parent)
         for payload in payloads:
-            kinds = [k for k in servers if not (k == "floor" and payload.startswith("odfv"))]
+            # Servers not started on this store (wasm-redis off Redis) have no rows.
+            kinds = [k for k in servers if k in running or (k == "floor" and floor_applies(payload))]
             if is_push(payload):
                 kinds = [k for k in kinds if k in PUSH_SERVERS]
-            reference = None
+            reference = reference_kind = None
             for kind in list(kinds):
                 srv = running.get(kind)
                 if srv is None:
@@ -650,9 +904,14 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                     continue
                 cols = columns(resp_body)
                 if reference is not None and reference != cols:
-                    print(f"# WARNING {kind}/{store} {payload}: answer differs from the first server", file=sys.stderr)
-                reference = reference or cols
+                    diff = f"{kind}/{store} {payload}: against {reference_kind}: {column_diff(reference, cols)}"
+                    print(f"# WARNING answer differs: {diff}", file=sys.stderr)
+                    args.answer_diffs.append(diff)
+                if reference is None:
+                    reference, reference_kind = cols, kind
                 run_wrk(srv.url, payload, conns[0], args.warmup, headers=auth_headers(kind, args))
+            if not kinds:
+                continue
             for c in conns:
                 samples = {k: [] for k in kinds}
                 for rnd in range(args.rounds):
@@ -824,7 +1083,8 @@ def reads_while_pushing(store, repo, redis_port, args, servers, payload, conns):
                         r = run_wrk(srv.url, payload, c, args.duration)
                         r.update(pusher.stop())
                         r["written"], r["expected"], r["written_unit"] = written_check(
-                            store, repo, redis_port, before, pusher.base_us, r["acked_rows"], r["sent_entities"])
+                            store, repo, redis_port, before, pusher.base_us, r["acked_rows"], r["sent_entities"],
+                            pg=args.pg)
                         if r["written"] < r["expected"]:
                             print(f"# WARNING {kind}/{store}: the store shows {r['written']} {r['written_unit']} "
                                   f"written of {r['expected']}", file=sys.stderr)
@@ -882,7 +1142,8 @@ def write_rwp_results(rows, out: Path):
             f"{r['written']}/{r['expected']} {r['written_unit']}"]) + " |")
     lines += ["", "Reads: wrk, closed loop. Pushes: the background load of the `with` condition. with/without: the "
               "p99 ratio (target: below 2x). written: Redis HSET calls during the `with` loads over the rows "
-              "acknowledged, or SQLite entities stored with their event times over the entities pushed."]
+              "acknowledged, or SQLite/PostgreSQL entities stored with their event times over the entities "
+              "pushed."]
     table = "\n".join(lines)
     (out / "reads_while_pushing.md").write_text(table + "\n")
     print(table)
@@ -930,7 +1191,8 @@ def write_results(rows, servers, out: Path):
     if any(is_push(r["payload"]) for r in rows):
         lines += ["", "push_N: POST /push of N rows with fresh event times; rows/s = 2xx answers x N; errors "
                   "include non-2xx answers; written: Redis HSET calls during the load over the rows "
-                  "acknowledged, or SQLite entities stored with this load's event times over the entities it sent."]
+                  "acknowledged, or SQLite/PostgreSQL entities stored with this load's event times over the "
+                  "entities it sent."]
     lines += ["", "| server | start-up to first 200 | idle RSS MB | max RSS under load MB |", "|---|---|---|---|"]
     for s in servers:
         rs = [r for r in rows if r["server"] == s and r["startup_s"] != ""]
