@@ -56,6 +56,7 @@
 //! assert_eq!(out.num_rows(), 2);
 //! ```
 
+mod flat_ipc;
 pub mod ipc;
 pub mod store;
 

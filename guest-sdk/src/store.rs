@@ -290,14 +290,17 @@ pub mod codec {
     use std::cell::RefCell;
     use std::sync::Arc;
 
-    use arrow_array::builder::{BinaryBuilder, TimestampNanosecondBuilder};
+    use arrow_array::builder::TimestampNanosecondBuilder;
     use arrow_array::cast::AsArray;
     use arrow_array::types::TimestampNanosecondType;
     use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch};
     use arrow_buffer::Buffer;
     use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
+    use std::rc::Rc;
+
     use super::{StoredRow, Timestamp, WriteRow};
+    use crate::flat_ipc::{self, BatchWriter};
     use crate::ipc::{read_stream, write_stream};
 
     const KEY: &str = "entity_key";
@@ -401,14 +404,69 @@ pub mod codec {
         Ok(())
     }
 
+    thread_local! {
+        /// The schema message of the `keys` buffers.
+        static KEYS_SCHEMA: Vec<u8> = keys_schema();
+        /// Schema messages of answers made lately, by their features.
+        static ROWS_SCHEMAS: RefCell<Vec<FeaturesSchema>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Features and the schema message of their answers.
+    type FeaturesSchema = (Vec<String>, Rc<[u8]>);
+
+    /// The schema message of the `keys` buffers (empty if arrow could not write it:
+    /// then no stream matches it and every one takes arrow's reader).
+    fn keys_schema() -> Vec<u8> {
+        let schema = Schema::new(vec![Field::new(KEY, DataType::Binary, false)]);
+        flat_ipc::schema_message(&Arc::new(schema)).unwrap_or_default()
+    }
+
+    /// The schema message of an answer with `features`: `event_ts`, then one
+    /// nullable Binary column per feature.
+    fn rows_schema(features: &[String]) -> Result<Rc<[u8]>, ArrowError> {
+        if let Some(found) = ROWS_SCHEMAS.with_borrow(|s| {
+            s.iter()
+                .find(|(f, _)| f.as_slice() == features)
+                .map(|(_, m)| m.clone())
+        }) {
+            return Ok(found);
+        }
+        let mut fields = vec![Field::new(EVENT_TS, ts_type(), true)];
+        fields.extend(
+            features
+                .iter()
+                .map(|f| Field::new(f, DataType::Binary, true)),
+        );
+        let message: Rc<[u8]> = flat_ipc::schema_message(&Arc::new(Schema::new(fields)))?.into();
+        ROWS_SCHEMAS.with_borrow_mut(|s| {
+            if s.len() >= SCHEMAS_KEPT {
+                s.remove(0);
+            }
+            s.push((features.to_vec(), message.clone()));
+        });
+        Ok(message)
+    }
+
     /// The `keys` buffer of a view read.
     pub fn encode_keys(keys: &[Vec<u8>]) -> Result<Vec<u8>, ArrowError> {
-        let array: BinaryArray = keys.iter().map(|k| Some(k.as_slice())).collect();
-        batch(vec![(KEY.into(), Arc::new(array), false)])
+        let size: usize = keys.iter().map(Vec::len).sum();
+        let mut w = BatchWriter::new(keys.len(), size + 4 * keys.len() + 16);
+        w.binary(keys.iter().map(|k| Some(k.as_slice())))?;
+        Ok(KEYS_SCHEMA.with(|schema| w.finish(schema)))
     }
 
     /// Reads the `keys` buffer of a view read.
     pub fn decode_keys(bytes: &[u8]) -> Result<Vec<Vec<u8>>, ArrowError> {
+        if let Some(b) = KEYS_SCHEMA.with(|schema| flat_ipc::read(bytes, schema, &[3]))? {
+            return b
+                .binary(0)?
+                .into_iter()
+                .map(|k| {
+                    k.map(<[u8]>::to_vec)
+                        .ok_or_else(|| invalid("a null entity key".into()))
+                })
+                .collect();
+        }
         let b = read_stream(Buffer::from(bytes))?;
         expect_columns(&b, &[KEY])?;
         let keys = binary_column(&b, KEY)?;
@@ -423,6 +481,35 @@ pub mod codec {
 
     /// The answer for one view: `event_ts` then one Binary column per feature.
     pub fn encode_rows(features: &[String], rows: &[StoredRow]) -> Result<Vec<u8>, ArrowError> {
+        let schema = rows_schema(features)?;
+        let size: usize = rows
+            .iter()
+            .flat_map(|r| r.values.iter().flatten().map(Vec::len))
+            .sum();
+        let mut w = BatchWriter::new(
+            rows.len(),
+            size + rows.len() * (8 + 4 * features.len()) + 64,
+        );
+        let ts = rows
+            .iter()
+            .map(|r| r.event_ts.map(nanos).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        w.int64(&ts);
+        for i in 0..features.len() {
+            w.binary(
+                rows.iter()
+                    .map(|r| r.values.get(i).and_then(|v| v.as_deref())),
+            )?;
+        }
+        Ok(w.finish(&schema))
+    }
+
+    /// [`encode_rows`] with arrow's general writer (tests compare the two).
+    #[cfg(test)]
+    fn encode_rows_with_arrow(
+        features: &[String],
+        rows: &[StoredRow],
+    ) -> Result<Vec<u8>, ArrowError> {
         let mut ts = TimestampNanosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
         for r in rows {
             ts.append_option(r.event_ts.map(nanos).transpose()?);
@@ -430,7 +517,8 @@ pub mod codec {
         let mut columns: Vec<(String, ArrayRef, bool)> =
             vec![(EVENT_TS.into(), Arc::new(ts.finish()), true)];
         for (i, f) in features.iter().enumerate() {
-            let mut b = BinaryBuilder::with_capacity(rows.len(), rows.len() * 16);
+            let mut b =
+                arrow_array::builder::BinaryBuilder::with_capacity(rows.len(), rows.len() * 16);
             for r in rows {
                 b.append_option(r.values.get(i).and_then(|v| v.as_deref()));
             }
@@ -446,6 +534,27 @@ pub mod codec {
         features: &[String],
         keys: usize,
     ) -> Result<Vec<StoredRow>, ArrowError> {
+        let schema = rows_schema(features)?;
+        let mut per_column = vec![3; features.len() + 1];
+        per_column[0] = 2;
+        if let Some(b) = flat_ipc::read(bytes, &schema, &per_column)? {
+            if b.rows() != keys {
+                return Err(invalid(format!("{} rows for {keys} entity keys", b.rows())));
+            }
+            let ts = b.int64(0)?;
+            let values = (1..=features.len())
+                .map(|c| b.binary(c))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok((0..keys)
+                .map(|i| StoredRow {
+                    event_ts: ts[i].map(Timestamp::from_nanos),
+                    values: values
+                        .iter()
+                        .map(|col| col[i].map(<[u8]>::to_vec))
+                        .collect(),
+                })
+                .collect());
+        }
         let b = read_stream(Buffer::from(bytes))?;
         let mut names = vec![EVENT_TS];
         names.extend(features.iter().map(String::as_str));
@@ -578,6 +687,71 @@ pub mod codec {
             }];
             let bytes = encode_writes(&features, &writes).unwrap();
             assert_eq!(decode_writes(&bytes, &features).unwrap(), writes);
+        }
+
+        fn sample() -> (Vec<String>, Vec<StoredRow>) {
+            let features = vec!["conv_rate".to_string(), "b".to_string(), "c".to_string()];
+            let rows = (0..11)
+                .map(|i| StoredRow {
+                    event_ts: (i % 4 != 0).then(|| Timestamp::from_nanos(i * 1_000_000_007)),
+                    values: (0..3)
+                        .map(|f| ((i + f) % 3 != 0).then(|| vec![i as u8; (f * i) as usize]))
+                        .collect(),
+                })
+                .collect();
+            (features, rows)
+        }
+
+        #[test]
+        fn flat_streams_are_arrow_streams() {
+            let (features, rows) = sample();
+            // Ours read by arrow's reader, arrow's writer read by ours (and by arrow's).
+            let ours = encode_rows(&features, &rows).unwrap();
+            let b = read_stream(Buffer::from(ours.as_slice())).unwrap();
+            assert_eq!(b.num_rows(), 11);
+            assert_eq!(b.column(0).null_count(), 3);
+            let theirs = encode_rows_with_arrow(&features, &rows).unwrap();
+            assert_eq!(decode_rows(&theirs, &features, 11).unwrap(), rows);
+            assert_eq!(decode_rows(&ours, &features, 11).unwrap(), rows);
+            let keys: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; i as usize]).collect();
+            let array: BinaryArray = keys.iter().map(|k| Some(k.as_slice())).collect();
+            let theirs = batch(vec![(KEY.into(), Arc::new(array), false)]).unwrap();
+            assert_eq!(decode_keys(&theirs).unwrap(), keys);
+            let ours = encode_keys(&keys).unwrap();
+            assert_eq!(
+                read_stream(Buffer::from(ours.as_slice()))
+                    .unwrap()
+                    .num_rows(),
+                5
+            );
+            assert_eq!(decode_keys(&ours).unwrap(), keys);
+            assert_eq!(
+                decode_keys(&encode_keys(&[]).unwrap()).unwrap(),
+                Vec::<Vec<u8>>::new()
+            );
+        }
+
+        #[test]
+        fn damaged_flat_streams_are_errors_not_panics() {
+            let (features, rows) = sample();
+            let good = encode_rows(&features, &rows).unwrap();
+            let schema_len = rows_schema(&features).unwrap().len();
+            let mut refused = 0;
+            for at in schema_len..good.len() {
+                for bits in [0x01, 0x80, 0xff] {
+                    let mut bad = good.clone();
+                    bad[at] ^= bits;
+                    if decode_rows(&bad, &features, 11).is_err() {
+                        refused += 1;
+                    }
+                }
+                if decode_rows(&good[..at], &features, 11).is_err() {
+                    refused += 1;
+                }
+            }
+            // Flipped data bytes decode (to other values); frames, offsets and
+            // lengths are caught.
+            assert!(refused > (good.len() - schema_len), "{refused}");
         }
     }
 }

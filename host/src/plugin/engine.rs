@@ -92,12 +92,19 @@ impl std::fmt::Debug for WasmEngine {
     }
 }
 
+/// Set to `1`, guest functions are named in `perf` profiles (wasmtime writes
+/// `/tmp/perf-<pid>.map`); for profiling only.
+const PERFMAP_ENV: &str = "FEAST_SERVER_WASM_PERFMAP";
+
 fn base_config() -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true)
         .epoch_interruption(true)
         .cranelift_opt_level(OptLevel::Speed)
         .max_wasm_stack(512 << 10);
+    if std::env::var_os(PERFMAP_ENV).is_some_and(|v| v == "1") {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     c
 }
 

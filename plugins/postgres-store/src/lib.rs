@@ -455,21 +455,21 @@ impl OnlineStore for PostgresStore {
         let corrupt = |view: &str, m: &str| StoreError::Corrupt(format!("{view}: {m}"));
         for (&i, rows) in asked.iter().zip(&results) {
             let v = &views[i];
-            let keys: HashMap<&[u8], usize> = v
+            let keys: foldhash::HashMap<&[u8], usize> = v
                 .keys
                 .iter()
                 .enumerate()
                 .map(|(k, key)| (key.as_slice(), k))
                 .collect();
-            let features: HashMap<&str, usize> = v
+            let features: foldhash::HashMap<&str, usize> = v
                 .features
                 .iter()
                 .enumerate()
                 .map(|(f, name)| (name.as_str(), f))
                 .collect();
             for row in rows {
-                let cols = columns(row).map_err(|e| corrupt(&v.view, &e.to_string()))?;
-                let [Some(key), Some(name), value, ts] = cols[..] else {
+                let cols = columns::<4>(row).map_err(|e| corrupt(&v.view, &e.to_string()))?;
+                let [Some(key), Some(name), value, ts] = cols else {
                     return Err(corrupt(&v.view, "a row without entity_key or feature_name"));
                 };
                 let (Some(&k), Some(&f)) = (

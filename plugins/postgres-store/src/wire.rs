@@ -333,19 +333,20 @@ impl Connection {
     }
 }
 
-/// The columns of a data row (binary format; `None`: NULL).
-pub(crate) fn columns(row: &DataRowBody) -> Result<Vec<Option<&[u8]>>, PgError> {
+/// The first `N` columns of a data row (binary format; `None`: NULL).
+pub(crate) fn columns<const N: usize>(row: &DataRowBody) -> Result<[Option<&[u8]>; N], PgError> {
     let buf: &[u8] = row.buffer();
-    let mut out = Vec::with_capacity(4);
+    let mut out = [None; N];
     let mut ranges = row.ranges();
-    while let Some(r) = ranges.next().map_err(protocol)? {
-        out.push(match r {
-            Some(r) => Some(
+    for slot in &mut out {
+        *slot = match ranges.next().map_err(protocol)? {
+            Some(Some(r)) => Some(
                 buf.get(r)
                     .ok_or_else(|| protocol("a column past its row"))?,
             ),
-            None => None,
-        });
+            Some(None) => None,
+            None => return Err(protocol(format!("a row of fewer than {N} columns"))),
+        };
     }
     Ok(out)
 }
