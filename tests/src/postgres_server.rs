@@ -76,12 +76,21 @@ impl PostgresServer {
     /// Creates a cluster and starts it on a free port.
     pub fn start() -> Self {
         let bin = bin_dir();
-        let dir = tempfile::tempdir().expect("temp dir");
         // Running as root: /proc/self belongs to uid 0.
         let root = std::fs::metadata("/proc/self")
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
             .unwrap_or(false);
         let run_as = root.then(postgres_user);
+        // The server's user must reach its directory: as root, under /tmp (a private
+        // TMPDIR of root's would not let it in).
+        let dir = if root {
+            tempfile::Builder::new()
+                .prefix("feast-pg-")
+                .tempdir_in("/tmp")
+        } else {
+            tempfile::tempdir()
+        }
+        .expect("temp dir");
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
         }
@@ -110,7 +119,7 @@ impl PostgresServer {
                 .expect("run initdb"),
         );
         let conf = format!(
-            "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
+            "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\ntimezone = 'UTC'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
             server.port,
             server.dir.path().display()
         );
