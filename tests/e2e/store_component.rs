@@ -108,6 +108,62 @@ async fn a_misbehaving_store_component_fails_only_its_request() {
 }
 
 #[tokio::test]
+async fn reads_sharing_a_call_still_fail_only_their_own_request() {
+    // While a read waits on a silent backend, concurrent reads queue behind it and
+    // share the next call; one of them makes the component panic: that call fails,
+    // each read is made again alone, and only the hostile one fails.
+    let (silent, _) = silent_listener();
+    let allowed = format!("127.0.0.1:{silent}");
+    let repo = RepoCopy::demo();
+    std::fs::copy(&built_plugins().evil_store, repo.path().join("store.wasm")).expect("copy");
+    repo.write_config(&format!(
+        "project: repo\nregistry: data/registry.db\nprovider: local\nonline_store:\n    type: wasm\n    component: store.wasm\n    allow: [\"{allowed}\"]\n    timeout_ms: 700\n    config:\n        silent: \"{allowed}\"\n        forbidden: \"127.0.0.1:9\"\nentity_key_serialization_version: 3\n"
+    ));
+    let plugins = PluginDir::empty();
+    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
+    let server = Arc::new(TestServer::demo(&repo).await);
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let hung = {
+            let server = server.clone();
+            tokio::spawn(async move { server.get_online_features(&body(1670)).await.status })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut reads = Vec::new();
+        for id in [1001, 1002, 1667, 1003, 1004, 1005, 1667, 1001] {
+            let server = server.clone();
+            reads.push((
+                id,
+                tokio::spawn(async move {
+                    let resp = server.get_online_features(&body(id)).await;
+                    let message = if resp.status == 200 {
+                        String::new()
+                    } else {
+                        resp.feast_error().1
+                    };
+                    (resp.status, message)
+                }),
+            ));
+        }
+        for (id, read) in reads {
+            let (status, message) = read.await.expect("read");
+            if id == 1667 {
+                assert_eq!(status, 500, "{message}");
+                assert!(message.contains("panicked"), "{message}");
+            } else {
+                assert_eq!(status, 200, "driver {id}: {message}");
+            }
+        }
+        assert_eq!(hung.await.expect("hung read"), 503);
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+    Arc::into_inner(server)
+        .expect("reads are done")
+        .stop()
+        .await;
+}
+
+#[tokio::test]
 async fn a_store_component_is_swapped_under_load_without_a_failed_request() {
     let redis = RedisServer::start();
     load_feast_dump(&mut redis.connection());

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 use wasmtime::Store;
 
+use super::batch::ReadQueues;
 use super::config::WasmStoreConfig;
 use crate::online_store::StoreError;
 use crate::plugin::sandbox::{self, Limits, Network, SandboxState};
@@ -114,6 +115,8 @@ pub(crate) struct Loaded {
     /// Idle instances per thread slot ([`crate::threads::slot`]).
     idle: Vec<Mutex<Vec<Instance>>>,
     permits: Semaphore,
+    /// Reads waiting for a call of their serving thread.
+    pub(super) reads: ReadQueues,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -186,6 +189,7 @@ impl Loaded {
                 .map(|_| Mutex::new(Vec::new()))
                 .collect(),
             permits: Semaphore::new(config.instances),
+            reads: ReadQueues::new(config.thread_slots),
         };
         let (inst, info) = loaded.instantiate().await.map_err(LoadError::Open)?;
         loaded.info = info;
@@ -248,8 +252,18 @@ impl Loaded {
         op: &'static str,
         call: impl AsyncFnOnce(&mut Instance) -> wasmtime::Result<Result<R, WitError>>,
     ) -> Result<R, StoreError> {
+        self.call_since(op, Instant::now(), call).await
+    }
+
+    /// [`Loaded::call`] for a call whose deadline runs from `since`.
+    pub(super) async fn call_since<R>(
+        &self,
+        op: &'static str,
+        since: Instant,
+        call: impl AsyncFnOnce(&mut Instance) -> wasmtime::Result<Result<R, WitError>>,
+    ) -> Result<R, StoreError> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = self.call_inner(op, call).await;
+        let result = self.call_inner(op, since, call).await;
         if let Err(e) = &result {
             self.record_failure(e);
         }
@@ -267,11 +281,12 @@ impl Loaded {
     async fn call_inner<R>(
         &self,
         op: &'static str,
+        started: Instant,
         call: impl AsyncFnOnce(&mut Instance) -> wasmtime::Result<Result<R, WitError>>,
     ) -> Result<R, StoreError> {
         let deadline = self.limits.timeout;
-        let started = Instant::now();
-        let _permit = tokio::time::timeout(deadline, self.permits.acquire())
+        let waiting = deadline.saturating_sub(started.elapsed());
+        let _permit = tokio::time::timeout(waiting, self.permits.acquire())
             .await
             .map_err(|_| StoreError::Unavailable {
                 store: STORE,

@@ -9,8 +9,9 @@
 //! between calls), idle ones kept per serving thread: at most `instances` (default: 4
 //! per serving thread, plus 4), each serving one call at a time.
 //!
-//! A request's reads are one `read` call with one Arrow IPC buffer per view; writes
-//! one `write` call. The answer is checked against the contract (columns, types,
+//! A request's reads are one `read` call with one Arrow IPC buffer per view (the
+//! concurrent reads of a serving thread share a call, see `batch`); writes one `write`
+//! call. The answer is checked against the contract (columns, types,
 //! row counts, size); a call past `timeout_ms` is a 503 and its instance is dropped,
 //! as is an instance that trapped.
 //!
@@ -22,7 +23,9 @@
 //! |---|---|
 //! | `config` | the `online_store` section: component, `config`, `allow`, limits |
 //! | `component` | one loaded version: its instances and calls under the limits |
+//! | `batch` | concurrent reads of a serving thread carried by one call |
 
+mod batch;
 mod component;
 mod config;
 
@@ -267,7 +270,7 @@ impl OnlineStore for WasmStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let loaded = self.current.load_full();
-        let answers = loaded.call("read", async |i| i.read(&views).await).await?;
+        let answers = loaded.reads.read(&loaded, views).await?;
         let decoded = decode_answers(&batches, &answers);
         if let Err(e) = &decoded {
             loaded.record_failure(e);
