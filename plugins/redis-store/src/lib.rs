@@ -265,7 +265,7 @@ impl OnlineStore for RedisStore {
             .map(|v| self.fields_of(&v.view, &v.features))
             .collect();
         // One HMGET per distinct entity key, for every view that reads it.
-        let mut by_key: HashMap<&[u8], usize> = HashMap::new();
+        let mut by_key: foldhash::HashMap<&[u8], usize> = foldhash::HashMap::default();
         let mut lookups: Vec<Lookup<'_>> = Vec::new();
         for (v, view) in views.iter().enumerate() {
             for (k, key) in view.keys.iter().enumerate() {
@@ -299,7 +299,7 @@ impl OnlineStore for RedisStore {
             .map(|v| vec![StoredRow::default(); v.keys.len()])
             .collect();
         for ((_, parts), reply) in lookups.iter().zip(replies) {
-            let items = match reply {
+            let mut items = match reply {
                 Reply::Array(Some(items)) => items,
                 Reply::Error(e) => return Err(StoreError::Failed(format!("HMGET failed: {e}"))),
                 other => {
@@ -311,15 +311,19 @@ impl OnlineStore for RedisStore {
             let mut offset = 0;
             for &(v, k) in parts {
                 let n = fields[v].0.len();
-                let Some(values) = items.get(offset..offset + n + 1) else {
+                let Some(values) = items.get_mut(offset..offset + n + 1) else {
                     return Err(StoreError::Failed(
                         "HMGET returned fewer fields than asked".into(),
                     ));
                 };
                 offset += n + 1;
+                // Each value moves out of its reply (no copy).
                 let present: Vec<Option<Vec<u8>>> = values[..n]
-                    .iter()
-                    .map(|r| bulk(r).map(<[u8]>::to_vec))
+                    .iter_mut()
+                    .map(|r| match r {
+                        Reply::Bulk(b) => b.take(),
+                        _ => None,
+                    })
                     .collect();
                 let ts = match bulk(&values[n]) {
                     Some(b) => {

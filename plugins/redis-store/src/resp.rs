@@ -45,34 +45,42 @@ impl From<std::io::Error> for RespError {
     }
 }
 
-/// A command: its arguments.
+/// A command: its arguments, already encoded as RESP bulk strings.
 #[derive(Default)]
-pub(crate) struct Command(Vec<Vec<u8>>);
+pub(crate) struct Command {
+    args: usize,
+    encoded: Vec<u8>,
+}
 
 impl Command {
     /// A command named `name`.
     pub(crate) fn new(name: &str) -> Self {
-        Command(vec![name.as_bytes().to_vec()])
+        let mut c = Command {
+            args: 0,
+            encoded: Vec::with_capacity(64),
+        };
+        c.push(name);
+        c
     }
 
     /// Adds an argument.
     pub(crate) fn arg(mut self, a: impl AsRef<[u8]>) -> Self {
-        self.0.push(a.as_ref().to_vec());
+        self.push(a);
         self
     }
 
     /// Adds an argument in place.
     pub(crate) fn push(&mut self, a: impl AsRef<[u8]>) {
-        self.0.push(a.as_ref().to_vec());
+        let a = a.as_ref();
+        header(b'$', a.len(), &mut self.encoded);
+        self.encoded.extend_from_slice(a);
+        self.encoded.extend_from_slice(b"\r\n");
+        self.args += 1;
     }
 
     fn write_to(&self, out: &mut Vec<u8>) {
-        header(b'*', self.0.len(), out);
-        for a in &self.0 {
-            header(b'$', a.len(), out);
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
+        header(b'*', self.args, out);
+        out.extend_from_slice(&self.encoded);
     }
 }
 
@@ -101,6 +109,8 @@ const READ_BUFFER: usize = 8 << 10;
 /// One connection.
 pub(crate) struct Connection {
     reader: BufReader<TcpStream>,
+    /// The line being read (kept between replies).
+    line: Vec<u8>,
 }
 
 impl Connection {
@@ -114,6 +124,7 @@ impl Connection {
                     let _ = stream.set_nodelay(true);
                     return Ok(Connection {
                         reader: BufReader::with_capacity(READ_BUFFER, stream),
+                        line: Vec::with_capacity(64),
                     });
                 }
                 Err(e) => last = Some(e),
@@ -134,25 +145,27 @@ impl Connection {
         (0..commands.len()).map(|_| self.read_reply()).collect()
     }
 
-    fn read_line(&mut self) -> Result<Vec<u8>, RespError> {
-        let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line)?;
-        if line.is_empty() {
+    /// Reads a line into `self.line` (without its CRLF).
+    fn read_line(&mut self) -> Result<(), RespError> {
+        self.line.clear();
+        self.reader.read_until(b'\n', &mut self.line)?;
+        if self.line.is_empty() {
             return Err(RespError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "the server closed the connection",
             )));
         }
-        if !line.ends_with(b"\r\n") {
+        if !self.line.ends_with(b"\r\n") {
             return Err(RespError::Protocol("a line without CRLF".into()));
         }
-        line.truncate(line.len() - 2);
-        Ok(line)
+        self.line.truncate(self.line.len() - 2);
+        Ok(())
     }
 
     fn read_reply(&mut self) -> Result<Reply, RespError> {
-        let line = self.read_line()?;
-        let (kind, rest) = line
+        self.read_line()?;
+        let (&kind, rest) = self
+            .line
             .split_first()
             .ok_or_else(|| RespError::Protocol("an empty line".into()))?;
         let text = || String::from_utf8_lossy(rest).into_owned();
@@ -183,14 +196,17 @@ impl Connection {
                 if n < 0 {
                     return Ok(Reply::Array(None));
                 }
-                (0..n)
-                    .map(|_| self.read_reply())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(|v| Reply::Array(Some(v)))
+                let n = usize::try_from(n)
+                    .map_err(|_| RespError::Protocol("an array length out of range".into()))?;
+                let mut items = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    items.push(self.read_reply()?);
+                }
+                Ok(Reply::Array(Some(items)))
             }
             other => Err(RespError::Protocol(format!(
                 "unknown reply type {:?}",
-                char::from(*other)
+                char::from(other)
             ))),
         }
     }
