@@ -267,6 +267,63 @@ pub trait OnlineStore: Sized + 'static {
     fn ping(&mut self) -> Result<(), StoreError>;
 }
 
+/// A connection whose reads ask for about as many bytes as recent reads returned
+/// (512 B to 64 KiB, growing fourfold when a read fills what it asked for, halving
+/// when reads return much less). On WASI every read allocates and zeroes a host
+/// buffer of the size asked for, even when no byte has arrived yet: a store whose
+/// answers are small should not ask for large buffers. Writes pass through.
+#[derive(Debug)]
+pub struct FittedReads<S> {
+    inner: S,
+    size: usize,
+}
+
+impl<S> FittedReads<S> {
+    const MIN: usize = 512;
+    const MAX: usize = 64 << 10;
+
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        FittedReads {
+            inner,
+            size: Self::MIN,
+        }
+    }
+
+    /// How many bytes the next read asks for (at most).
+    pub fn next_read(&self) -> usize {
+        self.size
+    }
+
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: std::io::Read> std::io::Read for FittedReads<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(self.size);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == want && want == self.size {
+            self.size = (self.size * 4).min(Self::MAX);
+        } else if n < self.size / 4 {
+            self.size = (self.size / 2).max(Self::MIN);
+        }
+        Ok(n)
+    }
+}
+
+impl<S: std::io::Write> std::io::Write for FittedReads<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Reads a protobuf varint from the front of `b` (advancing it); `None` when `b` ends
 /// first or the varint is longer than ten bytes.
 pub fn read_varint(b: &mut &[u8]) -> Option<u64> {

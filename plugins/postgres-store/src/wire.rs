@@ -15,6 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
+use feast_plugin_sdk::store::FittedReads;
 use postgres_protocol::Oid;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
@@ -101,7 +102,7 @@ pub(crate) struct Execution<'a> {
 
 /// An open connection.
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: FittedReads<TcpStream>,
     read_buf: BytesMut,
     write_buf: BytesMut,
     /// Statement text -> prepared statement name, on this connection.
@@ -116,7 +117,7 @@ impl Connection {
         let stream = TcpStream::connect(addrs)?;
         stream.set_nodelay(true)?;
         let mut conn = Connection {
-            stream,
+            stream: FittedReads::new(stream),
             read_buf: BytesMut::with_capacity(8192),
             write_buf: BytesMut::with_capacity(8192),
             prepared: HashMap::new(),
@@ -205,7 +206,7 @@ impl Connection {
                 return Ok(m);
             }
             let len = self.read_buf.len();
-            self.read_buf.resize(len + 8192, 0);
+            self.read_buf.resize(len + self.stream.next_read(), 0);
             let read = self.stream.read(&mut self.read_buf[len..]);
             self.read_buf
                 .truncate(len + read.as_ref().map_or(0, |n| *n));

@@ -5,6 +5,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
+use feast_plugin_sdk::store::FittedReads;
+
 /// A reply.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Reply {
@@ -102,13 +104,13 @@ fn header(kind: u8, n: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Bytes asked for per socket read: the host zeroes a buffer of that size for every
-/// read, so it is kept small; a larger reply takes more reads.
-const READ_BUFFER: usize = 8 << 10;
+/// The read buffer (socket reads ask for what recent replies needed, see
+/// [`FittedReads`]).
+const READ_BUFFER: usize = 64 << 10;
 
 /// One connection.
 pub(crate) struct Connection {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<FittedReads<TcpStream>>,
     /// The line being read (kept between replies).
     line: Vec<u8>,
 }
@@ -123,7 +125,7 @@ impl Connection {
                     // Small pipelines: do not wait to fill a segment.
                     let _ = stream.set_nodelay(true);
                     return Ok(Connection {
-                        reader: BufReader::with_capacity(READ_BUFFER, stream),
+                        reader: BufReader::with_capacity(READ_BUFFER, FittedReads::new(stream)),
                         line: Vec::with_capacity(64),
                     });
                 }
