@@ -186,8 +186,9 @@ pub(crate) fn read<'a>(
         return Err(invalid("compressed record batches are not accepted"));
     }
     let body_len = usize::try_from(message.bodyLength()).map_err(|_| truncated())?;
-    let body = rest.get(len..len + body_len).ok_or_else(truncated)?;
-    match &rest[len + body_len..] {
+    let end = len.checked_add(body_len).ok_or_else(truncated)?;
+    let body = rest.get(len..end).ok_or_else(truncated)?;
+    match rest.get(end..).unwrap_or_default() {
         [] | [0, 0, 0, 0] => {}
         end if end == END_OF_STREAM => {}
         _ => return Err(invalid("the stream holds more than one record batch")),
