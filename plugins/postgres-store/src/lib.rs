@@ -247,6 +247,7 @@ impl PostgresStore {
             .map(|v| v.view.as_str())
             .filter(|v| !self.upserts.contains_key(*v))
             .collect();
+        new.sort_unstable();
         new.dedup();
         if new.is_empty() {
             return Ok(());
