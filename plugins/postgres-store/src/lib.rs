@@ -10,11 +10,11 @@
 //! `event_ts`, `created_ts`; primary key (`entity_key`, `feature_name`).
 //!
 //! Reads: one prepared `SELECT ... WHERE entity_key = ANY($1) AND feature_name =
-//! ANY($2)` per view, every view of a call (one request's, or several sharing the call)
-//! in one round trip. Writes: per view one
-//! prepared `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE` (Feast's
-//! upsert: a row replaces what is stored whatever its event time), every view in one
-//! round trip and one transaction. Event and created times are sent as `timestamp`
+//! ANY($2)` per view, every view of a call (one request's, or several sharing the
+//! call) in one round trip. Writes: per view one prepared `INSERT ... SELECT FROM
+//! unnest(...) ON CONFLICT DO UPDATE` (Feast's upsert: a row replaces what is stored
+//! whatever its event time), every view in one round trip and one transaction. Event
+//! and created times are sent as `timestamp`
 //! (UTC, without zone) as Feast's psycopg does, so the server's session time zone
 //! reads them as Feast's writes are read.
 //!
