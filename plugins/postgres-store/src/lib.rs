@@ -14,9 +14,8 @@
 //! call) in one round trip. Writes: per view one prepared `INSERT ... SELECT FROM
 //! unnest(...) ON CONFLICT DO UPDATE` (Feast's upsert: a row replaces what is stored
 //! whatever its event time), every view in one round trip and one transaction. Event
-//! and created times are sent as `timestamp`
-//! (UTC, without zone) as Feast's psycopg does, so the server's session time zone
-//! reads them as Feast's writes are read.
+//! and created times are sent as `timestamp` (UTC, without zone) as Feast's psycopg
+//! does, so the server's session time zone reads them as Feast's writes are read.
 //!
 //! Configuration (`online_store.config`): Feast's keys `host`, `port` (5432),
 //! `database`, `db_schema` (`public`), `user`, `password`, `sslmode` (Feast's default
