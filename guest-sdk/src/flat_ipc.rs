@@ -193,7 +193,8 @@ pub(crate) fn read<'a>(
         end if end == END_OF_STREAM => {}
         _ => return Err(invalid("the stream holds more than one record batch")),
     }
-    let rows = usize::try_from(batch.length()).map_err(|_| invalid("a negative row count"))?;
+    let rows = usize::try_from(batch.length())
+        .map_err(|_| invalid(format!("a row count of {}", batch.length())))?;
     let nodes = batch.nodes().ok_or_else(|| invalid("no field nodes"))?;
     let buffers = batch.buffers().ok_or_else(|| invalid("no buffers"))?;
     if nodes.len() != buffers_per_column.len()
@@ -271,7 +272,7 @@ impl<'a> BatchReader<'a> {
     pub(crate) fn int64(&self, c: usize) -> Result<Vec<Option<i64>>, ArrowError> {
         let validity = self.validity(c)?;
         let values = self.column(c)?.1.get(1).copied().unwrap_or_default();
-        if values.len() < self.rows * 8 {
+        if self.rows.checked_mul(8).is_none_or(|n| values.len() < n) {
             return Err(invalid(format!("column {c}: a short values buffer")));
         }
         Ok(values
@@ -294,7 +295,12 @@ impl<'a> BatchReader<'a> {
             bufs.get(1).copied().unwrap_or_default(),
             bufs.get(2).copied().unwrap_or_default(),
         );
-        if offsets.len() < (self.rows + 1) * 4 {
+        if self
+            .rows
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(4))
+            .is_none_or(|n| offsets.len() < n)
+        {
             return Err(invalid(format!("column {c}: a short offsets buffer")));
         }
         let offset = |i: usize| -> Result<usize, ArrowError> {

@@ -151,6 +151,8 @@ pub struct StoreConfig {
     /// The addresses of the `allow` list, resolved by the server; connecting anywhere
     /// else fails.
     pub allow: Vec<SocketAddr>,
+    /// Each `allow` entry as written (`host:port`) and the addresses it resolved to.
+    pub resolved: Vec<(String, Vec<SocketAddr>)>,
     /// The `config:` mapping.
     pub options: serde_json::Map<String, serde_json::Value>,
 }
@@ -177,6 +179,19 @@ impl StoreConfig {
             None => Vec::new(),
             Some(other) => return Err(invalid(format!("`allow` is not a list: {other}"))),
         };
+        let resolved = match root.remove("resolved") {
+            Some(serde_json::Value::Object(m)) => m
+                .into_iter()
+                .map(|(entry, addrs)| {
+                    let addrs = addrs
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
+                        .unwrap_or_default();
+                    (entry, addrs)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let options = match root.remove("config") {
             Some(serde_json::Value::Object(m)) => m,
             None | Some(serde_json::Value::Null) => serde_json::Map::new(),
@@ -185,23 +200,28 @@ impl StoreConfig {
         Ok(StoreConfig {
             project,
             allow,
+            resolved,
             options,
         })
     }
 
     /// The addresses to connect to for `host:port`: the address itself when `host`
-    /// is an IP address, else the `allow` addresses with that port (the server
-    /// resolved the allow list's names; a component cannot). An error names the
-    /// allow list when none matches.
+    /// is an IP address, else what the server resolved the `allow` entry
+    /// `host:port` to (a component cannot resolve names). An error names the allow
+    /// list when there is no such entry.
     pub fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, StoreError> {
         let host = host.trim_matches(['[', ']']);
         let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => self
-                .allow
+                .resolved
                 .iter()
-                .filter(|a| a.port() == port)
-                .copied()
+                .filter(|(entry, _)| {
+                    entry
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| h.eq_ignore_ascii_case(host) && p.parse() == Ok(port))
+                })
+                .flat_map(|(_, addrs)| addrs.iter().copied())
                 .collect(),
         };
         if addrs.is_empty() {
@@ -705,6 +725,24 @@ pub mod codec {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn host_names_take_the_addresses_of_their_own_entry() {
+            let config = super::super::StoreConfig::parse(
+                r#"{"project": "p", "allow": ["10.0.0.1:5432", "10.0.0.2:5432"],
+                    "resolved": {"pg-primary:5432": ["10.0.0.1:5432"], "pg-replica:5432": ["10.0.0.2:5432"]}}"#,
+            )
+            .unwrap();
+            let primary: Vec<std::net::SocketAddr> = vec!["10.0.0.1:5432".parse().unwrap()];
+            assert_eq!(config.addresses("pg-primary", 5432).unwrap(), primary);
+            assert_eq!(config.addresses("PG-PRIMARY", 5432).unwrap(), primary);
+            assert!(config.addresses("pg-other", 5432).is_err());
+            assert!(config.addresses("pg-primary", 5433).is_err());
+            assert_eq!(
+                config.addresses("127.0.0.1", 1).unwrap(),
+                vec!["127.0.0.1:1".parse().unwrap()]
+            );
+        }
 
         #[test]
         fn buffers_round_trip() {

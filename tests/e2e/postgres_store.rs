@@ -1,7 +1,8 @@
 //! The PostgreSQL store component (`plugins/postgres-store`) beyond the golden cases
 //! (`golden.rs`) and the bytes Feast writes (`tests/python/write_parity.py --store
 //! wasm-postgres`): writes land in Feast's layout and read back; PostgreSQL stopped is
-//! a 503 within the deadline, then 200 without a restart; a wrong password is a 503
+//! a 503 within the deadline, then 200 without a restart (and restarted while idle,
+//! no failed request); a wrong password is a 503
 //! naming the authentication; a connection outside the allow list reaches nothing.
 
 use std::sync::atomic::Ordering;
@@ -130,6 +131,16 @@ async fn postgres_going_away_is_a_503_then_it_recovers() {
     while !present(&server.get_online_features(&body(1001)).await) {
         assert!(Instant::now() < deadline, "not recovered");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.send("GET", "/health", None, b"").await.status, 200);
+
+    // Restarted while idle: the kept connections are stale; the next calls connect
+    // again at once, no request fails.
+    pg.stop();
+    pg.restart();
+    for _ in 0..8 {
+        let resp = server.get_online_features(&body(1001)).await;
+        assert!(present(&resp), "{}", String::from_utf8_lossy(&resp.body));
     }
     assert_eq!(server.send("GET", "/health", None, b"").await.status, 200);
     server.stop().await;

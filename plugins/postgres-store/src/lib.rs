@@ -73,7 +73,21 @@ impl Session {
         &mut self,
         executions: &[Execution<'_>],
     ) -> Result<Vec<Vec<postgres_protocol::message::backend::DataRowBody>>, StoreError> {
-        let result = self.connection().and_then(|c| c.run(executions));
+        self.call(|c| c.run(executions))
+    }
+
+    /// `op` on the connection; on a kept connection the server had closed, once more
+    /// on a new one (reads repeat safely and writes are upserts).
+    fn call<T>(
+        &mut self,
+        op: impl Fn(&mut Connection) -> Result<T, PgError>,
+    ) -> Result<T, StoreError> {
+        let reused = self.conn.is_some();
+        let mut result = self.connection().and_then(&op);
+        if reused && result.as_ref().is_err_and(PgError::stale_connection) {
+            self.conn = None;
+            result = self.connection().and_then(&op);
+        }
         result.map_err(|e| self.fail(e))
     }
 
@@ -122,7 +136,7 @@ impl Session {
             PgError::Server { code, .. } if code == "42P01" => StoreError::Failed(format!(
                 "{e}; `feast apply` creates the tables of the feature views"
             )),
-            PgError::Server { .. } | PgError::Protocol(_) => {
+            PgError::Server { .. } | PgError::Protocol(_) | PgError::Encoding(_) => {
                 StoreError::Failed(format!("PostgreSQL: {e}"))
             }
         }
@@ -521,8 +535,7 @@ impl OnlineStore for PostgresStore {
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {
-        let result = self.session.connection().and_then(Connection::ping);
-        result.map_err(|e| self.session.fail(e))
+        self.session.call(Connection::ping)
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) enum PgError {
     },
     /// The server sent something this client does not expect; the connection is gone.
     Protocol(String),
+    /// A message could not be encoded (nothing was sent; the connection is kept).
+    Encoding(String),
 }
 
 impl std::fmt::Display for PgError {
@@ -44,6 +46,7 @@ impl std::fmt::Display for PgError {
             PgError::Io(e) => write!(f, "{e}"),
             PgError::Server { code, message } => write!(f, "{message} (SQLSTATE {code})"),
             PgError::Protocol(m) => write!(f, "protocol error: {m}"),
+            PgError::Encoding(m) => write!(f, "cannot encode the statement: {m}"),
         }
     }
 }
@@ -57,12 +60,26 @@ impl From<std::io::Error> for PgError {
 impl PgError {
     /// Whether the connection can no longer be used after this error.
     pub(crate) fn breaks_connection(&self) -> bool {
-        !matches!(self, PgError::Server { .. })
+        matches!(self, PgError::Io(_) | PgError::Protocol(_))
+    }
+
+    /// Whether a kept connection was found closed by the server (restarted, or idle
+    /// too long for it, a pooler or a firewall): worth one more try on a new one.
+    pub(crate) fn stale_connection(&self) -> bool {
+        match self {
+            PgError::Io(_) => true,
+            PgError::Server { code, .. } => code.starts_with("57P") || code.starts_with("08"),
+            PgError::Protocol(_) | PgError::Encoding(_) => false,
+        }
     }
 }
 
 fn protocol(m: impl std::fmt::Display) -> PgError {
     PgError::Protocol(m.to_string())
+}
+
+fn encoding(m: impl std::fmt::Display) -> PgError {
+    PgError::Encoding(m.to_string())
 }
 
 fn server_error(body: &ErrorResponseBody) -> PgError {
@@ -226,14 +243,29 @@ impl Connection {
         &mut self,
         executions: &[Execution<'_>],
     ) -> Result<Vec<Vec<DataRowBody>>, PgError> {
-        // Statement names parsed in this call, by execution.
-        let mut parsing: Vec<Option<(String, String)>> = Vec::with_capacity(executions.len());
+        let encoded = self.encode(executions);
+        if encoded.is_err() {
+            self.write_buf.clear();
+        }
+        let parsing = encoded?;
+        frontend::sync(&mut self.write_buf);
+        self.flush()?;
+        self.answers(executions.len(), &parsing)
+    }
+
+    /// Writes the Parse (for statements not prepared yet), Bind and Execute messages
+    /// of `executions`; returns the statements parsed, in order (SQL, name).
+    fn encode(&mut self, executions: &[Execution<'_>]) -> Result<Vec<(String, String)>, PgError> {
+        let mut parsing: Vec<(String, String)> = Vec::new();
         for e in executions {
-            let name = match self.prepared.get(&e.statement.sql) {
-                Some(name) => {
-                    parsing.push(None);
-                    name.clone()
-                }
+            let known = self.prepared.get(&e.statement.sql).or_else(|| {
+                parsing
+                    .iter()
+                    .find(|(sql, _)| *sql == e.statement.sql)
+                    .map(|(_, n)| n)
+            });
+            let name = match known {
+                Some(name) => name.clone(),
                 None => {
                     let name = format!("s{}", self.named);
                     self.named += 1;
@@ -242,8 +274,9 @@ impl Connection {
                         &e.statement.sql,
                         e.statement.param_types.iter().copied(),
                         &mut self.write_buf,
-                    )?;
-                    parsing.push(Some((e.statement.sql.clone(), name.clone())));
+                    )
+                    .map_err(encoding)?;
+                    parsing.push((e.statement.sql.clone(), name.clone()));
                     name
                 }
             };
@@ -263,15 +296,21 @@ impl Connection {
                 &mut self.write_buf,
             )
             .map_err(|e| match e {
-                frontend::BindError::Conversion(e) => protocol(e),
-                frontend::BindError::Serialization(e) => PgError::Io(e),
+                frontend::BindError::Conversion(e) => encoding(e),
+                frontend::BindError::Serialization(e) => encoding(e),
             })?;
-            frontend::execute("", 0, &mut self.write_buf)?;
+            frontend::execute("", 0, &mut self.write_buf).map_err(encoding)?;
         }
-        frontend::sync(&mut self.write_buf);
-        self.flush()?;
+        Ok(parsing)
+    }
 
-        let mut results: Vec<Vec<DataRowBody>> = Vec::with_capacity(executions.len());
+    /// Reads the answers of `count` executions up to `ReadyForQuery`.
+    fn answers(
+        &mut self,
+        count: usize,
+        parsing: &[(String, String)],
+    ) -> Result<Vec<Vec<DataRowBody>>, PgError> {
+        let mut results: Vec<Vec<DataRowBody>> = Vec::with_capacity(count);
         let mut current: Vec<DataRowBody> = Vec::new();
         let mut error: Option<PgError> = None;
         let mut parsed = 0;
@@ -280,7 +319,7 @@ impl Connection {
                 Message::ParseComplete => {
                     // Parse messages are answered in order: the n-th ParseComplete is
                     // the n-th statement parsed in this call.
-                    if let Some((sql, name)) = parsing.iter().flatten().nth(parsed) {
+                    if let Some((sql, name)) = parsing.get(parsed) {
                         self.prepared.insert(sql.clone(), name.clone());
                     }
                     parsed += 1;
@@ -311,11 +350,10 @@ impl Connection {
                 }
                 Err(e)
             }
-            None if results.len() == executions.len() => Ok(results),
+            None if results.len() == count => Ok(results),
             None => Err(protocol(format!(
-                "{} answers to {} statements",
-                results.len(),
-                executions.len()
+                "{} answers to {count} statements",
+                results.len()
             ))),
         }
     }
@@ -324,10 +362,11 @@ impl Connection {
     pub(crate) fn ping(&mut self) -> Result<(), PgError> {
         frontend::query("", &mut self.write_buf)?;
         self.flush()?;
+        let mut error = None;
         loop {
             match self.next_message()? {
-                Message::ErrorResponse(body) => return Err(server_error(&body)),
-                Message::ReadyForQuery(_) => return Ok(()),
+                Message::ErrorResponse(body) => error = Some(server_error(&body)),
+                Message::ReadyForQuery(_) => return error.map_or(Ok(()), Err),
                 _ => {}
             }
         }

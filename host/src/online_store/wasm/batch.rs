@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::component::{Loaded, ViewRead};
+use super::component::{Loaded, TIMER_SLACK, ViewRead};
 
 /// Most reads carried by one call.
 pub(super) const MAX_BATCH: usize = 16;
@@ -96,11 +96,18 @@ impl ReadQueues {
         };
         if let Some(told) = queued {
             let mut waiting = Waiting { told, slot };
-            match (&mut waiting.told).await {
-                Ok(Turn::Answered(answers)) => return Ok(answers),
-                Ok(Turn::Lead) => {}
-                // Failed together, or the leading request was dropped with its call.
-                Ok(Turn::Alone) | Err(_) => return alone(loaded, &views, since).await,
+            // The calls ahead end within their own deadlines; this bound only keeps a
+            // read from waiting past its own if that ever failed.
+            let bound = loaded.timeout() + TIMER_SLACK * 2;
+            match tokio::time::timeout_at((since + bound).into(), &mut waiting.told).await {
+                Ok(Ok(Turn::Answered(answers))) => return Ok(answers),
+                Ok(Ok(Turn::Lead)) => {}
+                // Failed together, the leading request was dropped with its call, or
+                // the wait ran out.
+                Ok(Ok(Turn::Alone)) | Ok(Err(_)) | Err(_) => {
+                    drop(waiting);
+                    return alone(loaded, &views, since).await;
+                }
             }
         }
         let mut lead = Leading { slot, done: false };
@@ -132,6 +139,8 @@ async fn lead_call(
         let mut s = slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Reads whose requests went away are left out.
+        s.waiting.retain(|w| !w.turn.is_closed());
         let n = s.waiting.len().min(MAX_BATCH - 1);
         s.waiting.drain(..n).collect()
     };
@@ -198,6 +207,9 @@ struct Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
+        // Closed first: a `Lead` sent from another thread either arrived before (and is
+        // read here) or fails to send (and goes to the next waiter).
+        self.told.close();
         if let Ok(Turn::Lead) = self.told.try_recv() {
             hand_over(self.slot);
         }

@@ -8,8 +8,6 @@
 //! that opened them, so an instance is only reused on that thread, and a request's
 //! round trip to the backend never leaves its thread.
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +17,7 @@ use tokio::sync::Semaphore;
 use wasmtime::Store;
 
 use super::batch::ReadQueues;
-use super::config::WasmStoreConfig;
+use super::config::{AllowList, WasmStoreConfig};
 use crate::online_store::StoreError;
 use crate::plugin::sandbox::{self, Limits, Network, SandboxState};
 use crate::plugin::{CompiledBy, WasmEngine};
@@ -40,7 +38,7 @@ use bindings::{OnlineStore as Bindings, OnlineStorePre};
 const STORE: &str = "wasm";
 
 /// How much longer than its deadline a call's timer waits (a few epoch ticks).
-const TIMER_SLACK: Duration = Duration::from_millis(50);
+pub(super) const TIMER_SLACK: Duration = Duration::from_millis(50);
 
 /// An instance and its bindings.
 pub(super) struct Instance {
@@ -150,7 +148,7 @@ impl Loaded {
         engine: &WasmEngine,
         file: &Path,
         config: &WasmStoreConfig,
-        allowed: HashSet<SocketAddr>,
+        allow: AllowList,
     ) -> Result<Self, LoadError> {
         let bytes = tokio::fs::read(file)
             .await
@@ -166,7 +164,8 @@ impl Loaded {
                 "it does not implement feast:plugin/online-store@0.1.0: {e:#}"
             ))
         })?;
-        let open_argument = config.open_argument(&allowed);
+        let open_argument = config.open_argument(&allow);
+        let allowed = allow.addresses();
         let mut loaded = Loaded {
             info: StoreInfo {
                 name: String::new(),
@@ -268,6 +267,11 @@ impl Loaded {
             self.record_failure(e);
         }
         result
+    }
+
+    /// The per-call deadline.
+    pub(super) fn timeout(&self) -> Duration {
+        self.limits.timeout
     }
 
     /// Counts a failed call (also an answer found to break the contract afterwards).

@@ -123,14 +123,19 @@ impl WasmStoreConfig {
         })
     }
 
-    /// The addresses of the allow list now (names resolved by the server, off the
-    /// async workers); an entry that does not resolve is logged and left out.
-    pub(crate) async fn resolve_allow(&self) -> HashSet<SocketAddr> {
-        let mut out = HashSet::new();
+    /// The allow list resolved now (names resolved by the server); an entry that does
+    /// not resolve is logged and left out.
+    pub(crate) async fn resolve_allow(&self) -> AllowList {
+        let mut entries = Vec::new();
         for entry in &self.allow {
             match tokio::net::lookup_host(entry.as_str()).await {
                 Ok(addrs) => {
-                    out.extend(addrs.map(|a| SocketAddr::new(a.ip().to_canonical(), a.port())))
+                    let mut addrs: Vec<SocketAddr> = addrs
+                        .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
+                        .collect();
+                    addrs.sort();
+                    addrs.dedup();
+                    entries.push((entry.clone(), addrs));
                 }
                 Err(e) => tracing::warn!(
                     entry = %entry,
@@ -139,19 +144,51 @@ impl WasmStoreConfig {
                 ),
             }
         }
-        out
+        AllowList { entries }
     }
 
-    /// What the component's `open` gets: `{"project", "allow": ["ip:port"...], "config"}`.
-    pub(crate) fn open_argument(&self, allowed: &HashSet<SocketAddr>) -> String {
-        let mut allow: Vec<String> = allowed.iter().map(SocketAddr::to_string).collect();
-        allow.sort();
+    /// What the component's `open` gets: `{"project", "allow": ["ip:port"...],
+    /// "resolved": {"<entry>": ["ip:port"...]}, "config"}`.
+    pub(crate) fn open_argument(&self, allow: &AllowList) -> String {
+        let mut addrs: Vec<String> = allow
+            .addresses()
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect();
+        addrs.sort();
+        let resolved: serde_json::Map<String, serde_json::Value> = allow
+            .entries
+            .iter()
+            .map(|(entry, addrs)| {
+                let list = addrs
+                    .iter()
+                    .map(|a| serde_json::Value::String(a.to_string()));
+                (entry.clone(), serde_json::Value::Array(list.collect()))
+            })
+            .collect();
         serde_json::json!({
             "project": self.project,
-            "allow": allow,
+            "allow": addrs,
+            "resolved": resolved,
             "config": self.options,
         })
         .to_string()
+    }
+}
+
+/// The `allow` entries and the addresses each resolved to.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AllowList {
+    entries: Vec<(String, Vec<SocketAddr>)>,
+}
+
+impl AllowList {
+    /// Every allowed address.
+    pub(crate) fn addresses(&self) -> HashSet<SocketAddr> {
+        self.entries
+            .iter()
+            .flat_map(|(_, a)| a.iter().copied())
+            .collect()
     }
 }
 
@@ -164,6 +201,40 @@ fn split_host_port(s: &str) -> Option<(&str, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn open_gets_each_entry_with_its_addresses() {
+        let cfg = WasmStoreConfig {
+            component: PathBuf::from("store.wasm"),
+            options: serde_json::json!({}),
+            allow: vec!["localhost:5432".into(), "127.0.0.1:6379".into()],
+            timeout: Duration::from_secs(1),
+            max_memory_bytes: 1 << 20,
+            instances: 1,
+            thread_slots: 1,
+            poll_interval: Duration::from_secs(1),
+            project: "p".into(),
+        };
+        let allow = cfg.resolve_allow().await;
+        let arg: serde_json::Value =
+            serde_json::from_str(&cfg.open_argument(&allow)).expect("JSON");
+        assert_eq!(
+            arg["resolved"]["127.0.0.1:6379"],
+            serde_json::json!(["127.0.0.1:6379"])
+        );
+        let local = arg["resolved"]["localhost:5432"]
+            .as_array()
+            .expect("resolved");
+        assert!(
+            local
+                .iter()
+                .all(|a| a.as_str().is_some_and(|a| a.ends_with(":5432")))
+        );
+        assert!(
+            arg["allow"].as_array().is_some_and(|a| a.len() >= 2),
+            "{arg}"
+        );
+    }
 
     #[test]
     fn allow_entries_are_host_and_port() {
