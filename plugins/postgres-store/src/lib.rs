@@ -193,6 +193,23 @@ fn bytes_of(v: &[u8], buf: &mut BytesMut) -> IsNull {
     IsNull::No
 }
 
+fn int8(v: &i64, buf: &mut BytesMut) -> IsNull {
+    buf.put_i64(*v);
+    IsNull::No
+}
+
+fn float8(v: &f64, buf: &mut BytesMut) -> IsNull {
+    buf.put_f64(*v);
+    IsNull::No
+}
+
+/// `put` for a present element, NULL for a missing one.
+fn or_null<T>(
+    put: impl Fn(&T, &mut BytesMut) -> IsNull,
+) -> impl Fn(&Option<T>, &mut BytesMut) -> IsNull {
+    move |v, buf| v.as_ref().map_or(IsNull::Yes, |v| put(v, buf))
+}
+
 /// Microseconds since 2000-01-01 (PostgreSQL's `timestamp`), truncated as Python's
 /// datetime truncates nanoseconds.
 fn pg_micros(t: Timestamp) -> i64 {
@@ -332,31 +349,17 @@ fn upsert_params(view: &ViewWrite, value_num: bool) -> Result<Vec<Option<BytesMu
         Some(array(BYTEA, &keys, |k, b| bytes_of(k, b))?),
         Some(array(TEXT, &names, |s, b| bytes_of(s.as_bytes(), b))?),
         Some(array(BYTEA, &values, |v, b| bytes_of(v, b))?),
-        Some(array(TEXT, &texts, |t, b| match t {
-            Some(t) => bytes_of(t.as_bytes(), b),
-            None => IsNull::Yes,
-        })?),
+        Some(array(
+            TEXT,
+            &texts,
+            or_null(|t: &String, b| bytes_of(t.as_bytes(), b)),
+        )?),
     ];
     if value_num {
-        params.push(Some(array(FLOAT8, &nums, |x, b| match x {
-            Some(x) => {
-                b.put_f64(*x);
-                IsNull::No
-            }
-            None => IsNull::Yes,
-        })?));
+        params.push(Some(array(FLOAT8, &nums, or_null(float8))?));
     }
-    params.push(Some(array(TIMESTAMP, &events, |t, b| {
-        b.put_i64(*t);
-        IsNull::No
-    })?));
-    params.push(Some(array(TIMESTAMP, &created, |t, b| match t {
-        Some(t) => {
-            b.put_i64(*t);
-            IsNull::No
-        }
-        None => IsNull::Yes,
-    })?));
+    params.push(Some(array(TIMESTAMP, &events, int8)?));
+    params.push(Some(array(TIMESTAMP, &created, or_null(int8))?));
     Ok(params)
 }
 
