@@ -509,7 +509,7 @@ impl ViewRows {
 pub(crate) fn demo_sqlite() -> Store {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../demo/feature_repo/data/online_store.db");
-    let store = sqlite::SqliteStore::open(&path, "repo", SqliteOptions::default())
+    let store = sqlite::SqliteStore::open(&path, "repo", SqliteOptions::default(), 2)
         .expect("the demo store opens");
     Store {
         metrics: StoreMetrics::register(&mut Metrics::default(), "sqlite"),

@@ -11,14 +11,17 @@
 //! waits for readers. The mode is a property of the file, so every process that
 //! opens it afterwards (Feast's SDK, `feast materialize`, sqlite3) uses it too.
 //!
-//! Reads use a small pool of read-only connections, one query per view per request,
-//! with prepared statements. A small read (at most [`INLINE_MAX_KEYS`] keys) is first
-//! tried on the calling thread without waiting for locks: on a database the OS keeps
-//! in its page cache (an online store that is read all the time) it is CPU work of a
-//! few microseconds, while handing it to another thread costs more than the query. A
-//! read that would wait (a writer such as `feast materialize` holds the lock) or is
-//! large runs on the blocking pool instead, off the async runtime, where it waits up
-//! to the busy timeout. When another file takes the path's place (a store rebuilt
+//! Reads use read-only connections, one query per view per request, with prepared
+//! statements. A small read (at most [`INLINE_MAX_KEYS`] keys) is first tried on the
+//! calling thread without waiting for locks, with that serving thread's own
+//! connection: on a database the OS keeps in its page cache (an online store that is
+//! read all the time) it is CPU work of a few microseconds, while handing it to
+//! another thread costs more than the query, and a connection of its own means no
+//! lock shared with the other serving threads (a thread preempted while holding one
+//! would stall the others' requests). A read that would wait (a writer such as
+//! `feast materialize` holds the lock) or is large runs on the blocking pool instead,
+//! off the async runtime, with a pooled connection, where it waits up to the busy
+//! timeout. When another file takes the path's place (a store rebuilt
 //! and renamed in, or deleted and written again), connections to the old one are
 //! closed and new ones opened, within [`FILE_CHECK_INTERVAL`].
 
@@ -110,7 +113,12 @@ pub(super) fn open(
         }
         .into());
     }
-    let store = SqliteStore::open(&path, &config.project, settings.sqlite.clone())?;
+    let store = SqliteStore::open(
+        &path,
+        &config.project,
+        settings.sqlite.clone(),
+        settings.connections,
+    )?;
     Ok(Arc::new(store))
 }
 
@@ -131,6 +139,10 @@ struct Inner {
     path: PathBuf,
     project: String,
     opts: SqliteOptions,
+    /// One connection per serving thread (see [`crate::threads::slot`]), for reads on
+    /// the calling thread; only its own thread locks it, so never in contention.
+    local: Box<[Mutex<Local>]>,
+    /// Connections of the blocking pool.
     idle: Mutex<Vec<Pooled>>,
     /// The file at `path` when last looked at, and when that was.
     file: Mutex<(Option<FileId>, Instant)>,
@@ -174,19 +186,38 @@ struct Pooled {
     file: Option<FileId>,
 }
 
+/// A serving thread's connection and when it last looked at which file the path
+/// names.
+#[derive(Debug)]
+struct Local {
+    conn: Option<Pooled>,
+    checked: Option<Instant>,
+}
+
 /// How often a checkout looks at which file the path names.
 const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 impl SqliteStore {
-    /// Opens the store of `project` (one connection now, to fail fast on a bad file).
+    /// Opens the store of `project` (one connection now, to fail fast on a bad file),
+    /// with a connection for each of `threads` slots (see [`crate::threads::slot`])
+    /// opened on first use.
     pub(crate) fn open(
         path: &Path,
         project: &str,
         opts: SqliteOptions,
+        threads: usize,
     ) -> Result<Self, StoreError> {
         let inner = Inner {
             path: path.to_path_buf(),
             project: project.to_string(),
+            local: (0..threads.max(1))
+                .map(|_| {
+                    Mutex::new(Local {
+                        conn: None,
+                        checked: None,
+                    })
+                })
+                .collect(),
             permits: Arc::new(Semaphore::new(opts.pool_size.max(1))),
             opts,
             idle: Mutex::new(Vec::new()),
@@ -222,7 +253,7 @@ impl OnlineStore for SqliteStore {
     async fn read(&self, batches: Vec<ReadBatch>) -> Result<Vec<ViewRows>, StoreError> {
         let keys: usize = batches.iter().map(|b| b.keys.len()).sum();
         if keys <= INLINE_MAX_KEYS {
-            match self.inner.read_now(&batches, Duration::ZERO) {
+            match self.inner.read_on_thread(&batches) {
                 Err(e) if e.is_unavailable() => {} // locked by a writer: wait off the runtime
                 done => return done,
             }
@@ -443,7 +474,46 @@ impl Inner {
         })
     }
 
-    /// Reads on the calling thread, waiting at most `busy_timeout` for locks.
+    /// Reads on the calling thread with its own connection, without waiting for
+    /// locks (with a pooled one when that connection is in use, on a thread that is
+    /// not a serving thread).
+    fn read_on_thread(&self, batches: &[ReadBatch]) -> Result<Vec<ViewRows>, StoreError> {
+        let slot = &self.local[crate::threads::slot(self.local.len())];
+        let Ok(mut local) = slot.try_lock() else {
+            return self.read_now(batches, Duration::ZERO);
+        };
+        if local
+            .checked
+            .is_none_or(|t| t.elapsed() >= FILE_CHECK_INTERVAL)
+        {
+            let current = self.current_file();
+            if local
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.file != current && current.is_some())
+            {
+                local.conn = None; // a connection to a replaced file is closed
+            }
+            local.checked = Some(Instant::now());
+        }
+        let conn = match &mut local.conn {
+            Some(c) => c,
+            empty => {
+                let c = self.connect()?;
+                c.conn
+                    .busy_timeout(Duration::ZERO)
+                    .map_err(|e| classify(&e))?;
+                empty.insert(c)
+            }
+        };
+        batches
+            .iter()
+            .map(|b| self.read_view(&conn.conn, b))
+            .collect()
+    }
+
+    /// Reads on the calling thread with a pooled connection, waiting at most
+    /// `busy_timeout` for locks.
     fn read_now(
         &self,
         batches: &[ReadBatch],
