@@ -358,18 +358,40 @@ fn compile_plugin(args: &CompilePluginArgs) -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Directives naming only
+/// targets and levels (the usual case) use a static filter, which costs nothing per
+/// request span; directives on spans or fields use tracing's `EnvFilter`, which
+/// follows every span.
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::filter::{EnvFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, Registry, fmt};
+
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let directives = if directives.trim().is_empty() {
+        "info"
+    } else {
+        directives.as_str()
+    };
+    let filter: Box<dyn Layer<Registry> + Send + Sync> = match directives.parse::<Targets>() {
+        Ok(targets) => targets.boxed(),
+        Err(_) => EnvFilter::try_new(directives)
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+            .boxed(),
+    };
     // Colours only for a person at a terminal, never in files or log collectors.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .init();
 }
 
 async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {

@@ -190,7 +190,7 @@ impl ServingService for Serving {
         let caller = match self.caller(&request).await {
             Ok(c) => c,
             Err(status) => {
-                timer.finish(format!("{:?}", status.code()));
+                timer.finish(&format!("{:?}", status.code()));
                 return Err(status);
             }
         };
@@ -206,7 +206,7 @@ impl ServingService for Serving {
             }
             Err(e) => {
                 let status = status_for(&e);
-                timer.finish(format!("{:?}", status.code()));
+                timer.finish(&format!("{:?}", status.code()));
                 Err(status)
             }
         }

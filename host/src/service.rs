@@ -243,10 +243,10 @@ impl Service {
     }
 
     /// Starts tracking a request for the metrics; finish it with [`RequestTimer::finish`].
-    pub(crate) fn start(&self, endpoint: &'static str) -> RequestTimer {
+    pub(crate) fn start(&self, endpoint: &'static str) -> RequestTimer<'_> {
         self.metrics.in_flight.inc();
         RequestTimer {
-            metrics: self.metrics.clone(),
+            metrics: &self.metrics,
             endpoint,
             started: Instant::now(),
             done: false,
@@ -289,17 +289,48 @@ struct RequestLabels {
     status: String,
 }
 
+impl RequestLabels {
+    fn new(endpoint: &'static str, status: &str) -> Self {
+        RequestLabels {
+            endpoint,
+            status: status.to_string(),
+        }
+    }
+}
+
 /// Requests served, their durations and how many are in flight.
 #[derive(Clone, Debug)]
 struct RequestMetrics {
+    /// Tells these families apart in [`SERIES`].
+    id: u64,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
 }
 
+/// The series a thread has recorded to, by families, endpoint and status: found
+/// without the families' lock, hashing or a label string per request. A few dozen
+/// at most (endpoints x statuses); beyond [`SERIES_PER_THREAD`] the families are
+/// asked directly.
+struct Series {
+    metrics: u64,
+    endpoint: &'static str,
+    status: Box<str>,
+    requests: Counter,
+    duration: Histogram,
+}
+
+const SERIES_PER_THREAD: usize = 64;
+
+thread_local! {
+    static SERIES: std::cell::RefCell<Vec<Series>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl RequestMetrics {
     fn register(metrics: &mut Metrics) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let m = RequestMetrics {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
             in_flight: Gauge::default(),
@@ -317,44 +348,71 @@ impl RequestMetrics {
         );
         m
     }
+
+    /// Counts one request of `endpoint` answered with `status` that took `took`.
+    fn observe(&self, endpoint: &'static str, status: &str, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let cached = SERIES.with_borrow_mut(|series| {
+            let found = series
+                .iter()
+                .find(|s| s.metrics == self.id && s.endpoint == endpoint && *s.status == *status);
+            if let Some(s) = found {
+                s.duration.observe(seconds);
+                s.requests.inc();
+                return true;
+            }
+            if series.len() >= SERIES_PER_THREAD {
+                return false;
+            }
+            let labels = RequestLabels::new(endpoint, status);
+            let s = Series {
+                metrics: self.id,
+                endpoint,
+                status: status.into(),
+                requests: self.requests.get_or_create(&labels).clone(),
+                duration: self.duration.get_or_create(&labels).clone(),
+            };
+            s.duration.observe(seconds);
+            s.requests.inc();
+            series.push(s);
+            true
+        });
+        if !cached {
+            let labels = RequestLabels::new(endpoint, status);
+            self.duration.get_or_create(&labels).observe(seconds);
+            self.requests.get_or_create(&labels).inc();
+        }
+    }
 }
 
 /// An in-flight request, counted until finished (or dropped, as `cancelled`).
 #[derive(Debug)]
-pub(crate) struct RequestTimer {
-    metrics: RequestMetrics,
+pub(crate) struct RequestTimer<'a> {
+    metrics: &'a RequestMetrics,
     endpoint: &'static str,
     started: Instant,
     done: bool,
 }
 
-impl RequestTimer {
+impl RequestTimer<'_> {
     /// Records the outcome (an HTTP status code or a gRPC code name).
-    pub(crate) fn finish(mut self, status: impl Into<String>) -> Duration {
+    pub(crate) fn finish(mut self, status: &str) -> Duration {
         self.done = true;
-        self.record(status.into())
+        self.record(status)
     }
 
-    fn record(&self, status: String) -> Duration {
+    fn record(&self, status: &str) -> Duration {
         let took = self.started.elapsed();
         self.metrics.in_flight.dec();
-        let labels = RequestLabels {
-            endpoint: self.endpoint,
-            status,
-        };
-        self.metrics
-            .duration
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
-        self.metrics.requests.get_or_create(&labels).inc();
+        self.metrics.observe(self.endpoint, status, took);
         took
     }
 }
 
-impl Drop for RequestTimer {
+impl Drop for RequestTimer<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.record("cancelled".into());
+            self.record("cancelled");
         }
     }
 }
@@ -369,7 +427,7 @@ mod tests {
         let m = RequestMetrics::register(&mut metrics);
         m.in_flight.inc();
         let timer = RequestTimer {
-            metrics: m,
+            metrics: &m,
             endpoint: "http:/get-online-features",
             started: Instant::now(),
             done: false,
@@ -387,5 +445,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("feast_server_in_flight_requests 0"), "{text}");
+    }
+
+    /// The series a thread keeps are its own server's: two servers in one process
+    /// (tests, a reloaded configuration) count apart, and a status seen again is
+    /// counted in the same series.
+    #[test]
+    fn each_registry_counts_its_own_requests() {
+        let (mut a, mut b) = (Metrics::default(), Metrics::default());
+        let (ma, mb) = (
+            RequestMetrics::register(&mut a),
+            RequestMetrics::register(&mut b),
+        );
+        let took = Duration::from_millis(1);
+        for _ in 0..3 {
+            ma.observe("http:/push", "200", took);
+        }
+        ma.observe("http:/push", "400", took);
+        mb.observe("http:/push", "200", took);
+        let count = |m: &Metrics, status: &str| {
+            let line = format!(
+                "feast_server_requests_total{{endpoint=\"http:/push\",status=\"{status}\"}} "
+            );
+            let text = m.render();
+            text.lines()
+                .find_map(|l| l.strip_prefix(line.as_str()).map(str::to_string))
+                .unwrap_or_else(|| panic!("no {line} in {text}"))
+        };
+        assert_eq!(count(&a, "200"), "3");
+        assert_eq!(count(&a, "400"), "1");
+        assert_eq!(count(&b, "200"), "1");
     }
 }

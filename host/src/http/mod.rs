@@ -168,10 +168,11 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
         method = %req.method(),
         path = %req.uri().path()
     );
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let log_span = state.access_log.then(|| span.clone());
+    let mut resp = next.run(req).instrument(span).await;
     let status = resp.status();
     let took = timer.finish(status.as_str());
-    if state.access_log {
+    if let Some(span) = log_span {
         span.in_scope(|| {
             tracing::info!(
                 status = status.as_u16(),
