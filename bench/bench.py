@@ -18,8 +18,11 @@ is that server's rate against the store floor (the most any HTTP server could re
     bench/bench.py --servers ours,python,python-w2 --payloads push_1,push_100   # write path
     bench/bench.py --reads-while-pushing    # p99 of reads with and without 1,000 pushed rows/s
     bench/bench.py --stores postgres --rounds 3   # PostgreSQL: ours (component), python, pgbench
+    bench/bench.py --servers ours,floor,http-floor --other 'peer=/path/to/server -c {repo} serve -p {port}'
 
-Servers: ours (target/release/feast-server, built if missing), python (feast serve
+Servers: ours (target/release/feast-server, built if missing: the release profile links
+the server and each tool below with fat LTO, so a first build takes tens of minutes on 2
+cores; --server-bin skips it), python (feast serve
 --no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2),
 floor (no server: the same store reads issued directly by the store's client library,
 target/release/examples/store_floor; on postgres, PostgreSQL's own pgbench, below; not for
@@ -32,7 +35,9 @@ role passes; wrk sends a fresh bearer token; its rows carry oidc/no_auth against
 wasm-redis (our server with `online_store: {type: wasm}` serving the Redis store
 through the component plugins/redis-store, built for wasm32-wasip2; redis only; its rows
 carry wasm/native, its req/s against ours, and added_us_p50, its p50 latency minus ours),
-ours-grpc (our server with -t grpc, loaded by
+--other NAME=COMMAND (another server of Feast's HTTP API, e.g. another implementation,
+started by COMMAND on the same repository, {repo}, {yaml} and {port} filled in, and loaded
+like ours; its rows give ours/NAME), ours-grpc (our server with -t grpc, loaded by
 target/release/examples/grpc_load, a tonic client with one HTTP/2 connection per
 concurrent client; HTTP servers are loaded by wrk). The Python servers use the pinned Feast from
 demo/feast_venv.sh. Stores: sqlite (the demo's online_store.db), redis (a private
@@ -52,7 +57,11 @@ per-transaction latencies it logs (--log), its req/s is its tps (each SELECT is 
 first and must find every key and feature). Before the loads, each server's answer to
 each payload is compared with the first server's (each column's values, whatever the
 column order: Feast's within a view depends on PYTHONHASHSEED); differences are printed,
-and again at the end of the run.
+and again at the end of the run. CPU µs/req is the server's CPU time (user + system, its
+process tree, from /proc) over the requests it answered. No server gets RUST_BACKTRACE or
+RUST_LIB_BACKTRACE from the environment. Payloads p10u_10x3 and p100u_100x3 ask for 10 and
+100 distinct drivers (the demo has 5: the others are NOT_FOUND), for servers that answer a
+repeated entity only once.
 
 Push payloads (push_1, push_10, push_100: POST /push of 1, 10 or 100 rows to the push
 source driver_stats_push_source, view driver_hourly_stats_fresh; ours, python and
@@ -76,6 +85,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -238,6 +248,11 @@ def rss_mb(pid):
     return kb / 1024
 
 
+# Left out of every server's environment: with them set, Rust servers capture a
+# backtrace for every error value they create.
+NO_SERVER_ENV = ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")
+
+
 class Server:
     """A server process started by this script and stopped by its PID."""
 
@@ -248,7 +263,8 @@ class Server:
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            env={**{k: v for k, v in os.environ.items() if k not in NO_SERVER_ENV}, **(env or {})},
+            start_new_session=True,
         )
         self.startup_s = None
         deadline = t0 + 120
@@ -636,6 +652,10 @@ def start_server(kind, repo, args):
     if kind == "ours-oidc":
         repo = oidc_repo(repo, args.issuer)
         kind = "ours"
+    if kind in args.others:
+        argv = [a.format(repo=repo, yaml=repo / "feature_store.yaml", port=port)
+                for a in shlex.split(args.others[kind])]
+        return Server(kind, argv, cwd=repo, port=port, env={"RUST_LOG": "warn"})
     if kind == "ours":
         return Server(kind, [str(args.server_bin), "-c", str(repo), "serve", "-p", str(port),
                                "--plugins", str(args.plugins)],
@@ -698,9 +718,20 @@ def main():
     ap.add_argument("--dev", action="store_true", help="use the dev build (quick checks; not for figures)")
     ap.add_argument("--plugins", type=Path, default=None, help="Wasm plugin directory (default: build the demo's)")
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "latest")
+    ap.add_argument("--other", action="append", default=[], metavar="NAME=COMMAND",
+                    help="another server of Feast's HTTP API, loaded like the others: COMMAND "
+                         "starts it ({repo}: the feature repository, {yaml}: its feature_store.yaml, "
+                         "{port}: its port; it must answer GET /health); repeatable")
     args = ap.parse_args()
+    args.others = {}
+    for spec in args.other:
+        name, sep, command = spec.partition("=")
+        if not sep or not name or not command or name in COLORS:
+            sys.exit(f"--other {spec!r}: expected NAME=COMMAND with a new NAME")
+        args.others[name] = command
     rwp = args.reads_while_pushing
     args.servers = args.servers or ("ours" if rwp else "ours,python,floor")
+    args.servers = ",".join([*args.servers.split(","), *(n for n in args.others if n not in args.servers.split(","))])
     args.payloads = args.payloads or ("p1_1x3" if rwp else ",".join(PAYLOADS))
     args.conns = args.conns or ("8" if rwp else "8,32")
     if args.quick:
@@ -932,7 +963,7 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                         row["oidc/no_auth"] = round(median(
                             [o["rps"] / p["rps"] for o, p in zip(rs, samples["ours"]) if p["rps"]]), 3)
                     if kind == "ours":
-                        for other in ("python", "floor", "http-floor"):
+                        for other in ("python", "floor", "http-floor", *args.others):
                             if samples.get(other):
                                 row[f"ours/{other}"] = round(median(
                                     [o["rps"] / p["rps"] for o, p in zip(rs, samples[other]) if p["rps"]]), 2)
@@ -1170,9 +1201,10 @@ def write_results(rows, servers, out: Path):
         o = by_key.get((other, r["store"], r["payload"], r["conns"]))
         return fmt(r["rps"] / o["rps"]) if o and o["rps"] else ""
 
+    others = [s for s in servers if s not in COLORS]
     head = ["store", "payload", "conns", "server", "req/s", "rows/s", "p50 ms", "p99 ms", "errors", "CPU %",
-            "RSS MB", "written", "ours/python", "ours/floor", "ours/http-floor", "ours/bound", "bound/floor",
-            "oidc/no_auth", "wasm/native", "added µs p50"]
+            "CPU µs/req", "RSS MB", "written", "ours/python", "ours/floor", "ours/http-floor", "ours/bound",
+            "bound/floor", "oidc/no_auth", "wasm/native", "added µs p50", *(f"ours/{o}" for o in others)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {s: i for i, s in enumerate(servers)}
     # Reads first, then the pushes (POST /push), each group by store, payload, conns.
@@ -1182,12 +1214,15 @@ def write_results(rows, servers, out: Path):
         lines.append("| " + " | ".join([
             r["store"], r["payload"], str(r["conns"]), r["server"], f"{r['rps']:.0f}",
             f"{r['rows_s']:.0f}" if r.get("rows_s", "") != "" else "",
-            f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["errors"]), str(r["cpu_pct"]), str(r["rss_mb"]),
+            f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["errors"]), str(r["cpu_pct"]),
+            f"{r['cpu_pct'] * 1e4 / r['rps']:.0f}" if r.get("cpu_pct", "") != "" and r["rps"] else "",
+            str(r["rss_mb"]),
             written, ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor"), ratio(r, "bound"),
             f"{r['bound/floor']:.2f}x" if r.get("bound/floor") else "",
             f"{r['oidc/no_auth']:.3f}" if r.get("oidc/no_auth") else "",
             f"{r['wasm/native']:.3f}" if r.get("wasm/native") else "",
-            f"{r['added_us_p50']:.0f}" if r.get("added_us_p50", "") != "" else ""]) + " |")
+            f"{r['added_us_p50']:.0f}" if r.get("added_us_p50", "") != "" else "",
+            *(ratio(r, o) for o in others)]) + " |")
     if any(is_push(r["payload"]) for r in rows):
         lines += ["", "push_N: POST /push of N rows with fresh event times; rows/s = 2xx answers x N; errors "
                   "include non-2xx answers; written: Redis HSET calls during the load over the rows "
