@@ -21,8 +21,8 @@ is that server's rate against the store floor (the most any HTTP server could re
     bench/bench.py --servers ours,floor,http-floor --other 'peer=/path/to/server -c {repo} serve -p {port}'
 
 Servers: ours (target/release/feast-server, built if missing: the release profile links
-the server and each tool below with fat LTO, so a first build takes tens of minutes on 2
-cores; --server-bin skips it), python (feast serve
+the server and each tool below with fat LTO; the server alone took 13.6 min from scratch
+on 2 cores; --server-bin skips the build), python (feast serve
 --no-access-log --max-requests 0, 1 worker), python-w2 (the same with --workers 2),
 floor (no server: the same store reads issued directly by the store's client library,
 target/release/examples/store_floor; on postgres, PostgreSQL's own pgbench, below; not for
