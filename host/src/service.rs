@@ -289,15 +289,6 @@ struct RequestLabels {
     status: String,
 }
 
-impl RequestLabels {
-    fn new(endpoint: &'static str, status: &str) -> Self {
-        RequestLabels {
-            endpoint,
-            status: status.to_string(),
-        }
-    }
-}
-
 /// Requests served, their durations and how many are in flight.
 #[derive(Clone, Debug)]
 struct RequestMetrics {
@@ -352,36 +343,46 @@ impl RequestMetrics {
     /// Counts one request of `endpoint` answered with `status` that took `took`.
     fn observe(&self, endpoint: &'static str, status: &str, took: Duration) {
         let seconds = took.as_secs_f64();
-        let cached = SERIES.with_borrow_mut(|series| {
-            let found = series
-                .iter()
-                .find(|s| s.metrics == self.id && s.endpoint == endpoint && *s.status == *status);
-            if let Some(s) = found {
-                s.duration.observe(seconds);
-                s.requests.inc();
-                return true;
-            }
-            if series.len() >= SERIES_PER_THREAD {
-                return false;
-            }
-            let labels = RequestLabels::new(endpoint, status);
-            let s = Series {
-                metrics: self.id,
-                endpoint,
-                status: status.into(),
-                requests: self.requests.get_or_create(&labels).clone(),
-                duration: self.duration.get_or_create(&labels).clone(),
+        let recorded = SERIES.with_borrow_mut(|series| {
+            let found = series.iter().position(|s| {
+                s.metrics == self.id && s.endpoint == endpoint && *s.status == *status
+            });
+            let i = match found {
+                Some(i) => i,
+                None if series.len() < SERIES_PER_THREAD => {
+                    series.push(self.series(endpoint, status));
+                    series.len() - 1
+                }
+                None => return false,
             };
-            s.duration.observe(seconds);
-            s.requests.inc();
-            series.push(s);
+            series[i].record(seconds);
             true
         });
-        if !cached {
-            let labels = RequestLabels::new(endpoint, status);
-            self.duration.get_or_create(&labels).observe(seconds);
-            self.requests.get_or_create(&labels).inc();
+        if !recorded {
+            self.series(endpoint, status).record(seconds);
         }
+    }
+
+    /// The counter and histogram of `endpoint` and `status`, from the families.
+    fn series(&self, endpoint: &'static str, status: &str) -> Series {
+        let labels = RequestLabels {
+            endpoint,
+            status: status.to_string(),
+        };
+        Series {
+            metrics: self.id,
+            endpoint,
+            status: status.into(),
+            requests: self.requests.get_or_create(&labels).clone(),
+            duration: self.duration.get_or_create(&labels).clone(),
+        }
+    }
+}
+
+impl Series {
+    fn record(&self, seconds: f64) {
+        self.duration.observe(seconds);
+        self.requests.inc();
     }
 }
 
