@@ -50,6 +50,9 @@ pub enum Command {
     /// Write each view's rows from where its last materialization ended (or END - ttl)
     /// up to END (like `feast materialize-incremental`).
     MaterializeIncremental(IncrementalArgs),
+    /// Build and manage Wasm plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
     /// Compile a Wasm component read from stdin into the plugin cache file OUTPUT (run
     /// by the server itself, so the compiler's memory is freed when it exits).
     #[command(hide = true)]
@@ -76,6 +79,29 @@ pub struct IncrementalArgs {
     /// Feature views to materialize (default: every view written to the online store).
     #[arg(short = 'v', long = "views", value_name = "VIEW")]
     pub views: Vec<String>,
+}
+
+/// `plugins` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Build one component implementing every python-mode on-demand feature view of
+    /// the registry, from the function source Feast recorded (needs componentize-py).
+    Build(PluginsBuildArgs),
+}
+
+/// `plugins build` options.
+#[derive(Debug, Args)]
+pub struct PluginsBuildArgs {
+    /// Directory the component is written to (default: `wasm_plugins.directory`, else
+    /// REPO/plugins), where a running server loads it.
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// The plugin's name; the file is NAME.wasm.
+    #[arg(long, default_value = "python-odfvs")]
+    pub name: String,
+    /// The componentize-py executable.
+    #[arg(long, value_name = "PATH", default_value = "componentize-py")]
+    pub componentize_py: PathBuf,
 }
 
 /// `compile-plugin` options.
@@ -229,6 +255,7 @@ pub fn run() -> ExitCode {
             (2, Box::pin(materialize(&cli, None, &args.end, &args.views)))
         }
         Command::CompilePlugin(c) => return compile_plugin(c),
+        Command::Plugins(PluginsCommand::Build(args)) => return exit(build_plugins(&cli, args)),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -343,6 +370,53 @@ impl crate::ingest::Progress for Bar {
 }
 
 /// `compile-plugin`: the component on stdin, compiled into the cache file.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `plugins build`: the registry's python-mode ODFVs as one component.
+fn build_plugins(cli: &Cli, args: &PluginsBuildArgs) -> anyhow::Result<()> {
+    let (repo, yaml) = cli.repo_paths();
+    let config = RepoConfig::load(&repo, &yaml)?;
+    let registry = crate::registry::RegistryHandle::load(crate::registry::RegistrySource::of(&config))?;
+    let dir = match &args.output {
+        Some(d) => d.clone(),
+        None => crate::plugin::PluginConfig::from_repo(&config, None)?
+            .directory
+            .unwrap_or_else(|| repo.join("plugins")),
+    };
+    let build = crate::plugin::PythonBuild {
+        output: dir.join(format!("{}.wasm", args.name)),
+        componentize_py: args.componentize_py.clone(),
+        name: args.name.clone(),
+    };
+    let snapshot = registry.snapshot();
+    let report = crate::plugin::build_python_odfvs(&snapshot.registry, &build)?;
+    for (odfv, why) in &report.skipped {
+        println!("skipped {odfv}: {why}");
+    }
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    if report.built.is_empty() {
+        anyhow::bail!("the registry has no python-mode on-demand feature view to build");
+    }
+    println!(
+        "Built {} ({:.1} MB in {:.1} s): {}",
+        build.output.display(),
+        report.size as f64 / 1e6,
+        report.took.as_secs_f64(),
+        report.built.join(", ")
+    );
+    Ok(())
+}
+
 fn compile_plugin(args: &CompilePluginArgs) -> ExitCode {
     let mut bytes = Vec::new();
     if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes) {

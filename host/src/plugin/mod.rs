@@ -11,6 +11,7 @@
 //! | `call` | an ODFV computed: inputs to Arrow, the call, outputs checked and converted |
 //! | `convert`, `ipc` | Feast values to Arrow and back; Arrow IPC with size limits |
 //! | `status` | `GET /plugins` and the plugin metrics |
+//! | `python_build` | `plugins build`: a component of the registry's python-mode ODFVs |
 //!
 //! What a plugin may do: it gets no filesystem, no network, no environment and no
 //! arguments; it may read the wall clock and the monotonic clock (an ODFV may compute
@@ -25,6 +26,7 @@ mod engine;
 mod error;
 mod instance;
 mod ipc;
+mod python_build;
 mod runtime;
 pub(crate) mod sandbox;
 mod status;
@@ -32,6 +34,7 @@ mod validate;
 
 pub use call::{OdfvError, OdfvInput};
 pub use config::PluginConfig;
+pub(crate) use python_build::{PythonBuild, build_python_odfvs};
 pub(crate) use engine::{CompiledBy, WasmEngine, compile_to_file};
 pub(crate) use error::PluginFailure as ComponentFailure;
 pub use runtime::{EngineError, PluginRuntime};

@@ -10,7 +10,7 @@ use prost::Message;
 use super::{
     Action, DUMMY_ENTITY_ID, DUMMY_ENTITY_NAME, DataSource, Entity, FeatureService, FeatureView,
     Field, JoinKey, LoggingConfig, LoggingDestination, OdfvSource, OnDemandFeatureView, Permission,
-    Policy, Projection, Registry, ResourceType, SourceKind, ViewKind,
+    Policy, Projection, Registry, ResourceType, SourceKind, Udf, ViewKind,
 };
 use crate::entity_key::KeyLayout;
 use crate::proto::feast::core as pb;
@@ -467,7 +467,18 @@ fn build_odfv(s: pb::OnDemandFeatureViewSpec) -> OnDemandFeatureView {
         }
     }
     let features: Vec<Field> = s.features.into_iter().map(field).collect();
+    let udf = s
+        .feature_transformation
+        .and_then(|t| t.transformation)
+        .map(|pb::feature_transformation_v2::Transformation::UserDefinedFunction(f)| Udf {
+            name: f.name,
+            source: f.body_text,
+        })
+        .filter(|u| !u.source.trim().is_empty());
     OnDemandFeatureView {
+        mode: s.mode,
+        singleton: s.singleton,
+        udf,
         feature_index: index_of(&features),
         name: s.name,
         features,

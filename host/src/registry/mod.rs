@@ -199,6 +199,21 @@ pub(crate) struct OnDemandFeatureView {
     pub disabled: bool,
     /// `tags`.
     pub tags: BTreeMap<String, String>,
+    /// `mode`: how Feast runs its function (`python`, `pandas`, `substrait`).
+    pub mode: String,
+    /// `singleton`: a python-mode function takes one row at a time.
+    pub singleton: bool,
+    /// Its function as Feast recorded it, when it did.
+    pub udf: Option<Udf>,
+}
+
+/// An ODFV's user-defined function: its name and source (`body_text`).
+#[derive(Clone, Debug)]
+pub(crate) struct Udf {
+    /// The function's name.
+    pub name: String,
+    /// Its source, decorators included, as `inspect.getsource` gave it to Feast.
+    pub source: String,
 }
 
 impl OnDemandFeatureView {
