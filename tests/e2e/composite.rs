@@ -38,7 +38,7 @@ const OUR_ERRORS: &[(&str, u16, &str, &str)] = &[
 
 /// Feast's Python server reports a stored null as PRESENT; this server reports
 /// NULL_VALUE, as Feast's Go server does (a documented difference).
-fn with_null_values(mut body: Json) -> Json {
+pub(crate) fn with_null_values(mut body: Json) -> Json {
     let n = body["results"].as_array().map_or(0, Vec::len);
     for i in 0..n {
         let col = &mut body["results"][i];

@@ -15,6 +15,7 @@ mod invalid_input;
 mod operations;
 mod plugin_hot_swap;
 mod plugin_sandbox;
+mod python_odfv;
 mod postgres_store;
 mod redis_faults;
 mod registry_reload;

@@ -80,6 +80,12 @@ impl RepoCopy {
         Self::of("tests/fixtures/composite/feature_repo")
     }
 
+    /// Copies the `python_odfv` repository (python-mode on-demand views over every scalar
+    /// type; `tests/fixtures/python_odfv`) into a fresh directory.
+    pub fn python_odfv() -> Self {
+        Self::of("tests/fixtures/python_odfv/feature_repo")
+    }
+
     /// Copies the `auth` repository (views, services and permissions the real Feast
     /// applied; `tests/fixtures/auth`) into a fresh directory.
     pub fn auth() -> Self {

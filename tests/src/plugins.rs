@@ -163,3 +163,46 @@ pub fn wasm_plugins_yaml(dir: &Path, extra: &str) -> String {
         wasm_cache_dir().display()
     )
 }
+
+/// The componentize-py executable: `COMPONENTIZE_PY`, else the pinned one of
+/// `guest-sdk/python/componentize_py.sh` (a cached venv, made on first use).
+pub fn componentize_py() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("COMPONENTIZE_PY") {
+            return PathBuf::from(p);
+        }
+        let script = workspace_root().join("guest-sdk/python/componentize_py.sh");
+        let out = std::process::Command::new(&script)
+            .output()
+            .expect("run componentize_py.sh");
+        assert!(
+            out.status.success(),
+            "componentize_py.sh failed (python3 with venv and PyPI access are needed):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// Runs `feast-server plugins build` on `repo`, writing `python-odfvs.wasm` into
+/// `dir`; returns its standard output (what was built and skipped).
+pub fn build_python_plugin(repo: &Path, dir: &Path) -> String {
+    let out = std::process::Command::new(crate::logging::feast_server_binary())
+        .arg("-c")
+        .arg(repo)
+        .args(["plugins", "build", "-o"])
+        .arg(dir)
+        .arg("--componentize-py")
+        .arg(componentize_py())
+        .output()
+        .expect("run feast-server plugins build");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "plugins build failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -11,7 +11,7 @@ use super::plan::{Plan, PlanJoinKey, ViewRead};
 use crate::api::{FeatureColumn, OnlineFeaturesRequest};
 use crate::entity_key::coerce;
 use crate::error::Error;
-use crate::value::{Value, ValueType};
+use crate::value::{Val, Value, ValueType};
 
 /// The number of entity rows; every column must have it and it must not be zero.
 pub(super) fn row_count(req: &OnlineFeaturesRequest) -> Result<usize, Error> {
@@ -39,7 +39,8 @@ pub(super) fn row_count(req: &OnlineFeaturesRequest) -> Result<usize, Error> {
 }
 
 /// The request data the plan's ODFVs need, coerced to the declared types, parallel
-/// to `plan.request_fields`; all missing fields are named at once.
+/// to `plan.request_fields`; all missing fields are named at once. A null stays null
+/// (Feast hands it to the function as `None`).
 pub(super) fn request_data(
     plan: &Plan,
     req: &OnlineFeaturesRequest,
@@ -56,6 +57,9 @@ pub(super) fn request_data(
                         .iter()
                         .enumerate()
                         .map(|(row, v)| {
+                            if matches!(v.val, None | Some(Val::NullVal(_))) {
+                                return Ok(Value::default());
+                            }
                             coerce(v, target).map_err(|e| {
                                 Error::InvalidRequest(format!(
                                     "entities.{}[{row}]: {e}",
