@@ -2,7 +2,9 @@
 //! each store: success cases must give the same columns (matched by name), error cases
 //! our documented status and Feast error class.
 
-use feast_server_e2e::plugins::{PluginDir, built_plugins, wasm_plugins_yaml};
+use feast_server_e2e::plugins::{
+    PluginDir, built_plugins, built_python_plugins, wasm_plugins_yaml,
+};
 use feast_server_e2e::postgres_server::{PostgresServer, wasm_postgres_feature_store_yaml};
 use feast_server_e2e::redis_server::{
     RedisCluster, RedisServer, load_feast_dump, redis_feature_store_yaml,
@@ -187,6 +189,26 @@ async fn sqlite_golden_cases() {
         "golden mismatches:\n{}",
         failures.join("\n")
     );
+}
+
+/// The same with the demo's ODFVs computed by the Python plugin
+/// (`plugins/python/transformed_conv_rate`): the answers of the Rust plugin and Feast.
+#[tokio::test]
+async fn sqlite_golden_cases_with_the_python_plugin() {
+    let repo = RepoCopy::demo();
+    let plugins = PluginDir::with(&[(built_python_plugins().0.as_path(), "conv_rate_py.wasm")]);
+    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
+    let server = TestServer::demo(&repo).await;
+    let failures = replay(&server, "sqlite").await;
+    let listed = server.send("GET", "/plugins", None, b"").await.json();
+    server.stop().await;
+    assert!(
+        failures.is_empty(),
+        "golden mismatches:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(listed[0]["name"], "transformed-conv-rate-py", "{listed}");
+    assert!(listed[0]["calls"].as_u64().unwrap_or(0) >= 5, "{listed}");
 }
 
 /// Replays the Redis golden cases on a server of the demo repository whose

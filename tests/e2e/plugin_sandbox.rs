@@ -27,7 +27,7 @@ const EVIL: &[&str] = &[
 ];
 
 /// The demo registry plus copies of `transformed_conv_rate` named `evil_*`.
-fn add_evil_odfvs(repo: &RepoCopy) {
+pub(crate) fn add_evil_odfvs(repo: &RepoCopy) {
     let path = repo.path().join("data/registry.db");
     let mut reg =
         Registry::decode(std::fs::read(&path).expect("registry").as_slice()).expect("decode");
@@ -51,7 +51,7 @@ fn add_evil_odfvs(repo: &RepoCopy) {
     std::fs::write(path, reg.encode_to_vec()).expect("write registry");
 }
 
-fn request(odfv: &str) -> serde_json::Value {
+pub(crate) fn request(odfv: &str) -> serde_json::Value {
     json!({"features": [format!("{odfv}:conv_rate_plus_val1")],
            "entities": {"driver_id": [1001, 1002], "val_to_add": [1, 2], "val_to_add_2": [3, 4]}})
 }

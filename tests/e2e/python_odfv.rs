@@ -2,7 +2,11 @@
 //! `feast-server plugins build` (Python guest SDK, componentize-py) and served: the
 //! answers of the real `feast serve` on the same repository.
 
-use feast_server_e2e::plugins::{PluginDir, build_python_plugin, wasm_plugins_yaml};
+use std::time::{Duration, Instant};
+
+use feast_server_e2e::plugins::{
+    PluginDir, build_python_plugin, built_python_plugins, wasm_plugins_yaml,
+};
 use feast_server_e2e::{GoldenCase, RepoCopy, TestServer, column, compare_columns, golden_cases};
 use serde_json::Value as Json;
 
@@ -202,4 +206,58 @@ fn plain_nulls(feast: Json, request: &str) -> Json {
         }
     }
     out
+}
+
+/// The sandbox holds for a Python plugin: each misbehaviour of `plugins/python/evil`
+/// fails only its request, with a clear message, and the next request succeeds.
+#[tokio::test]
+async fn every_python_misbehaviour_fails_only_its_request() {
+    let repo = RepoCopy::demo();
+    super::plugin_sandbox::add_evil_odfvs(&repo);
+    let plugins = PluginDir::with(&[(built_python_plugins().1.as_path(), "evil_py.wasm")]);
+    repo.append_config(&wasm_plugins_yaml(
+        plugins.path(),
+        "    timeout_ms: 300\n    max_memory_mb: 64\n",
+    ));
+    let server = TestServer::demo(&repo).await;
+    let request = super::plugin_sandbox::request;
+    let ok = server.get_online_features(&request("evil_ok")).await;
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    // (ODFV, words the error must contain)
+    let cases = [
+        ("evil_loop", "timed out after 300ms"),
+        ("evil_memory", "memory limit of 64 MiB exceeded"),
+        // CPython's frames live in linear memory: unbounded recursion meets the limit.
+        ("evil_recursion", "memory limit of 64 MiB exceeded"),
+        ("evil_panic", "RuntimeError: evil python plugin raises on purpose"),
+        ("evil_file", "FileNotFoundError"),
+        ("evil_socket", "Error"),
+        ("evil_env", "denied: the environment is empty"),
+        ("evil_rows", "returned 3 values for conv_rate_plus_val1, the input has 2 rows"),
+        ("evil_error", "invalid input: evil python plugin rejects its input"),
+    ];
+    let mut failures = Vec::new();
+    for (odfv, words) in cases {
+        let t0 = Instant::now();
+        let resp = server.get_online_features(&request(odfv)).await;
+        let took = t0.elapsed();
+        let (class, message) = resp.feast_error();
+        if resp.status != 500
+            || class != "FeastError"
+            || !message.contains("plugin evil-py failed on on-demand feature view")
+            || !message.contains(words)
+            || message.contains("SANDBOX ESCAPE")
+        {
+            failures.push(format!("{odfv}: {} {class}: {message} (expected {words:?})", resp.status));
+        }
+        if odfv == "evil_loop" && took > Duration::from_millis(2000) {
+            failures.push(format!("the loop was stopped after {took:?}"));
+        }
+        let after = server.get_online_features(&request("evil_ok")).await;
+        if after.status != 200 {
+            failures.push(format!("after {odfv}: {}", after.status));
+        }
+    }
+    server.stop().await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -186,6 +186,38 @@ pub fn componentize_py() -> PathBuf {
     .clone()
 }
 
+/// The Python plugins of `plugins/python/`, built with componentize-py (once per
+/// process): (the demo's ODFVs, the misbehaving plugin).
+pub fn built_python_plugins() -> &'static (PathBuf, PathBuf) {
+    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = target_dir().join("plugins/for-tests/python");
+        std::fs::create_dir_all(&out).expect("plugin output dir");
+        let build = |app: &str| {
+            let dest = out.join(format!("{app}.wasm"));
+            let root = workspace_root();
+            let run = std::process::Command::new(componentize_py())
+                .current_dir(&root)
+                .args(["-d", "wit", "-w", "odfv-plugin", "componentize", "app", "-p"])
+                .arg(root.join("plugins/python").join(app))
+                .arg("-p")
+                .arg(root.join("guest-sdk/python"))
+                .arg("-o")
+                .arg(&dest)
+                .output()
+                .expect("run componentize-py");
+            assert!(
+                run.status.success(),
+                "componentize-py failed on plugins/python/{app}:\n{}{}",
+                String::from_utf8_lossy(&run.stdout),
+                String::from_utf8_lossy(&run.stderr)
+            );
+            dest
+        };
+        (build("transformed_conv_rate"), build("evil"))
+    })
+}
+
 /// Runs `feast-server plugins build` on `repo`, writing `python-odfvs.wasm` into
 /// `dir`; returns its standard output (what was built and skipped).
 pub fn build_python_plugin(repo: &Path, dir: &Path) -> String {
