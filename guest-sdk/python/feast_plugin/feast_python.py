@@ -211,7 +211,26 @@ def to_feast(values, feast_type, name):
     if sample is None:
         return [None] * len(values)
     if feast_type == "UNIX_TIMESTAMP":
-        return [None if v is None or _array_like(v) else _timestamp(v) for v in values]
+        convert = _timestamp
+    else:
+        convert = _CONVERT[feast_type]
+        _check_sample(sample, feast_type, name)
+    # A NaN timestamp is not null to Feast but its null sentinel (see `_timestamp`).
+    nan_is_null = feast_type != "UNIX_TIMESTAMP"
+    out = []
+    for v in values:
+        if v is None or _array_like(v) or (nan_is_null and _is_null(v)):
+            out.append(None)
+            continue
+        try:
+            out.append(convert(v))
+        except (ValueError, TypeError, OverflowError) as e:
+            raise PluginError("feature %s: cannot convert %r to %s: %s" % (name, v, feast_type, e))
+    return out
+
+
+def _check_sample(sample, feast_type, name):
+    """Feast's type check of the first non-empty value of a column."""
     checked = _CHECKED.get(feast_type)
     if checked is not None:
         allowed, shown = checked
@@ -223,17 +242,6 @@ def to_feast(values, feast_type, name):
             allowed, shown = {int, float}, "{<class 'int'>, <class 'float'>}"
         if type(sample) not in allowed:
             raise PluginError("feature %s: Type `%s` not in %s" % (name, type(sample), shown))
-    convert = _CONVERT[feast_type]
-    out = []
-    for v in values:
-        if _array_like(v) or _is_null(v):
-            out.append(None)
-        else:
-            try:
-                out.append(convert(v))
-            except (ValueError, TypeError, OverflowError) as e:
-                raise PluginError("feature %s: cannot convert %r to %s: %s" % (name, v, feast_type, e))
-    return out
 
 
 def _int32(x):
@@ -250,14 +258,34 @@ def _int64(x):
     return x
 
 
+def _double(x):
+    # A protobuf double field takes numbers (bools included), nothing else.
+    if not isinstance(x, (int, float)):
+        raise TypeError("expected a number, got %s" % type(x).__name__)
+    return float(x)
+
+
+def _bool(x):
+    # A protobuf bool field takes ints (any non-zero is true), not floats or strings.
+    if not isinstance(x, int):
+        raise TypeError("'%s' object cannot be interpreted as an integer" % type(x).__name__)
+    return bool(x)
+
+
+def _bytes(x):
+    if not isinstance(x, (bytes, bytearray)):
+        raise TypeError("expected bytes, %s found" % type(x).__name__)
+    return bytes(x)
+
+
 _CONVERT = {
     "INT32": _int32,
     "INT64": _int64,
     "FLOAT": float,
-    "DOUBLE": float,
+    "DOUBLE": _double,
     "STRING": str,
-    "BYTES": bytes,
-    "BOOL": bool,
+    "BYTES": _bytes,
+    "BOOL": _bool,
 }
 
 
@@ -280,4 +308,7 @@ def _json(value, name):
         except ValueError as e:
             raise PluginError("feature %s: Invalid JSON string for JSON type: %s" % (name, e))
         return value
-    return json.dumps(value)
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as e:
+        raise PluginError("feature %s: %s" % (name, e))
