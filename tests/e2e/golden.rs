@@ -3,7 +3,7 @@
 //! our documented status and Feast error class.
 
 use feast_server_e2e::plugins::{
-    PluginDir, built_plugins, built_python_plugins, wasm_plugins_yaml,
+    PluginDir, built_js_plugins, built_plugins, built_python_plugins, wasm_plugins_yaml,
 };
 use feast_server_e2e::postgres_server::{PostgresServer, wasm_postgres_feature_store_yaml};
 use feast_server_e2e::redis_server::{
@@ -191,12 +191,11 @@ async fn sqlite_golden_cases() {
     );
 }
 
-/// The same with the demo's ODFVs computed by the Python plugin
-/// (`plugins/python/transformed_conv_rate`): the answers of the Rust plugin and Feast.
-#[tokio::test]
-async fn sqlite_golden_cases_with_the_python_plugin() {
+/// The golden cases with the demo's ODFVs computed by another plugin (`file`,
+/// named `name`): the answers of the Rust plugin and Feast.
+async fn replay_with_plugin(file: &std::path::Path, name: &str) {
     let repo = RepoCopy::demo();
-    let plugins = PluginDir::with(&[(built_python_plugins().0.as_path(), "conv_rate_py.wasm")]);
+    let plugins = PluginDir::with(&[(file, "conv_rate.wasm")]);
     repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
     let server = TestServer::demo(&repo).await;
     let failures = replay(&server, "sqlite").await;
@@ -207,8 +206,20 @@ async fn sqlite_golden_cases_with_the_python_plugin() {
         "golden mismatches:\n{}",
         failures.join("\n")
     );
-    assert_eq!(listed[0]["name"], "transformed-conv-rate-py", "{listed}");
+    assert_eq!(listed[0]["name"], name, "{listed}");
     assert!(listed[0]["calls"].as_u64().unwrap_or(0) >= 5, "{listed}");
+}
+
+/// Through the Python plugin (`plugins/python/transformed_conv_rate`).
+#[tokio::test]
+async fn sqlite_golden_cases_with_the_python_plugin() {
+    replay_with_plugin(&built_python_plugins().0, "transformed-conv-rate-py").await;
+}
+
+/// Through the JavaScript plugin (`plugins/js/transformed_conv_rate`).
+#[tokio::test]
+async fn sqlite_golden_cases_with_the_javascript_plugin() {
+    replay_with_plugin(&built_js_plugins().0, "transformed-conv-rate-js").await;
 }
 
 /// Replays the Redis golden cases on a server of the demo repository whose

@@ -24,6 +24,8 @@ const EVIL: &[&str] = &[
     "evil_oversized",
     "evil_rows",
     "evil_error",
+    // Only the Python evil plugin implements it.
+    "evil_leak",
 ];
 
 /// The demo registry plus copies of `transformed_conv_rate` named `evil_*`.
@@ -123,7 +125,7 @@ async fn every_misbehaviour_fails_only_its_request() {
     let list = status.json();
     let evil = &list[0];
     assert_eq!(evil["name"], "evil");
-    assert_eq!(evil["odfvs"].as_array().map(Vec::len), Some(EVIL.len()));
+    assert_eq!(evil["odfvs"].as_array().map(Vec::len), Some(EVIL.len() - 1));
     assert!(evil["errors"].as_u64().unwrap_or(0) >= 12, "{evil}");
     assert!(evil["last_error"].is_string());
     server.stop().await;

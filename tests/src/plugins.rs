@@ -218,6 +218,58 @@ pub fn built_python_plugins() -> &'static (PathBuf, PathBuf) {
     })
 }
 
+/// The componentize-js command: `COMPONENTIZE_JS`, else the pinned one of
+/// `guest-sdk/js/componentize_js.sh` (installed with npm on first use).
+pub fn componentize_js() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("COMPONENTIZE_JS") {
+            return PathBuf::from(p);
+        }
+        let script = workspace_root().join("guest-sdk/js/componentize_js.sh");
+        let out = std::process::Command::new(&script)
+            .output()
+            .expect("run componentize_js.sh");
+        assert!(
+            out.status.success(),
+            "componentize_js.sh failed (node and npm are needed):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// The JavaScript plugins of `plugins/js/`, built with componentize-js (once per
+/// process, without HTTP, which plugins are not granted): (the demo's ODFVs, the
+/// misbehaving plugin).
+pub fn built_js_plugins() -> &'static (PathBuf, PathBuf) {
+    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = target_dir().join("plugins/for-tests/js");
+        std::fs::create_dir_all(&out).expect("plugin output dir");
+        let build = |app: &str| {
+            let dest = out.join(format!("{app}.wasm"));
+            let root = workspace_root();
+            let run = std::process::Command::new(componentize_js())
+                .current_dir(&root)
+                .arg(root.join("plugins/js").join(app).join("app.js"))
+                .args(["--wit", "wit", "-n", "odfv-plugin", "-d", "http", "fetch-event", "-o"])
+                .arg(&dest)
+                .output()
+                .expect("run componentize-js");
+            assert!(
+                run.status.success(),
+                "componentize-js failed on plugins/js/{app}:\n{}{}",
+                String::from_utf8_lossy(&run.stdout),
+                String::from_utf8_lossy(&run.stderr)
+            );
+            dest
+        };
+        (build("transformed_conv_rate"), build("evil"))
+    })
+}
+
 /// Runs `feast-server plugins build` on `repo`, writing `python-odfvs.wasm` into
 /// `dir`; returns its standard output (what was built and skipped).
 pub fn build_python_plugin(repo: &Path, dir: &Path) -> String {

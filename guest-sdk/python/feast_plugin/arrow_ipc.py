@@ -253,13 +253,67 @@ def write_stream(schema, columns):
             body += part
             body += bytes(-len(body) % 8)
 
-    def header(w):
-        return lambda: w.table(
-            [("q", rows), ("off", lambda: w.structs(nodes)), ("off", lambda: w.structs(buffers))]
-        )
+    template = _cached(
+        _BATCH_MESSAGES, (len(nodes), len(buffers)), lambda: _BatchTemplate(len(nodes), len(buffers))
+    )
+    message = bytearray(template.frame)
+    struct.pack_into("<q", message, template.body_length, len(body))
+    struct.pack_into("<q", message, template.rows, rows)
+    struct.pack_into("<%dq" % (2 * len(nodes)), message, template.nodes, *[x for node in nodes for x in node])
+    struct.pack_into(
+        "<%dq" % (2 * len(buffers)), message, template.buffers, *[x for buf in buffers for x in buf]
+    )
+    schema_key = tuple(schema)
+    return (
+        _cached(_SCHEMA_MESSAGES, schema_key, lambda: _schema_message(schema))
+        + bytes(message)
+        + bytes(body)
+        + _END_OF_STREAM
+    )
 
-    batch = _frame(_message(_HEADER_RECORD_BATCH, header, len(body)))
-    return _schema_message(schema) + batch + bytes(body) + _END_OF_STREAM
+
+# Building a flatbuffer costs more than the data of a small batch: schema messages are
+# made once per schema, record batch messages from a template per shape whose numbers
+# are patched in place (`_BatchTemplate`), and schemas read are parsed once per
+# schema message (`read_stream`).
+_SCHEMA_MESSAGES = {}
+_BATCH_MESSAGES = {}
+_SCHEMAS_READ = {}
+
+
+def _cached(cache, key, make):
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= 16:
+            cache.clear()
+        value = cache[key] = make()
+    return value
+
+
+class _BatchTemplate:
+    """A framed record batch message, every number zero, and where the numbers are."""
+
+    __slots__ = ("frame", "body_length", "rows", "nodes", "buffers")
+
+    def __init__(self, columns, buffers):
+        def header(w):
+            return lambda: w.table(
+                [
+                    ("q", 0),
+                    ("off", lambda: w.structs([(0, 0)] * columns)),
+                    ("off", lambda: w.structs([(0, 0)] * buffers)),
+                ]
+            )
+
+        meta = _message(_HEADER_RECORD_BATCH, header, 0)
+        root = _Table(meta, struct.unpack_from("<I", meta, 0)[0])
+        batch = root.table(2)
+        at = 8  # the continuation marker and the length precede the metadata
+        self.frame = _frame(meta)
+        self.body_length = at + root.at(3)
+        self.rows = at + batch.at(0)
+        self.nodes = at + batch.vector(1)[0]
+        self.buffers = at + batch.vector(2)[0]
 
 
 # ---------------------------------------------------------------- flatbuffers in
@@ -279,7 +333,7 @@ class _Table:
         self.vsize = struct.unpack_from("<H", buf, self.vtable)[0]
         _check(buf, self.vtable, self.vsize)
 
-    def _at(self, slot):
+    def at(self, slot):
         entry = 4 + 2 * slot
         if entry + 2 > self.vsize:
             return 0
@@ -287,14 +341,14 @@ class _Table:
         return self.pos + off if off else 0
 
     def scalar(self, slot, fmt, default=0):
-        at = self._at(slot)
+        at = self.at(slot)
         if not at:
             return default
         _check(self.buf, at, struct.calcsize("<" + fmt))
         return struct.unpack_from("<" + fmt, self.buf, at)[0]
 
     def _target(self, slot):
-        at = self._at(slot)
+        at = self.at(slot)
         if not at:
             return 0
         _check(self.buf, at, 4)
@@ -397,7 +451,12 @@ def read_stream(data):
         if header is None:
             raise IpcError("a message has no header")
         if tag == _HEADER_SCHEMA:
-            schema = [(f.string(0), _column_type(f)) for f in header.tables(1)]
+            # Repeated calls send the same schema message: parsed once, found by its bytes.
+            schema = _cached(
+                _SCHEMAS_READ,
+                bytes(message.buf),
+                lambda: tuple((f.string(0), _column_type(f)) for f in header.tables(1)),
+            )
         elif tag == _HEADER_RECORD_BATCH:
             if schema is None:
                 raise IpcError("a record batch comes before the schema")
@@ -412,7 +471,7 @@ def read_stream(data):
         raise IpcError("the stream has no schema")
     if columns is None:
         columns = [[] for _ in schema]
-    return schema, columns
+    return list(schema), columns
 
 
 def _read_batch(schema, header, body):

@@ -12,11 +12,11 @@ use arrow_schema::{Field as ArrowField, Schema};
 use super::config::PluginConfig;
 use super::convert::{column_type_for, data_type, from_array, to_array};
 use super::error::PluginFailure;
-use super::instance::{ColumnType, LoadedPlugin, OdfvSpec};
+use super::instance::{LoadedPlugin, OdfvSpec};
 use super::ipc;
 use super::runtime::PluginRuntime;
 use crate::registry::OnDemandFeatureView;
-use crate::value::{Val, Value};
+use crate::value::Value;
 
 /// One input column of an on-demand view: its name (a source feature or a request
 /// data field) and its value in every entity row (`None` when the store has none).
@@ -133,28 +133,17 @@ impl PluginRuntime {
     }
 }
 
-/// One row of zero values for the declared inputs (the trial call).
+/// An empty batch of the declared inputs (the trial call): it proves that an instance
+/// starts, reads the input and answers the declared columns, without inventing values
+/// a function might rightly refuse (a Feast function dividing by a feature that is
+/// never zero in real rows).
 pub(super) fn trial_batch(spec: &OdfvSpec) -> Result<RecordBatch, String> {
     let columns: Vec<(String, ArrayRef)> = spec
         .inputs
         .iter()
-        .map(|f| {
-            let v = Value {
-                val: Some(match f.column_type {
-                    ColumnType::Int32 => Val::Int32Val(0),
-                    ColumnType::Int64 => Val::Int64Val(0),
-                    ColumnType::Float32 => Val::FloatVal(0.0),
-                    ColumnType::Float64 => Val::DoubleVal(0.0),
-                    ColumnType::Boolean => Val::BoolVal(false),
-                    ColumnType::Utf8 => Val::StringVal(String::new()),
-                    ColumnType::Binary => Val::BytesVal(Vec::new()),
-                    ColumnType::TimestampSeconds => Val::UnixTimestampVal(0),
-                }),
-            };
-            to_array(std::iter::once(Some(&v)), f.column_type).map(|a| (f.name.clone(), a))
-        })
+        .map(|f| to_array(std::iter::empty(), f.column_type).map(|a| (f.name.clone(), a)))
         .collect::<Result<_, _>>()?;
-    batch_of(columns, 1)
+    batch_of(columns, 0)
 }
 
 /// A record batch from named columns.

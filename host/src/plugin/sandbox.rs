@@ -94,10 +94,13 @@ impl tokio::io::AsyncWrite for StderrBuffer {
     }
 }
 
-/// Refuses memory growth beyond the limit, remembering that it did.
+/// Refuses memory growth beyond the limit, remembering that it did, and how large
+/// the instance's memories have grown.
 struct MemoryLimiter {
     max: usize,
     exceeded: Option<String>,
+    /// The largest size a memory of the instance grew to.
+    grown: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -116,6 +119,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.exceeded = Some(msg.clone());
             return Err(wasmtime::format_err!(msg));
         }
+        self.grown = self.grown.max(desired);
         Ok(true)
     }
 
@@ -183,6 +187,7 @@ pub(crate) async fn prepare(engine: &WasmEngine, bytes: Vec<u8>) -> Result<Prepa
         .map_err(|e| PrepareError::Compile(e.to_string()))?
         .map_err(|e| PrepareError::Compile(format!("{e:#}")))?;
     let compile_time = started.elapsed();
+    refuse_ungranted_imports(engine, &component)?;
     let mut linker = Linker::new(engine.engine());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(|e| PrepareError::Link(format!("{e:#}")))?;
@@ -195,6 +200,44 @@ pub(crate) async fn prepare(engine: &WasmEngine, bytes: Vec<u8>) -> Result<Prepa
         compiled_by,
         compile_time,
     })
+}
+
+/// WASI packages a component may import (each world then grants a subset of their
+/// functions: see the module documentation), and the plugin package's own types.
+const LINKABLE: &[&str] = &[
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+    "feast:plugin/",
+];
+
+/// Names every import no plugin is granted (instead of the linker's first mismatch),
+/// with how the usual toolchains leave it out.
+fn refuse_ungranted_imports(
+    engine: &WasmEngine,
+    component: &wasmtime::component::Component,
+) -> Result<(), PrepareError> {
+    let refused: Vec<String> = component
+        .component_type()
+        .imports(engine.engine())
+        .map(|(name, _)| name.to_string())
+        .filter(|name| !LINKABLE.iter().any(|p| name.starts_with(p)))
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let hint = if refused.iter().any(|n| n.starts_with("wasi:http/")) {
+        " (componentize-js leaves HTTP out with `-d http fetch-event`)"
+    } else {
+        ""
+    };
+    Err(PrepareError::Link(format!(
+        "the component imports {}, which plugins are not granted: plugins may import only WASI's cli, io, clocks, random, filesystem and sockets interfaces, of which they get what their world allows{hint}",
+        refused.join(", ")
+    )))
 }
 
 fn budget(limits: &Limits) -> u64 {
@@ -238,6 +281,7 @@ pub(crate) fn new_store(
             limiter: MemoryLimiter {
                 max: limits.max_memory_bytes,
                 exceeded: None,
+                grown: 0,
             },
             stderr,
             ticks: 0,
@@ -274,9 +318,13 @@ pub(crate) fn arm(store: &mut Store<SandboxState>, limits: &Limits) -> usize {
 }
 
 /// Whether an instance should be retired rather than reused: its stderr is filling
-/// up, so output would be lost when it later panics.
+/// up, so output would be lost when it later panics; or its memory has grown past
+/// three quarters of the limit, so a later call would likely fail on it (language
+/// runtimes with a garbage-collected heap grow between collections and never give
+/// memory back: a fresh instance starts from the initial image again).
 pub(crate) fn worn_out(store: &Store<SandboxState>) -> bool {
-    store.data().stderr.len() > STDERR_CAPACITY / 2
+    let state = store.data();
+    state.stderr.len() > STDERR_CAPACITY / 2 || state.limiter.grown > state.limiter.max / 4 * 3
 }
 
 /// The connections the allow list refused during the current call.

@@ -87,6 +87,17 @@ def wrong_rows(cols):
     return {k: v + [1.0] for k, v in out.items()}
 
 
+LEAKED = []
+
+
+@odfv("evil_leak")
+def leak(cols):
+    # Well-behaved per call, but keeps 4 MiB per call forever: the server must retire
+    # the instance before the memory limit makes a call fail.
+    LEAKED.append(bytearray(4 << 20))
+    return ones(cols)
+
+
 @odfv("evil_error")
 def error(cols):
     raise InvalidInput("evil python plugin rejects its input")

@@ -1,11 +1,13 @@
-//! Feast's own python-mode on-demand feature views, built from the registry with
-//! `feast-server plugins build` (Python guest SDK, componentize-py) and served: the
-//! answers of the real `feast serve` on the same repository.
+//! On-demand feature views written in Python and JavaScript: Feast's own python-mode
+//! functions built from the registry with `feast-server plugins build` (Python guest
+//! SDK, componentize-py) answer as the real `feast serve` does on the same repository,
+//! and the sandbox holds for Python and JavaScript plugins as for Rust ones (the golden
+//! replays through the Python and JavaScript demo plugins are in `golden`).
 
 use std::time::{Duration, Instant};
 
 use feast_server_e2e::plugins::{
-    PluginDir, build_python_plugin, built_python_plugins, wasm_plugins_yaml,
+    PluginDir, build_python_plugin, built_js_plugins, built_python_plugins, wasm_plugins_yaml,
 };
 use feast_server_e2e::{GoldenCase, RepoCopy, TestServer, column, compare_columns, golden_cases};
 use serde_json::Value as Json;
@@ -212,9 +214,75 @@ fn plain_nulls(feast: Json, request: &str) -> Json {
 /// fails only its request, with a clear message, and the next request succeeds.
 #[tokio::test]
 async fn every_python_misbehaviour_fails_only_its_request() {
+    misbehaviours_fail_only_their_request(
+        &built_python_plugins().1,
+        "evil-py",
+        &[
+            ("evil_loop", "timed out after 300ms"),
+            ("evil_memory", "memory limit of 64 MiB exceeded"),
+            // CPython's frames live in linear memory: unbounded recursion meets the limit.
+            ("evil_recursion", "memory limit of 64 MiB exceeded"),
+            ("evil_panic", "RuntimeError: evil python plugin raises on purpose"),
+            ("evil_file", "FileNotFoundError"),
+            ("evil_socket", "Error"),
+            ("evil_env", "denied: the environment is empty"),
+            ("evil_rows", "returned 3 values for conv_rate_plus_val1, the input has 2 rows"),
+            ("evil_error", "invalid input: evil python plugin rejects its input"),
+        ],
+    )
+    .await;
+}
+
+/// An instance whose memory keeps growing across calls (a leak, or a garbage-collected
+/// heap that never shrinks) is retired before it reaches the limit: no call fails.
+#[tokio::test]
+async fn an_instance_that_keeps_growing_is_retired_before_a_call_fails() {
     let repo = RepoCopy::demo();
     super::plugin_sandbox::add_evil_odfvs(&repo);
-    let plugins = PluginDir::with(&[(built_python_plugins().1.as_path(), "evil_py.wasm")]);
+    let plugins = PluginDir::with(&[(built_python_plugins().1.as_path(), "evil.wasm")]);
+    repo.append_config(&wasm_plugins_yaml(plugins.path(), "    max_memory_mb: 64\n"));
+    let server = TestServer::demo(&repo).await;
+    for i in 0..40 {
+        let resp = server
+            .get_online_features(&super::plugin_sandbox::request("evil_leak"))
+            .await;
+        assert_eq!(resp.status, 200, "call {i}: {}", String::from_utf8_lossy(&resp.body));
+    }
+    server.stop().await;
+}
+
+/// The same for a JavaScript plugin (`plugins/js/evil`).
+#[tokio::test]
+async fn every_javascript_misbehaviour_fails_only_its_request() {
+    misbehaviours_fail_only_their_request(
+        &built_js_plugins().1,
+        "evil-js",
+        &[
+            ("evil_loop", "timed out after 300ms"),
+            ("evil_memory", "memory limit of 64 MiB exceeded"),
+            ("evil_recursion", "InternalError: too much recursion"),
+            ("evil_panic", "Error: evil js plugin throws on purpose"),
+            ("evil_file", "denied: no file API"),
+            // Built without HTTP, fetch() is a stub that traps.
+            ("evil_socket", "unreachable"),
+            ("evil_env", "denied: the environment is empty"),
+            ("evil_rows", "returned 3 values for conv_rate_plus_val1, the input has 2 rows"),
+            ("evil_error", "invalid input: evil js plugin rejects its input"),
+        ],
+    )
+    .await;
+}
+
+/// Serves the demo with the evil ODFVs implemented by `file` (plugin `name`) and
+/// checks each (ODFV, words its error must contain).
+async fn misbehaviours_fail_only_their_request(
+    file: &std::path::Path,
+    name: &str,
+    cases: &[(&str, &str)],
+) {
+    let repo = RepoCopy::demo();
+    super::plugin_sandbox::add_evil_odfvs(&repo);
+    let plugins = PluginDir::with(&[(file, "evil.wasm")]);
     repo.append_config(&wasm_plugins_yaml(
         plugins.path(),
         "    timeout_ms: 300\n    max_memory_mb: 64\n",
@@ -223,32 +291,22 @@ async fn every_python_misbehaviour_fails_only_its_request() {
     let request = super::plugin_sandbox::request;
     let ok = server.get_online_features(&request("evil_ok")).await;
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
-    // (ODFV, words the error must contain)
-    let cases = [
-        ("evil_loop", "timed out after 300ms"),
-        ("evil_memory", "memory limit of 64 MiB exceeded"),
-        // CPython's frames live in linear memory: unbounded recursion meets the limit.
-        ("evil_recursion", "memory limit of 64 MiB exceeded"),
-        ("evil_panic", "RuntimeError: evil python plugin raises on purpose"),
-        ("evil_file", "FileNotFoundError"),
-        ("evil_socket", "Error"),
-        ("evil_env", "denied: the environment is empty"),
-        ("evil_rows", "returned 3 values for conv_rate_plus_val1, the input has 2 rows"),
-        ("evil_error", "invalid input: evil python plugin rejects its input"),
-    ];
     let mut failures = Vec::new();
-    for (odfv, words) in cases {
+    for &(odfv, words) in cases {
         let t0 = Instant::now();
         let resp = server.get_online_features(&request(odfv)).await;
         let took = t0.elapsed();
         let (class, message) = resp.feast_error();
         if resp.status != 500
             || class != "FeastError"
-            || !message.contains("plugin evil-py failed on on-demand feature view")
+            || !message.contains(&format!("plugin {name} failed on on-demand feature view"))
             || !message.contains(words)
             || message.contains("SANDBOX ESCAPE")
         {
-            failures.push(format!("{odfv}: {} {class}: {message} (expected {words:?})", resp.status));
+            failures.push(format!(
+                "{odfv}: {} {class}: {message} (expected {words:?})",
+                resp.status
+            ));
         }
         if odfv == "evil_loop" && took > Duration::from_millis(2000) {
             failures.push(format!("the loop was stopped after {took:?}"));
