@@ -249,15 +249,16 @@ function columnBuffers(name, t, values) {
   const isNull = (v) => v === null || v === undefined;
   let parts;
   if (t === INT32 || t === FLOAT32 || t === FLOAT64) {
-    const data = t === INT32 ? new Int32Array(n) : t === FLOAT32 ? new Float32Array(n) : new Float64Array(n);
-    values.forEach((v, i) => {
-      if (isNull(v)) return;
-      const x = Number(v);
-      if (t === INT32 && !(Number.isInteger(x) && x >= -2147483648 && x <= 2147483647)) {
-        throw new IpcError(`column ${name}: ${v} does not fit int32`);
+    if (t === INT32) {
+      for (const v of values) {
+        if (!isNull(v) && !(Number.isInteger(Number(v)) && v >= -2147483648 && v <= 2147483647)) {
+          throw new IpcError(`column ${name}: ${v} does not fit int32`);
+        }
       }
-      data[i] = x;
-    });
+    }
+    // Typed arrays convert natively (a null becomes 0 under its cleared validity bit).
+    const Typed = t === INT32 ? Int32Array : t === FLOAT32 ? Float32Array : Float64Array;
+    const data = Typed.from(values);
     parts = [valid, new Uint8Array(data.buffer)];
   } else if (t === INT64 || t === TIMESTAMP_SECONDS) {
     const data = new ArrayBuffer(8 * n);
@@ -565,7 +566,7 @@ function readBatch(schema, header, body) {
     if (length !== rows) throw new IpcError(`column ${name} has ${length} rows, the batch ${rows}`);
     const valid = buffer(b);
     if (nulls && valid.byteLength * 8 < rows) throw new IpcError(`column ${name}: validity buffer too short`);
-    const values = new Array(rows);
+    let values = new Array(rows);
     if (t === UTF8 || t === BINARY) {
       const offsets = buffer(b + 1);
       const data = buffer(b + 2);
@@ -584,13 +585,19 @@ function readBatch(schema, header, body) {
       if (t === BOOLEAN ? data.byteLength * 8 < rows : data.byteLength < rows * width) {
         throw new IpcError(`column ${name}: value buffer too short`);
       }
-      for (let i = 0; i < rows; i++) {
-        switch (t) {
-          case INT32: values[i] = data.getInt32(4 * i, true); break;
-          case FLOAT32: values[i] = data.getFloat32(4 * i, true); break;
-          case FLOAT64: values[i] = data.getFloat64(8 * i, true); break;
-          case BOOLEAN: values[i] = ((data.getUint8(i >> 3) >> (i & 7)) & 1) === 1; break;
-          default: values[i] = getI64(data, 8 * i);
+      const Typed = { [INT32]: Int32Array, [FLOAT32]: Float32Array, [FLOAT64]: Float64Array }[t];
+      if (Typed && (data.byteOffset % Typed.BYTES_PER_ELEMENT) === 0) {
+        // Aligned: read through a typed array, converted natively.
+        values = Array.from(new Typed(data.buffer, data.byteOffset, rows));
+      } else {
+        for (let i = 0; i < rows; i++) {
+          switch (t) {
+            case INT32: values[i] = data.getInt32(4 * i, true); break;
+            case FLOAT32: values[i] = data.getFloat32(4 * i, true); break;
+            case FLOAT64: values[i] = data.getFloat64(8 * i, true); break;
+            case BOOLEAN: values[i] = ((data.getUint8(i >> 3) >> (i & 7)) & 1) === 1; break;
+            default: values[i] = getI64(data, 8 * i);
+          }
         }
       }
       b += 2;

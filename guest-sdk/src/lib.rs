@@ -58,6 +58,7 @@
 
 mod flat_ipc;
 pub mod ipc;
+pub mod row;
 pub mod store;
 
 use std::sync::Arc;
@@ -67,6 +68,39 @@ use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, PrimitiveArray, RecordBat
 pub use arrow_schema;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 pub use ipc::{decode_batch, encode_batch};
+
+/// A function of one row as an on-demand feature view.
+///
+/// Each argument is an input column, named as the argument; the result is the output,
+/// or a tuple of outputs, named by `outputs = "a, b"` (one output defaults to the ODFV's
+/// name). Types map to columns as [`row`] lists; an `Option<T>` argument receives
+/// nulls, a plain `T` argument makes a row with a null input a row of null outputs
+/// without calling the function; an `Option<T>` result may be null. The attribute
+/// keeps the function and adds `<function>_odfv() -> Odfv`, for [`Plugin::odfv`]:
+///
+/// ```
+/// use feast_plugin_sdk::arrow_array::{Array, Float32Array, Int64Array};
+/// use feast_plugin_sdk::{Plugin, batch, odfv};
+/// use std::sync::Arc;
+///
+/// #[odfv(name = "transformed_conv_rate", outputs = "conv_rate_plus_val1, conv_rate_plus_val2")]
+/// fn plus_vals(conv_rate: f32, val_to_add: Option<i64>, val_to_add_2: i64) -> (Option<f64>, f64) {
+///     let c = f64::from(conv_rate);
+///     (val_to_add.map(|v| c + v as f64), c + val_to_add_2 as f64)
+/// }
+///
+/// let plugin = Plugin::new("example", "0.1.0").odfv(plus_vals_odfv());
+/// let input = batch([
+///     ("conv_rate", Arc::new(Float32Array::from(vec![Some(0.5), None])) as _),
+///     ("val_to_add", Arc::new(Int64Array::from(vec![None, Some(2)])) as _),
+///     ("val_to_add_2", Arc::new(Int64Array::from(vec![10, 20])) as _),
+/// ])
+/// .unwrap();
+/// let out = plugin.call("transformed_conv_rate", &input).unwrap();
+/// assert!(out.column(0).is_null(0)); // val_to_add is null
+/// assert!(out.column(1).is_null(1)); // conv_rate is null: the row is not computed
+/// ```
+pub use feast_plugin_macros::odfv;
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]

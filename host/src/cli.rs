@@ -87,6 +87,37 @@ pub enum PluginsCommand {
     /// Build one component implementing every python-mode on-demand feature view of
     /// the registry, from the function source Feast recorded (needs componentize-py).
     Build(PluginsBuildArgs),
+    /// Write a plugin project for one on-demand feature view of the registry, its
+    /// inputs and outputs declared as the registry has them.
+    Scaffold(PluginsScaffoldArgs),
+}
+
+/// `plugins scaffold` options.
+#[derive(Debug, Args)]
+pub struct PluginsScaffoldArgs {
+    /// The on-demand feature view.
+    #[arg(long, value_name = "NAME")]
+    pub odfv: String,
+    /// The plugin's language.
+    #[arg(long, value_enum, default_value_t = PluginLanguage::Rust)]
+    pub lang: PluginLanguage,
+    /// The project directory to create (default: ./NAME).
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Rust: the guest SDK directory (`guest-sdk/` of a feast-server checkout).
+    #[arg(long, value_name = "DIR", default_value = "guest-sdk")]
+    pub sdk: PathBuf,
+}
+
+/// A plugin language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PluginLanguage {
+    /// A Rust crate (`#[odfv]`, cargo, wasm32-wasip2).
+    Rust,
+    /// A Python application (componentize-py).
+    Python,
+    /// A JavaScript module (componentize-js).
+    Js,
 }
 
 /// `plugins build` options.
@@ -256,6 +287,9 @@ pub fn run() -> ExitCode {
         }
         Command::CompilePlugin(c) => return compile_plugin(c),
         Command::Plugins(PluginsCommand::Build(args)) => return exit(build_plugins(&cli, args)),
+        Command::Plugins(PluginsCommand::Scaffold(args)) => {
+            return exit(scaffold_plugin(&cli, args));
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -384,7 +418,8 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
 fn build_plugins(cli: &Cli, args: &PluginsBuildArgs) -> anyhow::Result<()> {
     let (repo, yaml) = cli.repo_paths();
     let config = RepoConfig::load(&repo, &yaml)?;
-    let registry = crate::registry::RegistryHandle::load(crate::registry::RegistrySource::of(&config))?;
+    let registry =
+        crate::registry::RegistryHandle::load(crate::registry::RegistrySource::of(&config))?;
     let dir = match &args.output {
         Some(d) => d.clone(),
         None => crate::plugin::PluginConfig::from_repo(&config, None)?
@@ -414,6 +449,35 @@ fn build_plugins(cli: &Cli, args: &PluginsBuildArgs) -> anyhow::Result<()> {
         report.took.as_secs_f64(),
         report.built.join(", ")
     );
+    Ok(())
+}
+
+/// `plugins scaffold`: a plugin project for one ODFV.
+fn scaffold_plugin(cli: &Cli, args: &PluginsScaffoldArgs) -> anyhow::Result<()> {
+    let (repo, yaml) = cli.repo_paths();
+    let config = RepoConfig::load(&repo, &yaml)?;
+    let registry =
+        crate::registry::RegistryHandle::load(crate::registry::RegistrySource::of(&config))?;
+    let spec = crate::plugin::Scaffold {
+        odfv: &args.odfv,
+        language: match args.lang {
+            PluginLanguage::Rust => crate::plugin::Language::Rust,
+            PluginLanguage::Python => crate::plugin::Language::Python,
+            PluginLanguage::Js => crate::plugin::Language::JavaScript,
+        },
+        dir: args
+            .output
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&args.odfv)),
+        sdk: args.sdk.clone(),
+    };
+    let snapshot = registry.snapshot();
+    let (files, build) =
+        crate::plugin::scaffold(&snapshot.registry, &spec).map_err(anyhow::Error::msg)?;
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    println!("Build the plugin with:\n  {build}");
     Ok(())
 }
 

@@ -121,13 +121,21 @@ async fn python_odfvs_of_every_scalar_type_answer_like_feast() {
     for case in &cases {
         let name = case.name.as_str();
         let resp = server
-            .send(&case.method, &case.path, case.content_type.as_deref(), case.body.as_bytes())
+            .send(
+                &case.method,
+                &case.path,
+                case.content_type.as_deref(),
+                case.body.as_bytes(),
+            )
             .await;
         let body = String::from_utf8_lossy(&resp.body).into_owned();
         // A Map output is not a plugin column type (yet): its ODFV is not built.
         if name == "p4_batch_request_nulls" {
             if resp.status != 501 || !body.contains("user_summary") {
-                failures.push(format!("{name}: {} {body} (expected 501 naming user_summary)", resp.status));
+                failures.push(format!(
+                    "{name}: {} {body} (expected 501 naming user_summary)",
+                    resp.status
+                ));
             }
             continue;
         }
@@ -140,7 +148,10 @@ async fn python_odfvs_of_every_scalar_type_answer_like_feast() {
             continue;
         }
         if resp.status != case.status {
-            failures.push(format!("{name}: status {} (Feast {}): {body}", resp.status, case.status));
+            failures.push(format!(
+                "{name}: status {} (Feast {}): {body}",
+                resp.status, case.status
+            ));
             continue;
         }
         let want = plain_nulls(case.response.clone().expect("a JSON answer"), &case.body);
@@ -153,9 +164,17 @@ async fn python_odfvs_of_every_scalar_type_answer_like_feast() {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            let ours = got["metadata"]["feature_names"].as_array().cloned().unwrap_or_default();
+            let ours = got["metadata"]["feature_names"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let extra: Vec<&Json> = ours.iter().filter(|n| !feast_names.contains(n)).collect();
-            if extra.is_empty() || !extra.iter().all(|n| n.as_str().is_some_and(|n| n.starts_with("user_") && n.contains("__"))) {
+            if extra.is_empty()
+                || !extra.iter().all(|n| {
+                    n.as_str()
+                        .is_some_and(|n| n.starts_with("user_") && n.contains("__"))
+                })
+            {
                 failures.push(format!("{name}: full-name ODFV columns {extra:?}"));
             }
             got = only_columns(&got, &feast_names);
@@ -173,9 +192,15 @@ async fn python_odfvs_of_every_scalar_type_answer_like_feast() {
 
 /// Cuts each column of `got` to the length of the column of the same name in `want`.
 fn truncate_to(got: &mut Json, want: &Json) {
-    let names = got["metadata"]["feature_names"].as_array().cloned().unwrap_or_default();
+    let names = got["metadata"]["feature_names"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for (i, name) in names.iter().enumerate() {
-        let Some(n) = name.as_str().map(|n| column(want, n)["values"].as_array().map_or(0, Vec::len)) else {
+        let Some(n) = name
+            .as_str()
+            .map(|n| column(want, n)["values"].as_array().map_or(0, Vec::len))
+        else {
             continue;
         };
         for field in ["values", "statuses", "event_timestamps"] {
@@ -201,9 +226,15 @@ fn plain_nulls(feast: Json, request: &str) -> Json {
         .collect();
     let converted = with_null_values(feast.clone());
     let mut out = feast;
-    let names = out["metadata"]["feature_names"].as_array().cloned().unwrap_or_default();
+    let names = out["metadata"]["feature_names"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for (i, name) in names.iter().enumerate() {
-        if !name.as_str().is_some_and(|n| odfv_outputs.iter().any(|o| o == n)) {
+        if !name
+            .as_str()
+            .is_some_and(|n| odfv_outputs.iter().any(|o| o == n))
+        {
             out["results"][i] = converted["results"][i].clone();
         }
     }
@@ -222,12 +253,21 @@ async fn every_python_misbehaviour_fails_only_its_request() {
             ("evil_memory", "memory limit of 64 MiB exceeded"),
             // CPython's frames live in linear memory: unbounded recursion meets the limit.
             ("evil_recursion", "memory limit of 64 MiB exceeded"),
-            ("evil_panic", "RuntimeError: evil python plugin raises on purpose"),
+            (
+                "evil_panic",
+                "RuntimeError: evil python plugin raises on purpose",
+            ),
             ("evil_file", "FileNotFoundError"),
             ("evil_socket", "Error"),
             ("evil_env", "denied: the environment is empty"),
-            ("evil_rows", "returned 3 values for conv_rate_plus_val1, the input has 2 rows"),
-            ("evil_error", "invalid input: evil python plugin rejects its input"),
+            (
+                "evil_rows",
+                "returned 3 values for conv_rate_plus_val1, the input has 2 rows",
+            ),
+            (
+                "evil_error",
+                "invalid input: evil python plugin rejects its input",
+            ),
         ],
     )
     .await;
@@ -240,13 +280,21 @@ async fn an_instance_that_keeps_growing_is_retired_before_a_call_fails() {
     let repo = RepoCopy::demo();
     super::plugin_sandbox::add_evil_odfvs(&repo);
     let plugins = PluginDir::with(&[(built_python_plugins().1.as_path(), "evil.wasm")]);
-    repo.append_config(&wasm_plugins_yaml(plugins.path(), "    max_memory_mb: 64\n"));
+    repo.append_config(&wasm_plugins_yaml(
+        plugins.path(),
+        "    max_memory_mb: 64\n",
+    ));
     let server = TestServer::demo(&repo).await;
     for i in 0..40 {
         let resp = server
             .get_online_features(&super::plugin_sandbox::request("evil_leak"))
             .await;
-        assert_eq!(resp.status, 200, "call {i}: {}", String::from_utf8_lossy(&resp.body));
+        assert_eq!(
+            resp.status,
+            200,
+            "call {i}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
     }
     server.stop().await;
 }
@@ -266,8 +314,14 @@ async fn every_javascript_misbehaviour_fails_only_its_request() {
             // Built without HTTP, fetch() is a stub that traps.
             ("evil_socket", "unreachable"),
             ("evil_env", "denied: the environment is empty"),
-            ("evil_rows", "returned 3 values for conv_rate_plus_val1, the input has 2 rows"),
-            ("evil_error", "invalid input: evil js plugin rejects its input"),
+            (
+                "evil_rows",
+                "returned 3 values for conv_rate_plus_val1, the input has 2 rows",
+            ),
+            (
+                "evil_error",
+                "invalid input: evil js plugin rejects its input",
+            ),
         ],
     )
     .await;
@@ -318,4 +372,92 @@ async fn misbehaviours_fail_only_their_request(
     }
     server.stop().await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `plugins scaffold --lang python|js`: each project builds as written into a
+/// component the server loads for the ODFV (answering nulls until it is written).
+#[tokio::test]
+async fn scaffolded_python_and_javascript_plugins_build_and_load() {
+    let repo = RepoCopy::demo();
+    let work = tempfile::tempdir().expect("temp dir");
+    let plugins = PluginDir::empty();
+    for lang in ["python", "js"] {
+        let dir = work.path().join(lang);
+        let out = std::process::Command::new(feast_server_e2e::logging::feast_server_binary())
+            .arg("-c")
+            .arg(repo.path())
+            .args([
+                "plugins",
+                "scaffold",
+                "--odfv",
+                "transformed_conv_rate",
+                "--lang",
+                lang,
+                "-o",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("run plugins scaffold");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("Build the plugin with:"), "{stdout}");
+        let wasm = dir.join("plugin.wasm");
+        let mut build = if lang == "python" {
+            let mut c = std::process::Command::new(feast_server_e2e::plugins::componentize_py());
+            c.args([
+                "-d",
+                "wit",
+                "-w",
+                "odfv-plugin",
+                "componentize",
+                "app",
+                "-p",
+                ".",
+                "-o",
+            ]);
+            c
+        } else {
+            let mut c = std::process::Command::new(feast_server_e2e::plugins::componentize_js());
+            c.args([
+                "app.js",
+                "--wit",
+                "wit",
+                "-n",
+                "odfv-plugin",
+                "-d",
+                "http",
+                "fetch-event",
+                "-o",
+            ]);
+            c
+        };
+        let built = build.current_dir(&dir).arg(&wasm).output().expect("build");
+        assert!(
+            built.status.success(),
+            "{lang}: {}{}",
+            String::from_utf8_lossy(&built.stdout),
+            String::from_utf8_lossy(&built.stderr)
+        );
+        plugins.install(&wasm, &format!("scaffold_{lang}.wasm"));
+    }
+    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
+    let server = TestServer::demo(&repo).await;
+    let listed = server.send("GET", "/plugins", None, b"").await.json();
+    for p in listed.as_array().expect("a list") {
+        assert!(p["load_error"].is_null(), "{p}");
+        assert_eq!(p["name"], "transformed_conv_rate", "{p}");
+    }
+    let resp = server
+        .get_online_features(&super::plugin_sandbox::request("transformed_conv_rate"))
+        .await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(
+        resp.column("conv_rate_plus_val1")["values"],
+        serde_json::json!([null, null])
+    );
+    server.stop().await;
 }

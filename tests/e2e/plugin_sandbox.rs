@@ -157,6 +157,21 @@ async fn odfvs_without_a_plugin_answer_501_and_plugins_are_listed() {
     );
     server.stop().await;
 
+    // A directory whose plugin file was refused: the 501 names the file and why.
+    let repo = RepoCopy::demo();
+    let broken = PluginDir::empty();
+    broken.install_bytes(b"not a component", "conv_rate.wasm");
+    repo.append_config(&wasm_plugins_yaml(broken.path(), ""));
+    let server = TestServer::demo(&repo).await;
+    let resp = server.get_online_features(&body).await;
+    assert_eq!(resp.status, 501);
+    let message = resp.feast_error().1;
+    assert!(
+        message.contains("conv_rate.wasm was refused: not a valid WebAssembly component"),
+        "{message}"
+    );
+    server.stop().await;
+
     // The demo's plugin.
     let (repo, _dir) = RepoCopy::demo_with_plugins();
     let server = TestServer::demo(&repo).await;

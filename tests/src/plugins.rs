@@ -198,7 +198,15 @@ pub fn built_python_plugins() -> &'static (PathBuf, PathBuf) {
             let root = workspace_root();
             let run = std::process::Command::new(componentize_py())
                 .current_dir(&root)
-                .args(["-d", "wit", "-w", "odfv-plugin", "componentize", "app", "-p"])
+                .args([
+                    "-d",
+                    "wit",
+                    "-w",
+                    "odfv-plugin",
+                    "componentize",
+                    "app",
+                    "-p",
+                ])
                 .arg(root.join("plugins/python").join(app))
                 .arg("-p")
                 .arg(root.join("guest-sdk/python"))
@@ -254,7 +262,16 @@ pub fn built_js_plugins() -> &'static (PathBuf, PathBuf) {
             let run = std::process::Command::new(componentize_js())
                 .current_dir(&root)
                 .arg(root.join("plugins/js").join(app).join("app.js"))
-                .args(["--wit", "wit", "-n", "odfv-plugin", "-d", "http", "fetch-event", "-o"])
+                .args([
+                    "--wit",
+                    "wit",
+                    "-n",
+                    "odfv-plugin",
+                    "-d",
+                    "http",
+                    "fetch-event",
+                    "-o",
+                ])
                 .arg(&dest)
                 .output()
                 .expect("run componentize-js");

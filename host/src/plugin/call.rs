@@ -73,15 +73,9 @@ impl PluginRuntime {
         rows: usize,
     ) -> Result<Vec<Vec<Value>>, OdfvError> {
         let name = &odfv.name;
-        let plugin = self.for_odfv(name).ok_or_else(|| {
-            OdfvError::Unavailable(format!(
-                "no plugin in {} implements on-demand feature view {name}: add a .wasm component whose describe() declares it",
-                self.config
-                    .directory
-                    .as_deref()
-                    .map_or_else(|| "the plugin directory".into(), |d| d.display().to_string())
-            ))
-        })?;
+        let plugin = self
+            .for_odfv(name)
+            .ok_or_else(|| OdfvError::Unavailable(self.no_plugin_for(name)))?;
         let started = Instant::now();
         plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.call(&plugin, odfv, inputs, rows).await;
@@ -130,6 +124,27 @@ impl PluginRuntime {
         }
         let batch = batch_of(columns, rows).map_err(PluginFailure::Input)?;
         call_odfv(plugin, spec, odfv, &batch, &self.config).await
+    }
+}
+
+impl PluginRuntime {
+    /// Why no plugin serves `odfv`: what to do, and every plugin file that was
+    /// refused (one of them may be meant to serve it).
+    fn no_plugin_for(&self, odfv: &str) -> String {
+        let dir = self.config.directory.as_deref().map_or_else(
+            || "the plugin directory".into(),
+            |d| d.display().to_string(),
+        );
+        let mut message = format!(
+            "no plugin in {dir} implements on-demand feature view {odfv}: add a .wasm component whose describe() declares it"
+        );
+        let table = self.table.load();
+        for (file, state) in &table.files {
+            if let Some(why) = &state.error {
+                message.push_str(&format!("; {} was refused: {why}", file.display()));
+            }
+        }
+        message
     }
 }
 

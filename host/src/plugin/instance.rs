@@ -23,6 +23,8 @@ mod bindings {
     });
 }
 
+#[cfg(test)]
+pub(super) use bindings::feast::plugin::types::Field;
 use bindings::feast::plugin::types::PluginError;
 pub(super) use bindings::feast::plugin::types::{ColumnType, OdfvSpec, PluginInfo};
 use bindings::{OdfvPlugin, OdfvPluginPre};

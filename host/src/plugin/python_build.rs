@@ -3,7 +3,8 @@
 //! (`body_text`), so Feast's own Python functions are served without a rewrite.
 //!
 //! The component is a Python application (`app.py`, generated here) over the Python
-//! guest SDK (`guest-sdk/python/feast_plugin`, embedded in this binary, as is `wit/`),
+//! guest SDK (`guest-sdk/python/feast_plugin`, embedded in this binary, as is `wit/`:
+//! see `embedded`),
 //! built by componentize-py, which bundles CPython. The SDK runs each function as
 //! Feast's feature server does (`feast_plugin.feast_python`).
 
@@ -14,37 +15,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::convert::column_type_for;
-use crate::registry::{OdfvSource, OnDemandFeatureView, Registry};
-use crate::value::ValueType;
+use super::columns::odfv_columns;
+use super::embedded::{self, PYTHON_SDK, WIT};
+use crate::registry::{OnDemandFeatureView, Registry};
 
 /// The componentize-py release the SDK is built and tested with.
 pub(crate) const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
-
-/// The Python guest SDK and the WIT package, as files of a build directory.
-const SOURCES: &[(&str, &str)] = &[
-    (
-        "sdk/feast_plugin/__init__.py",
-        include_str!("../../../guest-sdk/python/feast_plugin/__init__.py"),
-    ),
-    (
-        "sdk/feast_plugin/arrow_ipc.py",
-        include_str!("../../../guest-sdk/python/feast_plugin/arrow_ipc.py"),
-    ),
-    (
-        "sdk/feast_plugin/feast_python.py",
-        include_str!("../../../guest-sdk/python/feast_plugin/feast_python.py"),
-    ),
-    ("wit/types.wit", include_str!("../../../wit/types.wit")),
-    (
-        "wit/transformation.wit",
-        include_str!("../../../wit/transformation.wit"),
-    ),
-    (
-        "wit/online-store.wit",
-        include_str!("../../../wit/online-store.wit"),
-    ),
-];
 
 /// What `plugins build` does.
 #[derive(Debug)]
@@ -106,11 +82,7 @@ pub(crate) enum BuildError {
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + use<> {
     let path = path.to_path_buf();
-    move |source| BuildError::Io {
-        what,
-        path,
-        source,
-    }
+    move |source| BuildError::Io { what, path, source }
 }
 
 /// Builds the component of `registry`'s python-mode ODFVs. Nothing is written when
@@ -144,14 +116,13 @@ pub(crate) fn build_python_odfvs(
     let dir = tempfile::Builder::new()
         .prefix("feast-plugin-build")
         .tempdir()
-        .map_err(io("cannot create a build directory in", &std::env::temp_dir()))?;
-    for (file, text) in SOURCES {
-        let path = dir.path().join(file);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
-        }
-        std::fs::write(&path, text).map_err(io("cannot write", &path))?;
-    }
+        .map_err(io(
+            "cannot create a build directory in",
+            &std::env::temp_dir(),
+        ))?;
+    embedded::write_files(dir.path(), "", WIT)
+        .and_then(|()| embedded::write_files(dir.path(), "sdk", PYTHON_SDK))
+        .map_err(io("cannot write the build directory", dir.path()))?;
     let app = dir.path().join("app/feast_odfvs_app.py");
     std::fs::create_dir_all(dir.path().join("app")).map_err(io("cannot create", dir.path()))?;
     std::fs::write(&app, app_source(registry, &spec)).map_err(io("cannot write", &app))?;
@@ -248,73 +219,21 @@ fn spec(
         .udf
         .as_ref()
         .ok_or("the registry holds no source for its function")?;
-    let feast_type = |t: i32| {
-        column_type_for(t)
-            .and(ValueType::try_from(t).ok())
-            .map(|v| v.as_str_name())
-    };
-    let mut outputs = Vec::new();
-    for f in &odfv.features {
-        let t = feast_type(f.value_type).ok_or_else(|| {
-            format!(
-                "feature {} has type {}, which plugins do not carry yet",
-                f.name,
-                type_name(f.value_type)
-            )
-        })?;
-        outputs.push(json!([f.name, t]));
-    }
-    let mut inputs: Vec<serde_json::Value> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut input = |name: &str, value_type: i32, aliases: Vec<String>| match feast_type(value_type) {
-        Some(t) if seen.insert(name.to_string()) => inputs.push(json!([name, t, aliases])),
-        Some(_) => warnings.push(format!(
-            "{}: input {name} is defined by two sources; the function gets the first",
-            odfv.name
-        )),
-        None => warnings.push(format!(
-            "{}: input {name} has type {}, which plugins do not carry yet: the function cannot read it",
-            odfv.name,
-            type_name(value_type)
-        )),
-    };
-    for source in &odfv.sources {
-        match source {
-            OdfvSource::View(p) => {
-                let view = registry
-                    .views
-                    .get(&p.view_name)
-                    .ok_or_else(|| format!("its source view {} is not served", p.view_name))?;
-                for f in &view.features {
-                    if !p.features.is_empty() && !p.features.contains(&f.name) {
-                        continue;
-                    }
-                    // Feast's function sees a source feature under its short name
-                    // and `<view>__<feature>` (with the projection's alias too).
-                    let mut aliases = vec![format!("{}__{}", p.view_name, f.name)];
-                    if p.name_to_use() != p.view_name {
-                        aliases.push(format!("{}__{}", p.name_to_use(), f.name));
-                    }
-                    input(&f.name, f.value_type, aliases);
-                }
-            }
-            OdfvSource::Request { fields } => {
-                for f in fields {
-                    input(&f.name, f.value_type, Vec::new());
-                }
-            }
-        }
-    }
+    let columns = odfv_columns(registry, odfv, warnings)?;
     Ok(json!({
         "name": odfv.name,
         "function": udf.name,
         "source": udf.source,
         "singleton": odfv.singleton,
-        "inputs": inputs,
-        "outputs": outputs,
+        "inputs": columns
+            .inputs
+            .iter()
+            .map(|c| json!([c.name, c.feast_type, c.aliases]))
+            .collect::<Vec<_>>(),
+        "outputs": columns
+            .outputs
+            .iter()
+            .map(|c| json!([c.name, c.feast_type]))
+            .collect::<Vec<_>>(),
     }))
-}
-
-fn type_name(value_type: i32) -> &'static str {
-    ValueType::try_from(value_type).map_or("UNKNOWN", |v| v.as_str_name())
 }

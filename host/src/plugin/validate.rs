@@ -4,7 +4,7 @@
 
 use super::convert::column_type_for;
 use super::error::LoadError;
-use super::instance::PluginInfo;
+use super::instance::{ColumnType, PluginInfo};
 use crate::registry::{OdfvSource, OnDemandFeatureView, Registry};
 
 /// The registry type of an ODFV input: a feature of a source view or a request field.
@@ -23,55 +23,154 @@ fn input_type(odfv: &OnDemandFeatureView, registry: &Registry, name: &str) -> Op
     })
 }
 
-/// Checks a plugin's description against the registry; returns the ODFVs it can serve.
+/// A column type as the WIT names it.
+pub(super) fn column_type_name(t: ColumnType) -> &'static str {
+    match t {
+        ColumnType::Int32 => "int32",
+        ColumnType::Int64 => "int64",
+        ColumnType::Float32 => "float32",
+        ColumnType::Float64 => "float64",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Utf8 => "utf8",
+        ColumnType::Binary => "binary",
+        ColumnType::TimestampSeconds => "timestamp-seconds",
+    }
+}
+
+/// What a column of registry type `value_type` must be, in words.
+fn carried_as(value_type: i32) -> String {
+    let name = crate::value::value_type_name(value_type);
+    match column_type_for(value_type) {
+        Some(t) => format!(
+            "its registry type {name} is carried as {}",
+            column_type_name(t)
+        ),
+        None => format!("its registry type {name} is not a plugin column type yet"),
+    }
+}
+
+/// Checks a plugin's description against the registry; returns the ODFVs it can
+/// serve. Every problem of every ODFV is reported at once, in words.
 pub(super) fn validate(info: &PluginInfo, registry: &Registry) -> Result<Vec<String>, LoadError> {
     let mut served = Vec::new();
+    let mut problems = Vec::new();
     for spec in &info.odfvs {
         let Some(odfv) = registry.odfvs.get(&spec.name) else {
             tracing::info!(plugin = %info.name, odfv = %spec.name, "the plugin implements an on-demand feature view this registry does not have");
             continue;
         };
-        let mismatch = |m: String| LoadError::Mismatch(format!("{}: {m}", spec.name));
-        let mut outputs: Vec<&str> = spec.outputs.iter().map(|f| f.name.as_str()).collect();
-        let mut expected: Vec<&str> = odfv.features.iter().map(|f| f.name.as_str()).collect();
-        outputs.sort_unstable();
-        expected.sort_unstable();
-        if outputs != expected {
-            return Err(mismatch(format!(
-                "outputs {outputs:?} but the registry declares {expected:?}"
-            )));
+        let before = problems.len();
+        let mut problem = |m: String| problems.push(format!("{}: {m}", spec.name));
+        let missing: Vec<&str> = odfv
+            .features
+            .iter()
+            .filter(|f| !spec.outputs.iter().any(|o| o.name == f.name))
+            .map(|f| f.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            problem(format!(
+                "it does not return the registry's feature(s) {}",
+                missing.join(", ")
+            ));
         }
         for out in &spec.outputs {
-            let feature = odfv.feature(&out.name).map(|i| &odfv.features[i]);
-            let want = feature.and_then(|f| column_type_for(f.value_type));
-            if want != Some(out.column_type) {
-                return Err(mismatch(format!(
-                    "output {} is {:?} but the registry type {} needs {want:?}",
+            let Some(feature) = odfv.feature(&out.name).map(|i| &odfv.features[i]) else {
+                problem(format!(
+                    "it returns {}, which is not a feature of the ODFV in the registry",
+                    out.name
+                ));
+                continue;
+            };
+            if column_type_for(feature.value_type) != Some(out.column_type) {
+                problem(format!(
+                    "output {} is a {} column, but {}",
                     out.name,
-                    out.column_type,
-                    feature
-                        .map_or_else(String::new, |f| crate::value::value_type_name(f.value_type))
-                )));
+                    column_type_name(out.column_type),
+                    carried_as(feature.value_type)
+                ));
             }
         }
         for input in &spec.inputs {
             let Some(vt) = input_type(odfv, registry, &input.name) else {
-                return Err(mismatch(format!(
-                    "input {} is neither a source feature nor a request field",
+                problem(format!(
+                    "input {} is neither a feature of its source views nor a request data field",
                     input.name
-                )));
+                ));
+                continue;
             };
             if column_type_for(vt) != Some(input.column_type) {
-                return Err(mismatch(format!(
-                    "input {} is {:?} but the registry type {} needs {:?}",
+                problem(format!(
+                    "input {} is a {} column, but {}",
                     input.name,
-                    input.column_type,
-                    crate::value::value_type_name(vt),
-                    column_type_for(vt)
-                )));
+                    column_type_name(input.column_type),
+                    carried_as(vt)
+                ));
             }
         }
-        served.push(spec.name.clone());
+        if problems.len() == before {
+            served.push(spec.name.clone());
+        }
     }
-    Ok(served)
+    if problems.is_empty() {
+        Ok(served)
+    } else {
+        Err(LoadError::Mismatch(problems.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::instance::{Field, OdfvSpec};
+
+    fn field(name: &str, column_type: ColumnType) -> Field {
+        Field {
+            name: name.into(),
+            column_type,
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_in_words() {
+        let registry = crate::registry::decode_registry(
+            include_bytes!("../../../demo/feature_repo/data/registry.db"),
+            "repo",
+            crate::registry::DecodeOptions {
+                key_version: 3,
+                versioning: false,
+            },
+        )
+        .expect("demo registry");
+        let info = PluginInfo {
+            name: "p".into(),
+            version: "1".into(),
+            odfvs: vec![OdfvSpec {
+                name: "transformed_conv_rate".into(),
+                inputs: vec![
+                    field("conv_rate", ColumnType::Float64),
+                    field("nope", ColumnType::Int64),
+                ],
+                outputs: vec![
+                    field("conv_rate_plus_val1", ColumnType::Float32),
+                    field("extra", ColumnType::Utf8),
+                ],
+            }],
+        };
+        let Err(LoadError::Mismatch(message)) = validate(&info, &registry) else {
+            panic!("a mismatch");
+        };
+        for words in [
+            "transformed_conv_rate: it does not return the registry's feature(s) conv_rate_plus_val2",
+            "it returns extra, which is not a feature of the ODFV in the registry",
+            "output conv_rate_plus_val1 is a float32 column, but its registry type DOUBLE is carried as float64",
+            "input conv_rate is a float64 column, but its registry type FLOAT is carried as float32",
+            "input nope is neither a feature of its source views nor a request data field",
+        ] {
+            assert!(message.contains(words), "{message:?} lacks {words:?}");
+        }
+        assert!(
+            !message.contains("Float32"),
+            "no Rust Debug names: {message}"
+        );
+    }
 }

@@ -470,10 +470,12 @@ fn build_odfv(s: pb::OnDemandFeatureViewSpec) -> OnDemandFeatureView {
     let udf = s
         .feature_transformation
         .and_then(|t| t.transformation)
-        .map(|pb::feature_transformation_v2::Transformation::UserDefinedFunction(f)| Udf {
-            name: f.name,
-            source: f.body_text,
-        })
+        .map(
+            |pb::feature_transformation_v2::Transformation::UserDefinedFunction(f)| Udf {
+                name: f.name,
+                source: f.body_text,
+            },
+        )
         .filter(|u| !u.source.trim().is_empty());
     OnDemandFeatureView {
         mode: s.mode,
