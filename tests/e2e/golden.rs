@@ -3,7 +3,8 @@
 //! our documented status and Feast error class.
 
 use feast_server_e2e::plugins::{
-    PluginDir, built_js_plugins, built_plugins, built_python_plugins, wasm_plugins_yaml,
+    PluginDir, built_js_plugins, built_plugins, built_python_plugins, heavy_plugin_test,
+    wasm_plugins_yaml,
 };
 use feast_server_e2e::postgres_server::{PostgresServer, wasm_postgres_feature_store_yaml};
 use feast_server_e2e::redis_server::{
@@ -213,12 +214,14 @@ async fn replay_with_plugin(file: &std::path::Path, name: &str) {
 /// Through the Python plugin (`plugins/python/transformed_conv_rate`).
 #[tokio::test]
 async fn sqlite_golden_cases_with_the_python_plugin() {
+    let _heavy = heavy_plugin_test().await;
     replay_with_plugin(&built_python_plugins().0, "transformed-conv-rate-py").await;
 }
 
 /// Through the JavaScript plugin (`plugins/js/transformed_conv_rate`).
 #[tokio::test]
 async fn sqlite_golden_cases_with_the_javascript_plugin() {
+    let _heavy = heavy_plugin_test().await;
     replay_with_plugin(&built_js_plugins().0, "transformed-conv-rate-js").await;
 }
 

@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use feast_server_e2e::plugins::{
-    PluginDir, build_python_plugin, built_js_plugins, built_python_plugins, wasm_plugins_yaml,
+    PluginDir, build_python_plugin, built_js_plugins, built_python_plugins, heavy_plugin_test,
+    wasm_plugins_yaml,
 };
 use feast_server_e2e::{GoldenCase, RepoCopy, TestServer, column, compare_columns, golden_cases};
 use serde_json::Value as Json;
@@ -16,6 +17,7 @@ use super::composite::with_null_values;
 
 #[tokio::test]
 async fn composite_python_odfv_runs_unchanged() {
+    let _heavy = heavy_plugin_test().await;
     let repo = RepoCopy::composite();
     let dir = PluginDir::empty();
     let built = build_python_plugin(repo.path(), dir.path());
@@ -105,6 +107,7 @@ fn only_columns(body: &Json, names: &[Json]) -> Json {
 
 #[tokio::test]
 async fn python_odfvs_of_every_scalar_type_answer_like_feast() {
+    let _heavy = heavy_plugin_test().await;
     let repo = RepoCopy::python_odfv();
     let dir = PluginDir::empty();
     let built = build_python_plugin(repo.path(), dir.path());
@@ -245,6 +248,7 @@ fn plain_nulls(feast: Json, request: &str) -> Json {
 /// fails only its request, with a clear message, and the next request succeeds.
 #[tokio::test]
 async fn every_python_misbehaviour_fails_only_its_request() {
+    let _heavy = heavy_plugin_test().await;
     misbehaviours_fail_only_their_request(
         &built_python_plugins().1,
         "evil-py",
@@ -277,6 +281,7 @@ async fn every_python_misbehaviour_fails_only_its_request() {
 /// heap that never shrinks) is retired before it reaches the limit: no call fails.
 #[tokio::test]
 async fn an_instance_that_keeps_growing_is_retired_before_a_call_fails() {
+    let _heavy = heavy_plugin_test().await;
     let repo = RepoCopy::demo();
     super::plugin_sandbox::add_evil_odfvs(&repo);
     let plugins = PluginDir::with(&[(built_python_plugins().1.as_path(), "evil.wasm")]);
@@ -302,6 +307,7 @@ async fn an_instance_that_keeps_growing_is_retired_before_a_call_fails() {
 /// The same for a JavaScript plugin (`plugins/js/evil`).
 #[tokio::test]
 async fn every_javascript_misbehaviour_fails_only_its_request() {
+    let _heavy = heavy_plugin_test().await;
     misbehaviours_fail_only_their_request(
         &built_js_plugins().1,
         "evil-js",
@@ -378,6 +384,7 @@ async fn misbehaviours_fail_only_their_request(
 /// component the server loads for the ODFV (answering nulls until it is written).
 #[tokio::test]
 async fn scaffolded_python_and_javascript_plugins_build_and_load() {
+    let _heavy = heavy_plugin_test().await;
     let repo = RepoCopy::demo();
     let work = tempfile::tempdir().expect("temp dir");
     let plugins = PluginDir::empty();

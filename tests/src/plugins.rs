@@ -164,6 +164,15 @@ pub fn wasm_plugins_yaml(dir: &Path, extra: &str) -> String {
     )
 }
 
+/// Held by the tests that build and load Python or JavaScript components: each build
+/// and first compile of such a component takes both cores for seconds, and several at
+/// once starve the timing-sensitive tests running beside them (a hot swap waiting on a
+/// compile, deadlines of calls).
+pub async fn heavy_plugin_test() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// The componentize-py executable: `COMPONENTIZE_PY`, else the pinned one of
 /// `guest-sdk/python/componentize_py.sh` (a cached venv, made on first use).
 pub fn componentize_py() -> PathBuf {
