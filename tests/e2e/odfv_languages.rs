@@ -10,6 +10,7 @@ use feast_server_e2e::plugins::{
     PluginDir, build_python_plugin, built_js_plugins, built_python_plugins, heavy_plugin_test,
     wasm_plugins_yaml,
 };
+use feast_server_e2e::redis_server::RedisServer;
 use feast_server_e2e::{GoldenCase, RepoCopy, TestServer, column, compare_columns, golden_cases};
 use serde_json::Value as Json;
 
@@ -108,7 +109,45 @@ fn only_columns(body: &Json, names: &[Json]) -> Json {
 #[tokio::test]
 async fn python_odfvs_of_every_scalar_type_answer_like_feast() {
     let _heavy = heavy_plugin_test().await;
+    python_odfv_goldens(&RepoCopy::python_odfv()).await;
+}
+
+/// The same on Redis, written by this server's `materialize` (byte for byte what
+/// `feast materialize` writes, see `write`) from the repository's files.
+#[tokio::test]
+async fn python_odfvs_of_every_scalar_type_answer_like_feast_on_redis() {
+    let _heavy = heavy_plugin_test().await;
+    let redis = RedisServer::start();
     let repo = RepoCopy::python_odfv();
+    let yaml = std::fs::read_to_string(repo.path().join("feature_store.yaml")).expect("yaml");
+    repo.write_config(&yaml.replace(
+        "    type: sqlite\n    path: data/online_store.db\n",
+        &format!(
+            "    type: redis\n    connection_string: 127.0.0.1:{}\n",
+            redis.port
+        ),
+    ));
+    let out = std::process::Command::new(feast_server_e2e::logging::feast_server_binary())
+        .arg("-c")
+        .arg(repo.path())
+        .args([
+            "materialize",
+            "2026-11-19T00:00:00Z",
+            "2026-11-23T00:00:00Z",
+        ])
+        .output()
+        .expect("run materialize");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    python_odfv_goldens(&repo).await;
+}
+
+/// Builds the repository's python-mode ODFVs, serves them and compares every golden
+/// case of `tests/golden/python_odfv`.
+async fn python_odfv_goldens(repo: &RepoCopy) {
     let dir = PluginDir::empty();
     let built = build_python_plugin(repo.path(), dir.path());
     assert!(
@@ -117,7 +156,7 @@ async fn python_odfvs_of_every_scalar_type_answer_like_feast() {
         "{built}"
     );
     repo.append_config(&wasm_plugins_yaml(dir.path(), ""));
-    let server = TestServer::demo(&repo).await;
+    let server = TestServer::demo(repo).await;
     let cases = golden_cases("python_odfv");
     assert!(cases.len() >= 19, "the captured cases are present");
     let mut failures = Vec::new();

@@ -12,11 +12,15 @@ use crate::value::{EventTime, Val, Value, ValueType, from_json, value_type_name}
 
 /// A feature cell in the declared type `value_type`, ready to write.
 pub(crate) fn feature_value(cell: &Json, value_type: i32) -> Result<WriteValue, String> {
-    let value = typed(cell, value_type)?;
-    Ok(WriteValue {
-        text: value_text(&value),
+    Ok(write_value(&typed(cell, value_type)?))
+}
+
+/// A value as it is written: serialized, with its text.
+pub(crate) fn write_value(value: &Value) -> WriteValue {
+    WriteValue {
+        text: value_text(value),
         bytes: value.encode_to_vec(),
-    })
+    }
 }
 
 /// A cell as a Feast `Value` of the declared type (null stays null).

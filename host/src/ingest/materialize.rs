@@ -26,7 +26,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value as Json;
 
 use super::Ingest;
-use super::convert::{feature_value, typed};
+use super::convert::{feature_value, typed, write_value};
 use super::offline::source_file;
 use crate::auth::Caller;
 use crate::error::Error;
@@ -34,7 +34,7 @@ use crate::online_store::{WriteBatch, WriteRow};
 use crate::registry::{
     Action, FeatureView, RegistrySnapshot, ViewKind, record_materialization_in_file,
 };
-use crate::value::{EventTime, Val, Value};
+use crate::value::{EventTime, Val, Value, ValueType};
 
 /// Rows per store write.
 const WRITE_BATCH_ROWS: usize = 5_000;
@@ -400,7 +400,11 @@ fn read_window(
                 .iter()
                 .zip(&feature_cols)
                 .map(|(f, &col)| {
-                    feature_value(&cell_json(batch.column(col).as_ref(), row), f.value_type)
+                    let column = batch.column(col);
+                    if let Some(v) = null_timestamp(column.as_ref(), row, f.value_type) {
+                        return Ok(write_value(&v));
+                    }
+                    feature_value(&cell_json(column.as_ref(), row), f.value_type)
                         .map_err(|e| at(&f.name, row, e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -463,6 +467,18 @@ fn event_times(array: &dyn Array) -> Option<Vec<Option<EventTime>>> {
             })
             .collect(),
     )
+}
+
+/// A null cell of a timestamp column read as a UNIX_TIMESTAMP feature: `feast
+/// materialize` converts it through pandas as NaT and stores NaT's int64 (i64::MIN),
+/// not an empty value; so does this server, so that both write the same bytes.
+fn null_timestamp(array: &dyn Array, row: usize, value_type: i32) -> Option<Value> {
+    (value_type == ValueType::UnixTimestamp as i32
+        && array.is_null(row)
+        && matches!(array.data_type(), DataType::Timestamp(..)))
+    .then_some(Value {
+        val: Some(Val::UnixTimestampVal(i64::MIN)),
+    })
 }
 
 /// One cell of a Parquet column as the JSON value a dataframe would carry for it
