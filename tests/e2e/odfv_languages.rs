@@ -452,42 +452,11 @@ async fn scaffolded_python_and_javascript_plugins_build_and_load() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("Build the plugin with:"), "{stdout}");
         let wasm = dir.join("plugin.wasm");
-        let mut build = if lang == "python" {
-            let mut c = std::process::Command::new(feast_server_e2e::plugins::componentize_py());
-            c.args([
-                "-d",
-                "wit",
-                "-w",
-                "odfv-plugin",
-                "componentize",
-                "app",
-                "-p",
-                ".",
-                "-o",
-            ]);
-            c
+        if lang == "python" {
+            feast_server_e2e::plugins::componentize_python(&dir, &[&dir], &wasm);
         } else {
-            let mut c = std::process::Command::new(feast_server_e2e::plugins::componentize_js());
-            c.args([
-                "app.js",
-                "--wit",
-                "wit",
-                "-n",
-                "odfv-plugin",
-                "-d",
-                "http",
-                "fetch-event",
-                "-o",
-            ]);
-            c
-        };
-        let built = build.current_dir(&dir).arg(&wasm).output().expect("build");
-        assert!(
-            built.status.success(),
-            "{lang}: {}{}",
-            String::from_utf8_lossy(&built.stdout),
-            String::from_utf8_lossy(&built.stderr)
-        );
+            feast_server_e2e::plugins::componentize_javascript(&dir, &dir.join("app.js"), &wasm);
+        }
         plugins.install(&wasm, &format!("scaffold_{lang}.wasm"));
     }
     repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));

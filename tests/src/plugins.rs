@@ -205,29 +205,13 @@ pub fn built_python_plugins() -> &'static (PathBuf, PathBuf) {
         let build = |app: &str| {
             let dest = out.join(format!("{app}.wasm"));
             let root = workspace_root();
-            let run = std::process::Command::new(componentize_py())
-                .current_dir(&root)
-                .args([
-                    "-d",
-                    "wit",
-                    "-w",
-                    "odfv-plugin",
-                    "componentize",
-                    "app",
-                    "-p",
-                ])
-                .arg(root.join("plugins/python").join(app))
-                .arg("-p")
-                .arg(root.join("guest-sdk/python"))
-                .arg("-o")
-                .arg(&dest)
-                .output()
-                .expect("run componentize-py");
-            assert!(
-                run.status.success(),
-                "componentize-py failed on plugins/python/{app}:\n{}{}",
-                String::from_utf8_lossy(&run.stdout),
-                String::from_utf8_lossy(&run.stderr)
+            componentize_python(
+                &root,
+                &[
+                    &root.join("plugins/python").join(app),
+                    &root.join("guest-sdk/python"),
+                ],
+                &dest,
             );
             dest
         };
@@ -268,32 +252,54 @@ pub fn built_js_plugins() -> &'static (PathBuf, PathBuf) {
         let build = |app: &str| {
             let dest = out.join(format!("{app}.wasm"));
             let root = workspace_root();
-            let run = std::process::Command::new(componentize_js())
-                .current_dir(&root)
-                .arg(root.join("plugins/js").join(app).join("app.js"))
-                .args([
-                    "--wit",
-                    "wit",
-                    "-n",
-                    "odfv-plugin",
-                    "-d",
-                    "http",
-                    "fetch-event",
-                    "-o",
-                ])
-                .arg(&dest)
-                .output()
-                .expect("run componentize-js");
-            assert!(
-                run.status.success(),
-                "componentize-js failed on plugins/js/{app}:\n{}{}",
-                String::from_utf8_lossy(&run.stdout),
-                String::from_utf8_lossy(&run.stderr)
+            componentize_javascript(
+                &root,
+                &root.join("plugins/js").join(app).join("app.js"),
+                &dest,
             );
             dest
         };
         (build("transformed_conv_rate"), build("evil"))
     })
+}
+
+/// Builds the Python ODFV plugin whose module `app` is on `paths` (run in `cwd`,
+/// where `wit/` is) into `out`.
+pub fn componentize_python(cwd: &Path, paths: &[&Path], out: &Path) {
+    let mut cmd = std::process::Command::new(componentize_py());
+    cmd.current_dir(cwd)
+        .args(["-d", "wit", "-w", "odfv-plugin", "componentize", "app"]);
+    for p in paths {
+        cmd.arg("-p").arg(p);
+    }
+    run_build(cmd.arg("-o").arg(out), "componentize-py");
+}
+
+/// Builds the JavaScript ODFV plugin `app_js` (run in `cwd`, where `wit/` is) into
+/// `out`, without HTTP (which no plugin is granted).
+pub fn componentize_javascript(cwd: &Path, app_js: &Path, out: &Path) {
+    let mut cmd = std::process::Command::new(componentize_js());
+    cmd.current_dir(cwd).arg(app_js).args([
+        "--wit",
+        "wit",
+        "-n",
+        "odfv-plugin",
+        "-d",
+        "http",
+        "fetch-event",
+        "-o",
+    ]);
+    run_build(cmd.arg(out), "componentize-js");
+}
+
+fn run_build(cmd: &mut std::process::Command, what: &str) {
+    let run = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        run.status.success(),
+        "{what} failed ({cmd:?}):\n{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
 
 /// Runs `feast-server plugins build` on `repo`, writing `python-odfvs.wasm` into

@@ -822,12 +822,7 @@ mod tests {
     }
 
     fn demo_registry() -> Registry {
-        let bytes = include_bytes!("../../../demo/feature_repo/data/registry.db");
-        let opts = crate::registry::DecodeOptions {
-            key_version: 3,
-            versioning: false,
-        };
-        crate::registry::decode_registry(bytes, "repo", opts).expect("demo registry")
+        crate::registry::demo_registry()
     }
 
     #[test]

@@ -573,15 +573,7 @@ mod tests {
 
     #[test]
     fn incremental_windows_start_where_feast_starts_them() {
-        let registry = crate::registry::decode_registry(
-            include_bytes!("../../../demo/feature_repo/data/registry.db"),
-            "repo",
-            crate::registry::DecodeOptions {
-                key_version: 3,
-                versioning: false,
-            },
-        )
-        .expect("demo registry");
+        let registry = crate::registry::demo_registry();
         let view = registry.views["driver_hourly_stats"].clone();
         let end = EventTime::from_secs(1_795_392_000);
         // `feast materialize` recorded the demo's window: it ended at 2026-11-23.

@@ -173,6 +173,27 @@ fn sdk_constant(t: ColumnType) -> &'static str {
     }
 }
 
+/// The SDK constants a project's columns use, sorted, each once.
+fn sdk_constants(columns: &OdfvColumns) -> Vec<&'static str> {
+    let mut constants: Vec<&str> = columns
+        .inputs
+        .iter()
+        .chain(&columns.outputs)
+        .map(|c| sdk_constant(c.column_type))
+        .collect();
+    constants.sort_unstable();
+    constants.dedup();
+    constants
+}
+
+/// `name: TYPE` pairs (`"name": TYPE` with `quote`), comma-separated.
+fn typed_columns(cs: &[OdfvColumn], quote: &str) -> String {
+    cs.iter()
+        .map(|c| format!("{quote}{}{quote}: {}", c.name, sdk_constant(c.column_type)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn described(c: &OdfvColumn) -> String {
     format!("{} ({})", c.name, c.feast_type)
 }
@@ -290,30 +311,17 @@ fn python_app(registry: &Registry, name: &str, columns: &OdfvColumns) -> String 
     let mut out = String::from("\"\"\"");
     out.push_str(&header(registry, name, columns).join("\n"));
     out.push_str("\n\nBuild: componentize-py -d wit -w odfv-plugin componentize app -p . -o PLUGIN.wasm\n\"\"\"\n");
-    let mut constants: Vec<&str> = columns
-        .inputs
-        .iter()
-        .chain(&columns.outputs)
-        .map(|c| sdk_constant(c.column_type))
-        .collect();
-    constants.sort_unstable();
-    constants.dedup();
+    let constants = sdk_constants(columns);
     let _ = writeln!(
         out,
         "from feast_plugin import {}, Plugin\n\nplugin = Plugin(\"{name}\", \"0.1.0\")\n",
         constants.join(", ")
     );
-    let dict = |cs: &[OdfvColumn]| {
-        cs.iter()
-            .map(|c| format!("\"{}\": {}", c.name, sdk_constant(c.column_type)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let _ = writeln!(
         out,
         "\n@plugin.odfv(\n    \"{name}\",\n    inputs={{{}}},\n    outputs={{{}}},\n)",
-        dict(&columns.inputs),
-        dict(&columns.outputs)
+        typed_columns(&columns.inputs, "\""),
+        typed_columns(&columns.outputs, "\"")
     );
     let _ = writeln!(
         out,
@@ -338,25 +346,12 @@ fn js_app(registry: &Registry, name: &str, columns: &OdfvColumns) -> String {
         let _ = writeln!(out, "// {line}");
     }
     out.push_str("//\n// Build: componentize-js app.js --wit wit -n odfv-plugin -d http fetch-event -o PLUGIN.wasm\n");
-    let mut constants: Vec<&str> = columns
-        .inputs
-        .iter()
-        .chain(&columns.outputs)
-        .map(|c| sdk_constant(c.column_type))
-        .collect();
-    constants.sort_unstable();
-    constants.dedup();
+    let constants = sdk_constants(columns);
     let _ = writeln!(
         out,
         "import {{ {}, Plugin }} from \"./feast_plugin.js\";\n\nconst plugin = new Plugin(\"{name}\", \"0.1.0\");\n",
         constants.join(", ")
     );
-    let object = |cs: &[OdfvColumn]| {
-        cs.iter()
-            .map(|c| format!("{}: {}", c.name, sdk_constant(c.column_type)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let outs: Vec<String> = columns
         .outputs
         .iter()
@@ -365,8 +360,8 @@ fn js_app(registry: &Registry, name: &str, columns: &OdfvColumns) -> String {
     let _ = writeln!(
         out,
         "plugin.odfv(\n  \"{name}\",\n  {{ {} }},\n  {{ {} }},\n  // Input columns (arrays, null for null) to output columns of the same length.\n  (cols, rows) => {{\n    // Compute the outputs from the inputs here.\n    return {{ {} }};\n  }},\n);\n\nexport const {{ describe, transform }} = plugin.world();",
-        object(&columns.inputs),
-        object(&columns.outputs),
+        typed_columns(&columns.inputs, ""),
+        typed_columns(&columns.outputs, ""),
         outs.join(", ")
     );
     out
@@ -384,15 +379,7 @@ mod tests {
     /// the workspace compiles it (and lints it): the generator must still write it.
     #[test]
     fn the_rust_scaffold_is_the_compiled_example() {
-        let registry = crate::registry::decode_registry(
-            include_bytes!("../../../demo/feature_repo/data/registry.db"),
-            "repo",
-            crate::registry::DecodeOptions {
-                key_version: 3,
-                versioning: false,
-            },
-        )
-        .expect("demo registry");
+        let registry = crate::registry::demo_registry();
         let odfv = &registry.odfvs["transformed_conv_rate"];
         let columns = odfv_columns(&registry, odfv, &mut Vec::new()).expect("columns");
         assert_eq!(

@@ -132,15 +132,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once_in_words() {
-        let registry = crate::registry::decode_registry(
-            include_bytes!("../../../demo/feature_repo/data/registry.db"),
-            "repo",
-            crate::registry::DecodeOptions {
-                key_version: 3,
-                versioning: false,
-            },
-        )
-        .expect("demo registry");
+        let registry = crate::registry::demo_registry();
         let info = PluginInfo {
             name: "p".into(),
             version: "1".into(),

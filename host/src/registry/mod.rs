@@ -15,6 +15,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use decode::decode_registry;
+
+/// The demo repository's registry (project `repo`, key version 3), for unit tests.
+#[cfg(test)]
+pub(crate) fn demo_registry() -> Registry {
+    let bytes = include_bytes!("../../../demo/feature_repo/data/registry.db");
+    let opts = DecodeOptions {
+        key_version: 3,
+        versioning: false,
+    };
+    decode_registry(bytes, "repo", opts).expect("demo registry")
+}
 pub use decode::{DecodeOptions, RegistryError};
 pub(crate) use edit::record_materialization_in_file;
 pub use reload::{RegistryHandle, RegistrySource};
