@@ -2,6 +2,7 @@
 //! batch, the call, and its output checked against the registry and converted to
 //! Feast values.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -41,6 +42,25 @@ pub enum OdfvError {
 }
 
 impl PluginRuntime {
+    /// Why no plugin serves `odfv`: what to do, and every plugin file that was
+    /// refused (one of them may be meant to serve it).
+    fn no_plugin_for(&self, odfv: &str) -> String {
+        let dir = self.config.directory.as_deref().map_or_else(
+            || "the plugin directory".into(),
+            |d| d.display().to_string(),
+        );
+        let mut message = format!(
+            "no plugin in {dir} implements on-demand feature view {odfv}: add a .wasm component whose describe() declares it"
+        );
+        let table = self.table.load();
+        for (file, state) in &table.files {
+            if let Some(why) = &state.error {
+                let _ = write!(message, "; {} was refused: {why}", file.display());
+            }
+        }
+        message
+    }
+
     /// The inputs the plugin serving `odfv` declares, when one serves it.
     pub(crate) fn declared_inputs(&self, odfv: &str) -> Option<Vec<String>> {
         let plugin = self.for_odfv(odfv)?;
@@ -124,27 +144,6 @@ impl PluginRuntime {
         }
         let batch = batch_of(columns, rows).map_err(PluginFailure::Input)?;
         call_odfv(plugin, spec, odfv, &batch, &self.config).await
-    }
-}
-
-impl PluginRuntime {
-    /// Why no plugin serves `odfv`: what to do, and every plugin file that was
-    /// refused (one of them may be meant to serve it).
-    fn no_plugin_for(&self, odfv: &str) -> String {
-        let dir = self.config.directory.as_deref().map_or_else(
-            || "the plugin directory".into(),
-            |d| d.display().to_string(),
-        );
-        let mut message = format!(
-            "no plugin in {dir} implements on-demand feature view {odfv}: add a .wasm component whose describe() declares it"
-        );
-        let table = self.table.load();
-        for (file, state) in &table.files {
-            if let Some(why) = &state.error {
-                message.push_str(&format!("; {} was refused: {why}", file.display()));
-            }
-        }
-        message
     }
 }
 
