@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use wasmtime::Store;
@@ -67,6 +67,8 @@ pub struct LoadedPlugin {
     pre: OdfvPluginPre<SandboxState>,
     idle: Mutex<Vec<Instance>>,
     config: PluginConfig,
+    /// Whether the retirement of an instance for its memory was logged (once).
+    memory_warned: AtomicBool,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -112,6 +114,7 @@ impl LoadedPlugin {
             engine: engine.clone(),
             pre,
             idle: Mutex::new(Vec::new()),
+            memory_warned: AtomicBool::new(false),
             config: config.clone(),
         };
         let mut inst = plugin
@@ -158,7 +161,18 @@ impl LoadedPlugin {
 
     fn checkin(&self, inst: Instance) {
         // An instance whose stderr is filling up is retired, so output is never lost
-        // when it later panics.
+        // when it later panics; one whose memory neared the limit, so that no later
+        // call fails on it.
+        if let Some((grown, limit)) = sandbox::grown_past_three_quarters(&inst.store)
+            && !self.memory_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                plugin = %self.info.name,
+                memory_mib = grown >> 20,
+                limit_mib = limit >> 20,
+                "an instance's memory grew past 3/4 of max_memory_mb: such instances are replaced after their call (GET /plugins counts instances); if most calls need a new one, raise max_memory_mb"
+            );
+        }
         if sandbox::worn_out(&inst.store) {
             return;
         }

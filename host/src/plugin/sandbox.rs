@@ -319,12 +319,18 @@ pub(crate) fn arm(store: &mut Store<SandboxState>, limits: &Limits) -> usize {
 
 /// Whether an instance should be retired rather than reused: its stderr is filling
 /// up, so output would be lost when it later panics; or its memory has grown past
-/// three quarters of the limit, so a later call would likely fail on it (language
-/// runtimes with a garbage-collected heap grow between collections and never give
-/// memory back: a fresh instance starts from the initial image again).
+/// three quarters of the limit (see [`grown_past_three_quarters`]).
 pub(crate) fn worn_out(store: &Store<SandboxState>) -> bool {
-    let state = store.data();
-    state.stderr.len() > STDERR_CAPACITY / 2 || state.limiter.grown > state.limiter.max / 4 * 3
+    store.data().stderr.len() > STDERR_CAPACITY / 2 || grown_past_three_quarters(store).is_some()
+}
+
+/// (memory grown to, limit) when an instance's memory has grown past three quarters of
+/// the limit, so a later call would likely fail on it: language runtimes with a
+/// garbage-collected heap grow between collections and never give memory back, and a
+/// fresh instance starts from the initial image again.
+pub(crate) fn grown_past_three_quarters(store: &Store<SandboxState>) -> Option<(usize, usize)> {
+    let limiter = &store.data().limiter;
+    (limiter.grown > limiter.max / 4 * 3).then_some((limiter.grown, limiter.max))
 }
 
 /// The connections the allow list refused during the current call.
