@@ -232,16 +232,18 @@ function frame(out, metadata) {
   out.zeros(pad);
 }
 
+// Loops here are indexed: without a JIT, iterators and callbacks cost a call each.
 function validity(values) {
+  const n = values.length;
   let nulls = 0;
-  for (const v of values) if (v === null || v === undefined) nulls++;
-  if (nulls === 0) return [new Uint8Array(0), 0];
-  const bits = new Uint8Array((values.length + 7) >> 3);
-  values.forEach((v, i) => {
-    if (v !== null && v !== undefined) bits[i >> 3] |= 1 << (i & 7);
-  });
+  for (let i = 0; i < n; i++) if (values[i] == null) nulls++;
+  if (nulls === 0) return [EMPTY, 0];
+  const bits = new Uint8Array((n + 7) >> 3);
+  for (let i = 0; i < n; i++) if (values[i] != null) bits[i >> 3] |= 1 << (i & 7);
   return [bits, nulls];
 }
+
+const EMPTY = new Uint8Array(0);
 
 function columnBuffers(name, t, values) {
   const [valid, nulls] = validity(values);
@@ -327,7 +329,12 @@ export function writeStream(schema, columns) {
     }
   });
   const out = new Bytes();
-  out.bytes(cached(SCHEMA_MESSAGES, schemaKey(schema), () => schemaMessage(schema)));
+  let schemaBytes = SCHEMA_BY_ARRAY.get(schema);
+  if (schemaBytes === undefined) {
+    schemaBytes = cached(SCHEMA_MESSAGES, schemaKey(schema), () => schemaMessage(schema));
+    SCHEMA_BY_ARRAY.set(schema, schemaBytes);
+  }
+  out.bytes(schemaBytes);
   const tpl = cached(BATCH_MESSAGES, `${nodes.length}/${buffers.length}`, () => batchTemplate(nodes.length, buffers.length));
   const meta = tpl.bytes.slice();
   const view = new DataView(meta.buffer);
@@ -352,6 +359,8 @@ export function writeStream(schema, columns) {
 // interpreter: schema messages are made once per schema, and record batch messages
 // from a template per shape, whose numbers are patched in place.
 const SCHEMA_MESSAGES = new Map();
+// The same schema array (an ODFV's declared outputs) is written at every call.
+const SCHEMA_BY_ARRAY = new WeakMap();
 const SCHEMAS_READ = new Map();
 const BATCH_MESSAGES = new Map();
 
@@ -589,6 +598,13 @@ function readBatch(schema, header, body) {
       if (Typed && (data.byteOffset % Typed.BYTES_PER_ELEMENT) === 0) {
         // Aligned: read through a typed array, converted natively.
         values = Array.from(new Typed(data.buffer, data.byteOffset, rows));
+      } else if ((t === INT64 || t === TIMESTAMP_SECONDS) && data.byteOffset % 4 === 0) {
+        // Two 32-bit halves per value, indexed rather than called.
+        const words = new Int32Array(data.buffer, data.byteOffset, 2 * rows);
+        for (let i = 0; i < rows; i++) {
+          const hi = words[2 * i + 1];
+          values[i] = hi >= -0x200000 && hi < 0x200000 ? hi * TWO_32 + (words[2 * i] >>> 0) : getI64(data, 8 * i);
+        }
       } else {
         for (let i = 0; i < rows; i++) {
           switch (t) {
@@ -639,7 +655,13 @@ export class Plugin {
    */
   odfv(name, inputs, outputs, fn) {
     if (this.odfvs.has(name)) throw new Error(`ODFV ${name} is defined twice`);
-    this.odfvs.set(name, { name, inputs: declared(name, "input", inputs), outputs: declared(name, "output", outputs), fn });
+    this.odfvs.set(name, {
+      name,
+      inputs: declared(name, "input", inputs),
+      outputs: declared(name, "output", outputs),
+      fn,
+      checked: null,
+    });
     return this;
   }
 
@@ -655,11 +677,15 @@ export class Plugin {
     }
     const rows = columns.length ? columns[0].length : 0;
     const cols = {};
-    schema.forEach(([n], i) => (cols[n] = columns[i]));
-    for (const [n, t] of spec.inputs) {
-      const got = schema.find(([s]) => s === n);
-      if (!got) throw new InvalidInput(`input column ${n} is missing`);
-      if (got[1] !== t) throw new InvalidInput(`input column ${n} is ${got[1]}, declared ${t}`);
+    for (let i = 0; i < schema.length; i++) cols[schema[i][0]] = columns[i];
+    // Read schemas are cached arrays: each is checked against the ODFV once.
+    if (spec.checked !== schema) {
+      for (const [n, t] of spec.inputs) {
+        const got = schema.find(([s]) => s === n);
+        if (!got) throw new InvalidInput(`input column ${n} is missing`);
+        if (got[1] !== t) throw new InvalidInput(`input column ${n} is ${got[1]}, declared ${t}`);
+      }
+      spec.checked = schema;
     }
     const result = spec.fn(cols, rows);
     if (result === null || typeof result !== "object") {
@@ -667,7 +693,7 @@ export class Plugin {
     }
     const out = spec.outputs.map(([n]) => {
       if (!(n in result)) throw new PluginError(`${odfv} returned no column ${n}`);
-      const column = Array.from(result[n]);
+      const column = Array.isArray(result[n]) ? result[n] : Array.from(result[n]);
       if (column.length !== rows) {
         throw new PluginError(`${odfv} returned ${column.length} values for ${n}, the input has ${rows} rows`);
       }
