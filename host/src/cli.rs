@@ -264,6 +264,15 @@ impl Cli {
         };
         (repo, yaml)
     }
+
+    /// The repository directory, its configuration and its registry, loaded.
+    fn repository(&self) -> anyhow::Result<(PathBuf, RepoConfig, crate::registry::RegistryHandle)> {
+        let (repo, yaml) = self.repo_paths();
+        let config = RepoConfig::load(&repo, &yaml)?;
+        let registry =
+            crate::registry::RegistryHandle::load(crate::registry::RegistrySource::of(&config))?;
+        Ok((repo, config, registry))
+    }
 }
 
 /// Runs the command line: parses the arguments, then serves, materializes or compiles.
@@ -416,10 +425,7 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
 
 /// `plugins build`: the registry's python-mode ODFVs as one component.
 fn build_plugins(cli: &Cli, args: &PluginsBuildArgs) -> anyhow::Result<()> {
-    let (repo, yaml) = cli.repo_paths();
-    let config = RepoConfig::load(&repo, &yaml)?;
-    let registry =
-        crate::registry::RegistryHandle::load(crate::registry::RegistrySource::of(&config))?;
+    let (repo, config, registry) = cli.repository()?;
     let dir = match &args.output {
         Some(d) => d.clone(),
         None => crate::plugin::PluginConfig::from_repo(&config, None)?
@@ -454,10 +460,7 @@ fn build_plugins(cli: &Cli, args: &PluginsBuildArgs) -> anyhow::Result<()> {
 
 /// `plugins scaffold`: a plugin project for one ODFV.
 fn scaffold_plugin(cli: &Cli, args: &PluginsScaffoldArgs) -> anyhow::Result<()> {
-    let (repo, yaml) = cli.repo_paths();
-    let config = RepoConfig::load(&repo, &yaml)?;
-    let registry =
-        crate::registry::RegistryHandle::load(crate::registry::RegistrySource::of(&config))?;
+    let (_, _, registry) = cli.repository()?;
     let spec = crate::plugin::Scaffold {
         odfv: &args.odfv,
         language: match args.lang {

@@ -2,7 +2,7 @@
 //! answered by the real Feast 0.67, `tests/golden/composite`): the columns a Feast
 //! client sees, join keys echoed in request order included.
 
-use feast_server_e2e::{GoldenCase, RepoCopy, TestServer, compare_columns, golden_cases};
+use feast_server_e2e::{RepoCopy, TestServer, compare_columns, golden_cases};
 use serde_json::Value as Json;
 
 /// Cases where this server deliberately answers differently from Feast: (case,
@@ -65,17 +65,6 @@ fn join_keys(body: &Json) -> Vec<String> {
         .collect()
 }
 
-async fn send(server: &TestServer, case: &GoldenCase) -> feast_server_e2e::Response {
-    server
-        .send(
-            &case.method,
-            &case.path,
-            case.content_type.as_deref(),
-            case.body.as_bytes(),
-        )
-        .await
-}
-
 #[tokio::test]
 async fn answers_like_feast_on_composite_int32_and_string_keys() {
     let repo = RepoCopy::composite();
@@ -90,7 +79,7 @@ async fn answers_like_feast_on_composite_int32_and_string_keys() {
         if name.starts_with('o') && !OUR_ERRORS.iter().any(|(n, ..)| *n == name) {
             continue;
         }
-        let resp = send(&server, case).await;
+        let resp = server.send_case(case).await;
         if let Some(&(_, status, class, words)) = OUR_ERRORS.iter().find(|(n, ..)| *n == name) {
             let (got, message) = resp.feast_error();
             if resp.status != status || got != class || !message.contains(words) {

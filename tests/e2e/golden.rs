@@ -102,14 +102,7 @@ async fn replay(server: &TestServer, store: &str) -> Vec<String> {
     let mut failures = Vec::new();
     let (mut same, mut errors) = (0, 0);
     for case in &cases {
-        let resp = server
-            .send(
-                &case.method,
-                &case.path,
-                case.content_type.as_deref(),
-                case.body.as_bytes(),
-            )
-            .await;
+        let resp = server.send_case(case).await;
         let name = case.name.as_str();
         if let Some(&(_, status, class)) = OUR_ERRORS.iter().find(|(n, ..)| *n == name) {
             errors += 1;

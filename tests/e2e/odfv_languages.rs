@@ -20,15 +20,14 @@ use super::composite::with_null_values;
 async fn composite_python_odfv_runs_unchanged() {
     let _heavy = heavy_plugin_test().await;
     let repo = RepoCopy::composite();
-    let dir = PluginDir::empty();
-    let built = build_python_plugin(repo.path(), dir.path());
-    assert!(
-        built.contains("skipped customer_spend_pd: mode \"pandas\"")
-            && built.contains(": customer_spend_py"),
-        "{built}"
-    );
-    repo.append_config(&wasm_plugins_yaml(dir.path(), ""));
-    let server = TestServer::demo(&repo).await;
+    let (server, _plugins) = serve_python_odfvs(
+        &repo,
+        &[
+            "skipped customer_spend_pd: mode \"pandas\"",
+            ": customer_spend_py",
+        ],
+    )
+    .await;
     let cases = golden_cases("composite");
     let case = |name: &str| {
         cases
@@ -66,15 +65,20 @@ async fn composite_python_odfv_runs_unchanged() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Runs `plugins build` on `repo` (its report must say each of `reported`) and serves
+/// the repository with the component; the plugin directory lives as long as it.
+async fn serve_python_odfvs(repo: &RepoCopy, reported: &[&str]) -> (TestServer, PluginDir) {
+    let dir = PluginDir::empty();
+    let built = build_python_plugin(repo.path(), dir.path());
+    for words in reported {
+        assert!(built.contains(words), "{built} lacks {words:?}");
+    }
+    repo.append_config(&wasm_plugins_yaml(dir.path(), ""));
+    (TestServer::demo(repo).await, dir)
+}
+
 async fn send(server: &TestServer, case: &GoldenCase) -> Json {
-    let resp = server
-        .send(
-            &case.method,
-            &case.path,
-            case.content_type.as_deref(),
-            case.body.as_bytes(),
-        )
-        .await;
+    let resp = server.send_case(case).await;
     assert_eq!(
         resp.status,
         200,
@@ -148,28 +152,20 @@ async fn python_odfvs_of_every_scalar_type_answer_like_feast_on_redis() {
 /// Builds the repository's python-mode ODFVs, serves them and compares every golden
 /// case of `tests/golden/python_odfv`.
 async fn python_odfv_goldens(repo: &RepoCopy) {
-    let dir = PluginDir::empty();
-    let built = build_python_plugin(repo.path(), dir.path());
-    assert!(
-        built.contains("skipped user_summary: feature summary has type MAP")
-            && built.contains("user_batch, user_divide, user_singleton, user_two_views"),
-        "{built}"
-    );
-    repo.append_config(&wasm_plugins_yaml(dir.path(), ""));
-    let server = TestServer::demo(repo).await;
+    let (server, _plugins) = serve_python_odfvs(
+        repo,
+        &[
+            "skipped user_summary: feature summary has type MAP",
+            "user_batch, user_divide, user_singleton, user_two_views",
+        ],
+    )
+    .await;
     let cases = golden_cases("python_odfv");
     assert!(cases.len() >= 19, "the captured cases are present");
     let mut failures = Vec::new();
     for case in &cases {
         let name = case.name.as_str();
-        let resp = server
-            .send(
-                &case.method,
-                &case.path,
-                case.content_type.as_deref(),
-                case.body.as_bytes(),
-            )
-            .await;
+        let resp = server.send_case(case).await;
         let body = String::from_utf8_lossy(&resp.body).into_owned();
         // A Map output is not a plugin column type (yet): its ODFV is not built.
         if name == "p4_batch_request_nulls" {

@@ -324,6 +324,17 @@ impl TestServer {
         }
     }
 
+    /// Sends the request of a golden case as it was captured.
+    pub async fn send_case(&self, case: &GoldenCase) -> Response {
+        self.send(
+            &case.method,
+            &case.path,
+            case.content_type.as_deref(),
+            case.body.as_bytes(),
+        )
+        .await
+    }
+
     /// POSTs a JSON body to `/get-online-features`.
     pub async fn get_online_features(&self, body: &Json) -> Response {
         self.send(
