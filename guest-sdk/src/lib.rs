@@ -143,11 +143,28 @@ pub enum ColumnType {
     Binary,
     /// Arrow Timestamp(Second, UTC) (Feast UNIX_TIMESTAMP).
     TimestampSeconds,
+    /// Arrow List<Int32> (Feast INT32_LIST). Lists: an `item` field, no null items.
+    Int32List,
+    /// Arrow List<Int64> (Feast INT64_LIST).
+    Int64List,
+    /// Arrow List<Float32> (Feast FLOAT_LIST).
+    Float32List,
+    /// Arrow List<Float64> (Feast DOUBLE_LIST).
+    Float64List,
+    /// Arrow List<Boolean> (Feast BOOL_LIST).
+    BooleanList,
+    /// Arrow List<Utf8> (Feast STRING_LIST, and JSON_LIST as texts).
+    Utf8List,
+    /// Arrow List<Binary> (Feast BYTES_LIST).
+    BinaryList,
+    /// Arrow List<Timestamp(Second, UTC)> (Feast UNIX_TIMESTAMP_LIST).
+    TimestampSecondsList,
 }
 
 impl ColumnType {
     /// The Arrow type of the column.
     pub fn data_type(self) -> DataType {
+        let list = |item: ColumnType| DataType::List(std::sync::Arc::new(item.item_field()));
         match self {
             ColumnType::Int32 => DataType::Int32,
             ColumnType::Int64 => DataType::Int64,
@@ -159,6 +176,29 @@ impl ColumnType {
             ColumnType::TimestampSeconds => {
                 DataType::Timestamp(TimeUnit::Second, Some("UTC".into()))
             }
+            ColumnType::Int32List => list(ColumnType::Int32),
+            ColumnType::Int64List => list(ColumnType::Int64),
+            ColumnType::Float32List => list(ColumnType::Float32),
+            ColumnType::Float64List => list(ColumnType::Float64),
+            ColumnType::BooleanList => list(ColumnType::Boolean),
+            ColumnType::Utf8List => list(ColumnType::Utf8),
+            ColumnType::BinaryList => list(ColumnType::Binary),
+            ColumnType::TimestampSecondsList => list(ColumnType::TimestampSeconds),
+        }
+    }
+
+    /// The item field of a list column of this (scalar) type: named `item`, nullable,
+    /// as Arrow writers make it.
+    pub fn item_field(self) -> arrow_schema::Field {
+        arrow_schema::Field::new("item", self.data_type(), true)
+    }
+
+    /// Whether a column of Arrow type `got` has this type (a list's item field may
+    /// have any name and nullability).
+    pub fn matches(self, got: &DataType) -> bool {
+        match (self.data_type(), got) {
+            (DataType::List(want), DataType::List(got)) => want.data_type() == got.data_type(),
+            (want, got) => &want == got,
         }
     }
 }
@@ -348,7 +388,7 @@ fn check_outputs(o: &Odfv, out: &RecordBatch, rows: usize) -> Result<(), PluginE
         let col = out.column_by_name(name).ok_or_else(|| {
             PluginError::Internal(format!("{} did not return its output {name}", o.name))
         })?;
-        if col.data_type() != &ty.data_type() {
+        if !ty.matches(col.data_type()) {
             return Err(PluginError::Internal(format!(
                 "{} returned {name} as {} instead of {}",
                 o.name,
@@ -430,6 +470,14 @@ pub mod export {
             ColumnType::Utf8 => wit::ColumnType::Utf8,
             ColumnType::Binary => wit::ColumnType::Binary,
             ColumnType::TimestampSeconds => wit::ColumnType::TimestampSeconds,
+            ColumnType::Int32List => wit::ColumnType::Int32List,
+            ColumnType::Int64List => wit::ColumnType::Int64List,
+            ColumnType::Float32List => wit::ColumnType::Float32List,
+            ColumnType::Float64List => wit::ColumnType::Float64List,
+            ColumnType::BooleanList => wit::ColumnType::BooleanList,
+            ColumnType::Utf8List => wit::ColumnType::Utf8List,
+            ColumnType::BinaryList => wit::ColumnType::BinaryList,
+            ColumnType::TimestampSecondsList => wit::ColumnType::TimestampSecondsList,
         }
     }
 

@@ -11,15 +11,20 @@
 //! | `String` | Utf8 | STRING, JSON |
 //! | `Vec<u8>` | Binary | BYTES |
 //! | [`Timestamp`] | Timestamp(Second, UTC) | UNIX_TIMESTAMP |
+//! | `Vec<T>`, `T` above (but `u8`) | List<T's type> | T's `_LIST` type |
+//!
+//! A list value is never `Some` with a null item (Feast lists have none): an input
+//! list holding a null item is refused as invalid input.
 
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, TimestampSecondType};
 use arrow_array::{
-    ArrayRef, BinaryArray, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array,
-    RecordBatch, StringArray, TimestampSecondArray,
+    Array, ArrayRef, BinaryArray, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array,
+    ListArray, RecordBatch, StringArray, TimestampSecondArray,
 };
+use arrow_buffer::{NullBuffer, OffsetBuffer};
 
 use crate::{ColumnType, PluginError};
 
@@ -32,9 +37,80 @@ pub trait RowValue: Sized {
     /// The column type carrying it.
     const COLUMN_TYPE: ColumnType;
     /// Column `name` of `batch`, one value per row (`None` for null).
-    fn read(batch: &RecordBatch, name: &str) -> Result<Vec<Option<Self>>, PluginError>;
+    fn read(batch: &RecordBatch, name: &str) -> Result<Vec<Option<Self>>, PluginError> {
+        Self::values(find(batch, name, Self::COLUMN_TYPE)?, name)
+    }
+    /// The values of column `name`, of type [`Self::COLUMN_TYPE`] (`None` for null).
+    fn values(column: &dyn Array, name: &str) -> Result<Vec<Option<Self>>, PluginError>;
     /// An output column of these values.
     fn column(values: Vec<Option<Self>>) -> ArrayRef;
+}
+
+/// A type whose `Vec` is a list value: the scalar types but `u8` (`Vec<u8>` is BYTES).
+pub trait ListItem: RowValue {
+    /// The column type of a list of it.
+    const LIST_TYPE: ColumnType;
+}
+
+macro_rules! list_item {
+    ($($rust:ty => $list:expr),* $(,)?) => {
+        $(impl ListItem for $rust {
+            const LIST_TYPE: ColumnType = $list;
+        })*
+    };
+}
+
+list_item!(
+    i32 => ColumnType::Int32List,
+    i64 => ColumnType::Int64List,
+    f32 => ColumnType::Float32List,
+    f64 => ColumnType::Float64List,
+    bool => ColumnType::BooleanList,
+    String => ColumnType::Utf8List,
+    Vec<u8> => ColumnType::BinaryList,
+    Timestamp => ColumnType::TimestampSecondsList,
+);
+
+impl<T: ListItem> RowValue for Vec<T> {
+    const COLUMN_TYPE: ColumnType = T::LIST_TYPE;
+
+    fn values(column: &dyn Array, name: &str) -> Result<Vec<Option<Self>>, PluginError> {
+        let list = column.as_list::<i32>();
+        let offsets = list.value_offsets();
+        let first = offsets.first().map_or(0, |o| *o as usize);
+        let mut items = T::values(list.values().as_ref(), name)?
+            .into_iter()
+            .skip(first);
+        (0..list.len())
+            .map(|row| {
+                let taken = items
+                    .by_ref()
+                    .take((offsets[row + 1] - offsets[row]) as usize);
+                if list.is_null(row) {
+                    taken.for_each(drop);
+                    return Ok(None);
+                }
+                taken.collect::<Option<Vec<T>>>().map(Some).ok_or_else(|| {
+                    PluginError::InvalidInput(format!(
+                        "input column {name} has a null item in row {row}"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn column(values: Vec<Option<Self>>) -> ArrayRef {
+        let nulls = NullBuffer::from_iter(values.iter().map(Option::is_some));
+        let lengths = values.iter().map(|v| v.as_ref().map_or(0, Vec::len));
+        let offsets = OffsetBuffer::from_lengths(lengths);
+        let items = T::column(values.into_iter().flatten().flatten().map(Some).collect());
+        Arc::new(ListArray::new(
+            Arc::new(T::COLUMN_TYPE.item_field()),
+            offsets,
+            items,
+            Some(nulls).filter(|n| n.null_count() > 0),
+        ))
+    }
 }
 
 fn find<'a>(
@@ -45,7 +121,7 @@ fn find<'a>(
     let col = batch
         .column_by_name(name)
         .ok_or_else(|| PluginError::InvalidInput(format!("input column {name} is missing")))?;
-    if col.data_type() != &t.data_type() {
+    if !t.matches(col.data_type()) {
         return Err(PluginError::InvalidInput(format!(
             "input column {name} is {}, not {}",
             col.data_type(),
@@ -59,11 +135,8 @@ macro_rules! primitive {
     ($rust:ty, $column:expr, $arrow:ty, $array:ty) => {
         impl RowValue for $rust {
             const COLUMN_TYPE: ColumnType = $column;
-            fn read(batch: &RecordBatch, name: &str) -> Result<Vec<Option<Self>>, PluginError> {
-                Ok(find(batch, name, Self::COLUMN_TYPE)?
-                    .as_primitive::<$arrow>()
-                    .iter()
-                    .collect())
+            fn values(column: &dyn Array, _: &str) -> Result<Vec<Option<Self>>, PluginError> {
+                Ok(column.as_primitive::<$arrow>().iter().collect())
             }
             fn column(values: Vec<Option<Self>>) -> ArrayRef {
                 Arc::new(<$array>::from(values))
@@ -79,11 +152,8 @@ primitive!(f64, ColumnType::Float64, Float64Type, Float64Array);
 
 impl RowValue for bool {
     const COLUMN_TYPE: ColumnType = ColumnType::Boolean;
-    fn read(batch: &RecordBatch, name: &str) -> Result<Vec<Option<Self>>, PluginError> {
-        Ok(find(batch, name, Self::COLUMN_TYPE)?
-            .as_boolean()
-            .iter()
-            .collect())
+    fn values(column: &dyn Array, _: &str) -> Result<Vec<Option<Self>>, PluginError> {
+        Ok(column.as_boolean().iter().collect())
     }
     fn column(values: Vec<Option<Self>>) -> ArrayRef {
         Arc::new(BooleanArray::from(values))
@@ -92,8 +162,8 @@ impl RowValue for bool {
 
 impl RowValue for String {
     const COLUMN_TYPE: ColumnType = ColumnType::Utf8;
-    fn read(batch: &RecordBatch, name: &str) -> Result<Vec<Option<Self>>, PluginError> {
-        Ok(find(batch, name, Self::COLUMN_TYPE)?
+    fn values(column: &dyn Array, _: &str) -> Result<Vec<Option<Self>>, PluginError> {
+        Ok(column
             .as_string::<i32>()
             .iter()
             .map(|v| v.map(str::to_string))
@@ -106,8 +176,8 @@ impl RowValue for String {
 
 impl RowValue for Vec<u8> {
     const COLUMN_TYPE: ColumnType = ColumnType::Binary;
-    fn read(batch: &RecordBatch, name: &str) -> Result<Vec<Option<Self>>, PluginError> {
-        Ok(find(batch, name, Self::COLUMN_TYPE)?
+    fn values(column: &dyn Array, _: &str) -> Result<Vec<Option<Self>>, PluginError> {
+        Ok(column
             .as_binary::<i32>()
             .iter()
             .map(|v| v.map(<[u8]>::to_vec))
@@ -120,8 +190,8 @@ impl RowValue for Vec<u8> {
 
 impl RowValue for Timestamp {
     const COLUMN_TYPE: ColumnType = ColumnType::TimestampSeconds;
-    fn read(batch: &RecordBatch, name: &str) -> Result<Vec<Option<Self>>, PluginError> {
-        Ok(find(batch, name, Self::COLUMN_TYPE)?
+    fn values(column: &dyn Array, _: &str) -> Result<Vec<Option<Self>>, PluginError> {
+        Ok(column
             .as_primitive::<TimestampSecondType>()
             .iter()
             .map(|v| v.map(Timestamp))

@@ -11,7 +11,9 @@ use feast_server_e2e::redis_server::{
     RedisCluster, RedisServer, load_feast_dump, redis_feature_store_yaml,
     wasm_redis_feature_store_yaml,
 };
-use feast_server_e2e::{GoldenCase, RepoCopy, TestServer, compare_columns, golden_cases};
+use feast_server_e2e::{
+    GoldenCase, RepoCopy, TestServer, compare_columns, golden_cases, workspace_root,
+};
 use serde_json::{Value as Json, json};
 
 /// Error cases where this server deliberately answers differently from Feast's
@@ -226,9 +228,13 @@ async fn replay_redis(store_yaml: &str) {
 
 /// Replays the golden cases of `golden` on a demo repo whose store is `store_yaml`.
 async fn replay_store(store_yaml: &str, golden: &str) {
+    replay_store_with_plugin(store_yaml, golden, conv_rate_plugin()).await;
+}
+
+/// [`replay_store`] with the demo's ODFVs computed by the plugins of `plugins`.
+async fn replay_store_with_plugin(store_yaml: &str, golden: &str, plugins: PluginDir) {
     let repo = RepoCopy::demo();
     repo.write_config(store_yaml);
-    let plugins = conv_rate_plugin();
     repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
     let server = TestServer::demo(&repo).await;
     let failures = replay(&server, golden).await;
@@ -274,6 +280,26 @@ async fn redis_store_component_golden_cases() {
         &format!("127.0.0.1:{}", redis.port),
         "",
     ))
+    .await;
+}
+
+/// Components built against `feast:plugin@0.1.0` (before the list column types;
+/// `tests/fixtures/components-0.1.0`) keep loading and serving: the Redis golden cases
+/// through the 0.1.0 store component, the demo's ODFVs computed by the 0.1.0 plugin.
+#[tokio::test]
+async fn components_of_wit_0_1_0_answer_the_redis_golden_cases() {
+    let old = workspace_root().join("tests/fixtures/components-0.1.0");
+    let redis = RedisServer::start();
+    load_feast_dump(&mut redis.connection());
+    replay_store_with_plugin(
+        &wasm_redis_feature_store_yaml(
+            &old.join("redis_store.wasm"),
+            &format!("127.0.0.1:{}", redis.port),
+            "",
+        ),
+        "redis",
+        PluginDir::with(&[(&old.join("transformed_conv_rate.wasm"), "conv_rate.wasm")]),
+    )
     .await;
 }
 

@@ -4,18 +4,23 @@ use std::sync::Arc;
 
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
-    StringBuilder, TimestampSecondBuilder,
+    ListBuilder, StringBuilder, TimestampSecondBuilder,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, TimestampSecondType};
-use arrow_array::{Array, ArrayRef};
-use arrow_schema::{DataType, TimeUnit};
+use arrow_array::{Array, ArrayRef, GenericListArray};
+use arrow_schema::{DataType, Field, TimeUnit};
 
 use super::instance::ColumnType;
+use crate::proto::feast::types::{
+    BoolList, BytesList, DoubleList, FloatList, Int32List, Int64List, StringList,
+};
 use crate::value::{Val, Value, ValueType, integer, number};
 
 /// The Arrow type of a plugin column.
 pub(super) fn data_type(t: ColumnType) -> DataType {
+    let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
+    let timestamp = || DataType::Timestamp(TimeUnit::Second, Some("UTC".into()));
     match t {
         ColumnType::Int32 => DataType::Int32,
         ColumnType::Int64 => DataType::Int64,
@@ -24,7 +29,24 @@ pub(super) fn data_type(t: ColumnType) -> DataType {
         ColumnType::Boolean => DataType::Boolean,
         ColumnType::Utf8 => DataType::Utf8,
         ColumnType::Binary => DataType::Binary,
-        ColumnType::TimestampSeconds => DataType::Timestamp(TimeUnit::Second, Some("UTC".into())),
+        ColumnType::TimestampSeconds => timestamp(),
+        ColumnType::Int32List => list(DataType::Int32),
+        ColumnType::Int64List => list(DataType::Int64),
+        ColumnType::Float32List => list(DataType::Float32),
+        ColumnType::Float64List => list(DataType::Float64),
+        ColumnType::BooleanList => list(DataType::Boolean),
+        ColumnType::Utf8List => list(DataType::Utf8),
+        ColumnType::BinaryList => list(DataType::Binary),
+        ColumnType::TimestampSecondsList => list(timestamp()),
+    }
+}
+
+/// Whether a column of Arrow type `got` is one of type `want`: equal types, where a
+/// list's item field may have any name and nullability (writers differ there).
+pub(super) fn same_type(want: &DataType, got: &DataType) -> bool {
+    match (want, got) {
+        (DataType::List(w), DataType::List(g)) => w.data_type() == g.data_type(),
+        _ => want == got,
     }
 }
 
@@ -39,6 +61,14 @@ pub(super) fn column_type_for(value_type: i32) -> Option<ColumnType> {
         ValueType::String | ValueType::Json => ColumnType::Utf8,
         ValueType::Bytes => ColumnType::Binary,
         ValueType::UnixTimestamp => ColumnType::TimestampSeconds,
+        ValueType::Int32List => ColumnType::Int32List,
+        ValueType::Int64List => ColumnType::Int64List,
+        ValueType::FloatList => ColumnType::Float32List,
+        ValueType::DoubleList => ColumnType::Float64List,
+        ValueType::BoolList => ColumnType::BooleanList,
+        ValueType::StringList | ValueType::JsonList => ColumnType::Utf8List,
+        ValueType::BytesList => ColumnType::BinaryList,
+        ValueType::UnixTimestampList => ColumnType::TimestampSecondsList,
         _ => return None,
     })
 }
@@ -63,6 +93,23 @@ pub(super) fn to_array<'a>(
                 match v.and_then(|v| v.val.as_ref().map(|val| (v, val))) {
                     None | Some((_, Val::NullVal(_))) => b.append_null(),
                     Some((v, val)) => b.append_value($conv(val).ok_or_else(|| bad(v, t))?),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    // A list column: `$items` gives a value's items (cloned), appended to the child.
+    macro_rules! build_list {
+        ($items:expr, $child:expr) => {{
+            let mut b = ListBuilder::with_capacity($child, n);
+            for v in values {
+                match v.and_then(|v| v.val.as_ref().map(|val| (v, val))) {
+                    None | Some((_, Val::NullVal(_))) => b.append_null(),
+                    Some((v, val)) => {
+                        let items = $items(val).ok_or_else(|| bad(v, t))?;
+                        b.values().extend(items.into_iter().map(Some));
+                        b.append(true);
+                    }
                 }
             }
             Arc::new(b.finish()) as ArrayRef
@@ -104,7 +151,95 @@ pub(super) fn to_array<'a>(
                 .with_timezone("UTC");
             Arc::new(a) as ArrayRef
         }
+        ColumnType::Int32List => build_list!(
+            |v: &Val| match v {
+                Val::Int32ListVal(l) => Some(l.val.clone()),
+                Val::Int64ListVal(l) => l.val.iter().map(|i| i32::try_from(*i).ok()).collect(),
+                _ => None,
+            },
+            Int32Builder::new()
+        ),
+        ColumnType::Int64List => build_list!(
+            |v: &Val| match v {
+                Val::Int64ListVal(l) => Some(l.val.clone()),
+                Val::Int32ListVal(l) => Some(l.val.iter().map(|i| i64::from(*i)).collect()),
+                _ => None,
+            },
+            Int64Builder::new()
+        ),
+        ColumnType::Float32List => build_list!(
+            |v: &Val| match v {
+                Val::FloatListVal(l) => Some(l.val.clone()),
+                Val::DoubleListVal(l) => Some(l.val.iter().map(|f| *f as f32).collect()),
+                _ => None,
+            },
+            Float32Builder::new()
+        ),
+        ColumnType::Float64List => build_list!(
+            |v: &Val| match v {
+                Val::DoubleListVal(l) => Some(l.val.clone()),
+                Val::FloatListVal(l) => Some(l.val.iter().map(|f| f64::from(*f)).collect()),
+                _ => None,
+            },
+            Float64Builder::new()
+        ),
+        ColumnType::BooleanList => build_list!(
+            |v: &Val| match v {
+                Val::BoolListVal(l) => Some(l.val.clone()),
+                _ => None,
+            },
+            BooleanBuilder::new()
+        ),
+        ColumnType::Utf8List => build_list!(
+            |v: &Val| match v {
+                Val::StringListVal(l) | Val::JsonListVal(l) => Some(l.val.clone()),
+                _ => None,
+            },
+            StringBuilder::new()
+        ),
+        ColumnType::BinaryList => build_list!(
+            |v: &Val| match v {
+                Val::BytesListVal(l) => Some(l.val.clone()),
+                _ => None,
+            },
+            BinaryBuilder::new()
+        ),
+        ColumnType::TimestampSecondsList => build_list!(
+            |v: &Val| match v {
+                Val::UnixTimestampListVal(l) | Val::Int64ListVal(l) => Some(l.val.clone()),
+                _ => None,
+            },
+            TimestampSecondBuilder::new().with_timezone("UTC")
+        ),
     })
+}
+
+/// The items of each row of a list column as `make` wraps them (`None`: a null row);
+/// an item that is null is refused (a Feast list has none).
+fn list_values<T>(
+    list: &GenericListArray<i32>,
+    items: impl Fn(&dyn Array, usize) -> T,
+    make: impl Fn(Vec<T>) -> Val,
+) -> Result<Vec<Value>, String> {
+    let child = list.values();
+    let offsets = list.value_offsets();
+    (0..list.len())
+        .map(|row| {
+            if list.is_null(row) {
+                return Ok(Value { val: None });
+            }
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            if child.null_count() > 0 && (start..end).any(|i| child.is_null(i)) {
+                return Err(format!(
+                    "row {row} of a list column has a null item (Feast lists have none)"
+                ));
+            }
+            let values = (start..end).map(|i| items(child.as_ref(), i)).collect();
+            Ok(Value {
+                val: Some(make(values)),
+            })
+        })
+        .collect()
 }
 
 /// Feast values of a plugin output column, typed as the registry declares the
@@ -162,6 +297,61 @@ pub(super) fn from_array(column: &dyn Array, value_type: i32) -> Result<Vec<Valu
             .iter()
             .map(|v| wrap(v.map(Val::UnixTimestampVal)))
             .collect(),
+        DataType::List(item) => {
+            let list = column.as_list::<i32>();
+            let json_list = value_type == ValueType::JsonList as i32;
+            match item.data_type() {
+                DataType::Int32 => list_values(
+                    list,
+                    |a, i| a.as_primitive::<Int32Type>().value(i),
+                    |val| Val::Int32ListVal(Int32List { val }),
+                )?,
+                DataType::Int64 => list_values(
+                    list,
+                    |a, i| a.as_primitive::<Int64Type>().value(i),
+                    |val| Val::Int64ListVal(Int64List { val }),
+                )?,
+                DataType::Float32 => list_values(
+                    list,
+                    |a, i| a.as_primitive::<Float32Type>().value(i),
+                    |val| Val::FloatListVal(FloatList { val }),
+                )?,
+                DataType::Float64 => list_values(
+                    list,
+                    |a, i| a.as_primitive::<Float64Type>().value(i),
+                    |val| Val::DoubleListVal(DoubleList { val }),
+                )?,
+                DataType::Boolean => list_values(
+                    list,
+                    |a, i| a.as_boolean().value(i),
+                    |val| Val::BoolListVal(BoolList { val }),
+                )?,
+                DataType::Utf8 => list_values(
+                    list,
+                    |a, i| a.as_string::<i32>().value(i).to_string(),
+                    |val| {
+                        if json_list {
+                            Val::JsonListVal(StringList { val })
+                        } else {
+                            Val::StringListVal(StringList { val })
+                        }
+                    },
+                )?,
+                DataType::Binary => list_values(
+                    list,
+                    |a, i| a.as_binary::<i32>().value(i).to_vec(),
+                    |val| Val::BytesListVal(BytesList { val }),
+                )?,
+                DataType::Timestamp(TimeUnit::Second, _) => list_values(
+                    list,
+                    |a, i| a.as_primitive::<TimestampSecondType>().value(i),
+                    |val| Val::UnixTimestampListVal(Int64List { val }),
+                )?,
+                other => {
+                    return Err(format!("a list of {other} is not a plugin column type"));
+                }
+            }
+        }
         other => return Err(format!("column type {other} is not a plugin column type")),
     };
     debug_assert_eq!(out.len(), n);
@@ -209,5 +399,105 @@ mod tests {
             column_type_for(ValueType::Int64 as i32),
             Some(ColumnType::Int64)
         );
+    }
+
+    #[test]
+    fn lists_round_trip_through_arrow_with_nulls_and_empty_lists() {
+        let cases: Vec<(ValueType, ColumnType, Val, Val)> = vec![
+            (
+                ValueType::Int32List,
+                ColumnType::Int32List,
+                Val::Int32ListVal(Int32List { val: vec![1, -2] }),
+                Val::Int32ListVal(Int32List { val: vec![] }),
+            ),
+            (
+                ValueType::Int64List,
+                ColumnType::Int64List,
+                Val::Int64ListVal(Int64List {
+                    val: vec![i64::MAX],
+                }),
+                Val::Int64ListVal(Int64List { val: vec![] }),
+            ),
+            (
+                ValueType::FloatList,
+                ColumnType::Float32List,
+                Val::FloatListVal(FloatList { val: vec![0.5] }),
+                Val::FloatListVal(FloatList { val: vec![] }),
+            ),
+            (
+                ValueType::DoubleList,
+                ColumnType::Float64List,
+                Val::DoubleListVal(DoubleList {
+                    val: vec![1e300, 0.25],
+                }),
+                Val::DoubleListVal(DoubleList { val: vec![] }),
+            ),
+            (
+                ValueType::BoolList,
+                ColumnType::BooleanList,
+                Val::BoolListVal(BoolList {
+                    val: vec![true, false],
+                }),
+                Val::BoolListVal(BoolList { val: vec![] }),
+            ),
+            (
+                ValueType::StringList,
+                ColumnType::Utf8List,
+                Val::StringListVal(StringList {
+                    val: vec!["a".into(), String::new()],
+                }),
+                Val::StringListVal(StringList { val: vec![] }),
+            ),
+            (
+                ValueType::JsonList,
+                ColumnType::Utf8List,
+                Val::JsonListVal(StringList {
+                    val: vec!["{\"a\":1}".into()],
+                }),
+                Val::JsonListVal(StringList { val: vec![] }),
+            ),
+            (
+                ValueType::BytesList,
+                ColumnType::BinaryList,
+                Val::BytesListVal(BytesList {
+                    val: vec![vec![0, 255], vec![]],
+                }),
+                Val::BytesListVal(BytesList { val: vec![] }),
+            ),
+            (
+                ValueType::UnixTimestampList,
+                ColumnType::TimestampSecondsList,
+                Val::UnixTimestampListVal(Int64List {
+                    val: vec![1_795_392_000],
+                }),
+                Val::UnixTimestampListVal(Int64List { val: vec![] }),
+            ),
+        ];
+        for (value_type, column_type, full, empty) in cases {
+            assert_eq!(column_type_for(value_type as i32), Some(column_type));
+            let vals = [v(full), Value { val: None }, v(empty)];
+            let arr = to_array(vals.iter().map(Some), column_type).expect("array");
+            assert!(same_type(&data_type(column_type), arr.data_type()));
+            assert_eq!(arr.null_count(), 1);
+            let back = from_array(arr.as_ref(), value_type as i32).expect("values");
+            assert_eq!(back, vals, "{value_type:?}");
+        }
+    }
+
+    #[test]
+    fn a_null_item_in_an_output_list_is_refused() {
+        let mut b = ListBuilder::new(Int64Builder::new());
+        b.values().append_value(1);
+        b.values().append_null();
+        b.append(true);
+        let err = from_array(&b.finish(), ValueType::Int64List as i32).expect_err("null item");
+        assert!(err.contains("row 0") && err.contains("null item"), "{err}");
+    }
+
+    #[test]
+    fn list_item_fields_may_have_any_name() {
+        let element = DataType::List(Arc::new(Field::new("element", DataType::Int64, false)));
+        assert!(same_type(&data_type(ColumnType::Int64List), &element));
+        assert!(!same_type(&data_type(ColumnType::Int32List), &element));
     }
 }

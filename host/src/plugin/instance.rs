@@ -23,15 +23,111 @@ mod bindings {
     });
 }
 
-#[cfg(test)]
+/// The world as released in `feast:plugin@0.1.0` (no list column types).
+mod bindings_0_1 {
+    wasmtime::component::bindgen!({
+        world: "odfv-plugin",
+        path: "wit-compat/0.1.0",
+        exports: { default: async },
+    });
+}
+
 pub(super) use bindings::feast::plugin::types::Field;
 use bindings::feast::plugin::types::PluginError;
 pub(super) use bindings::feast::plugin::types::{ColumnType, OdfvSpec, PluginInfo};
-use bindings::{OdfvPlugin, OdfvPluginPre};
+use bindings_0_1::feast::plugin::types as types_0_1;
+
+/// The component linked as the version of the world it implements.
+enum Pre {
+    Current(bindings::OdfvPluginPre<SandboxState>),
+    V0_1(bindings_0_1::OdfvPluginPre<SandboxState>),
+}
+
+impl Pre {
+    /// Links `pre` as the current world, or else as an earlier version of it.
+    fn new(pre: wasmtime::component::InstancePre<SandboxState>) -> Result<Self, String> {
+        bindings::OdfvPluginPre::new(pre.clone())
+            .map(Pre::Current)
+            .or_else(|current| {
+                bindings_0_1::OdfvPluginPre::new(pre)
+                    .map(Pre::V0_1)
+                    .map_err(|_| format!("{current:#}"))
+            })
+    }
+}
+
+/// An instance's exports, of the version of the world it implements.
+enum Bindings {
+    Current(bindings::OdfvPlugin),
+    V0_1(bindings_0_1::OdfvPlugin),
+}
 
 struct Instance {
     store: Store<SandboxState>,
-    bindings: OdfvPlugin,
+    bindings: Bindings,
+}
+
+impl Instance {
+    async fn describe(&mut self) -> wasmtime::Result<PluginInfo> {
+        Ok(match &self.bindings {
+            Bindings::Current(b) => b.call_describe(&mut self.store).await?,
+            Bindings::V0_1(b) => from_0_1_info(b.call_describe(&mut self.store).await?),
+        })
+    }
+
+    async fn transform(
+        &mut self,
+        odfv: &str,
+        input: &Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, PluginError>> {
+        Ok(match &self.bindings {
+            Bindings::Current(b) => b.call_transform(&mut self.store, odfv, input).await?,
+            Bindings::V0_1(b) => b
+                .call_transform(&mut self.store, odfv, input)
+                .await?
+                .map_err(|e| match e {
+                    types_0_1::PluginError::InvalidInput(m) => PluginError::InvalidInput(m),
+                    types_0_1::PluginError::Unsupported(m) => PluginError::Unsupported(m),
+                    types_0_1::PluginError::Internal(m) => PluginError::Internal(m),
+                }),
+        })
+    }
+}
+
+/// A 0.1.0 description in the current types (its column types are a subset).
+fn from_0_1_info(info: types_0_1::PluginInfo) -> PluginInfo {
+    let column_type = |t| match t {
+        types_0_1::ColumnType::Int32 => ColumnType::Int32,
+        types_0_1::ColumnType::Int64 => ColumnType::Int64,
+        types_0_1::ColumnType::Float32 => ColumnType::Float32,
+        types_0_1::ColumnType::Float64 => ColumnType::Float64,
+        types_0_1::ColumnType::Boolean => ColumnType::Boolean,
+        types_0_1::ColumnType::Utf8 => ColumnType::Utf8,
+        types_0_1::ColumnType::Binary => ColumnType::Binary,
+        types_0_1::ColumnType::TimestampSeconds => ColumnType::TimestampSeconds,
+    };
+    let fields = |fields: Vec<types_0_1::Field>| {
+        fields
+            .into_iter()
+            .map(|f| Field {
+                name: f.name,
+                column_type: column_type(f.column_type),
+            })
+            .collect()
+    };
+    PluginInfo {
+        name: info.name,
+        version: info.version,
+        odfvs: info
+            .odfvs
+            .into_iter()
+            .map(|o| OdfvSpec {
+                name: o.name,
+                inputs: fields(o.inputs),
+                outputs: fields(o.outputs),
+            })
+            .collect(),
+    }
 }
 
 /// Counters of one loaded plugin.
@@ -64,7 +160,7 @@ pub struct LoadedPlugin {
     /// Counters.
     pub stats: PluginStats,
     engine: WasmEngine,
-    pre: OdfvPluginPre<SandboxState>,
+    pre: Pre,
     idle: Mutex<Vec<Instance>>,
     config: PluginConfig,
     /// Whether the retirement of an instance for its memory was logged (once).
@@ -94,9 +190,9 @@ impl LoadedPlugin {
             sandbox::PrepareError::Compile(m) => LoadError::Compile(m),
             sandbox::PrepareError::Link(m) => LoadError::Link(m),
         })?;
-        let pre = OdfvPluginPre::new(prepared.pre).map_err(|e| {
+        let pre = Pre::new(prepared.pre).map_err(|e| {
             LoadError::Link(format!(
-                "the component does not implement feast:plugin/odfv-plugin@0.1.0: {e:#}"
+                "the component does not implement feast:plugin/odfv-plugin@0.2.0 (nor 0.1.0): {e}"
             ))
         })?;
         let mut plugin = LoadedPlugin {
@@ -123,8 +219,7 @@ impl LoadedPlugin {
             .map_err(|e| LoadError::Describe(e.to_string()))?;
         let mark = plugin.arm(&mut inst);
         plugin.info = inst
-            .bindings
-            .call_describe(&mut inst.store)
+            .describe()
             .await
             .map_err(|e| LoadError::Describe(plugin.classify(&e, &inst, mark).to_string()))?;
         plugin.checkin(inst);
@@ -147,11 +242,14 @@ impl LoadedPlugin {
         // An on-demand feature view gets no network.
         let mut store = sandbox::new_store(&self.engine, &self.limits(), &Network::None);
         self.stats.instances.fetch_add(1, Ordering::Relaxed);
-        let bindings = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| PluginFailure::Instantiate(format!("{e:#}")))?;
+        let bindings = match &self.pre {
+            Pre::Current(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Current),
+            Pre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V0_1),
+        }
+        .map_err(|e| PluginFailure::Instantiate(format!("{e:#}")))?;
         Ok(Instance { store, bindings })
     }
 
@@ -195,11 +293,7 @@ impl LoadedPlugin {
             None => self.instantiate().await?,
         };
         let mark = self.arm(&mut inst);
-        match inst
-            .bindings
-            .call_transform(&mut inst.store, odfv, input)
-            .await
-        {
+        match inst.transform(odfv, input).await {
             Ok(Ok(out)) => {
                 self.checkin(inst);
                 Ok(out)

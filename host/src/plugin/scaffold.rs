@@ -156,6 +156,14 @@ fn rust_type(t: ColumnType) -> &'static str {
         ColumnType::Utf8 => "String",
         ColumnType::Binary => "Vec<u8>",
         ColumnType::TimestampSeconds => "Timestamp",
+        ColumnType::Int32List => "Vec<i32>",
+        ColumnType::Int64List => "Vec<i64>",
+        ColumnType::Float32List => "Vec<f32>",
+        ColumnType::Float64List => "Vec<f64>",
+        ColumnType::BooleanList => "Vec<bool>",
+        ColumnType::Utf8List => "Vec<String>",
+        ColumnType::BinaryList => "Vec<Vec<u8>>",
+        ColumnType::TimestampSecondsList => "Vec<Timestamp>",
     }
 }
 
@@ -170,6 +178,14 @@ fn sdk_constant(t: ColumnType) -> &'static str {
         ColumnType::Utf8 => "UTF8",
         ColumnType::Binary => "BINARY",
         ColumnType::TimestampSeconds => "TIMESTAMP_SECONDS",
+        ColumnType::Int32List => "INT32_LIST",
+        ColumnType::Int64List => "INT64_LIST",
+        ColumnType::Float32List => "FLOAT32_LIST",
+        ColumnType::Float64List => "FLOAT64_LIST",
+        ColumnType::BooleanList => "BOOLEAN_LIST",
+        ColumnType::Utf8List => "UTF8_LIST",
+        ColumnType::BinaryList => "BINARY_LIST",
+        ColumnType::TimestampSecondsList => "TIMESTAMP_SECONDS_LIST",
     }
 }
 
@@ -296,12 +312,12 @@ fn rust_lib(registry: &Registry, name: &str, columns: &OdfvColumns) -> String {
         out,
         "/// The plugin: the ODFV above.\npub fn plugin() -> Plugin {{\n    Plugin::new(\"{name}\", \"0.1.0\").odfv({name}_odfv())\n}}\n\nfeast_plugin_sdk::export_plugin!(plugin);"
     );
-    if !columns
-        .inputs
-        .iter()
-        .chain(&columns.outputs)
-        .any(|c| c.column_type == ColumnType::TimestampSeconds)
-    {
+    if !columns.inputs.iter().chain(&columns.outputs).any(|c| {
+        matches!(
+            c.column_type,
+            ColumnType::TimestampSeconds | ColumnType::TimestampSecondsList
+        )
+    }) {
         out = out.replace("use feast_plugin_sdk::row::Timestamp;\n", "");
     }
     out

@@ -34,6 +34,14 @@ pub(super) fn column_type_name(t: ColumnType) -> &'static str {
         ColumnType::Utf8 => "utf8",
         ColumnType::Binary => "binary",
         ColumnType::TimestampSeconds => "timestamp-seconds",
+        ColumnType::Int32List => "int32-list",
+        ColumnType::Int64List => "int64-list",
+        ColumnType::Float32List => "float32-list",
+        ColumnType::Float64List => "float64-list",
+        ColumnType::BooleanList => "boolean-list",
+        ColumnType::Utf8List => "utf8-list",
+        ColumnType::BinaryList => "binary-list",
+        ColumnType::TimestampSecondsList => "timestamp-seconds-list",
     }
 }
 

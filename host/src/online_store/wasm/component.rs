@@ -30,10 +30,62 @@ mod bindings {
     });
 }
 
+/// The world as released in `feast:plugin@0.1.0`: the same functions and types, exported
+/// under the interface name of that version.
+mod bindings_0_1 {
+    wasmtime::component::bindgen!({
+        world: "online-store",
+        path: "wit-compat/0.1.0",
+        exports: { default: async },
+    });
+}
+
 pub(super) use bindings::exports::feast::plugin::store::{
     StoreError as WitError, StoreInfo, ViewRead, ViewWrite, WriteOutcome,
 };
-use bindings::{OnlineStore as Bindings, OnlineStorePre};
+use bindings_0_1::exports::feast::plugin::store as store_0_1;
+
+/// The component linked as the version of the world it implements.
+#[derive(Clone)]
+enum Pre {
+    Current(bindings::OnlineStorePre<SandboxState>),
+    V0_1(bindings_0_1::OnlineStorePre<SandboxState>),
+}
+
+impl Pre {
+    /// Links `pre` as the current world, or else as an earlier version of it.
+    fn new(pre: wasmtime::component::InstancePre<SandboxState>) -> Result<Self, String> {
+        bindings::OnlineStorePre::new(pre.clone())
+            .map(Pre::Current)
+            .or_else(|current| {
+                bindings_0_1::OnlineStorePre::new(pre)
+                    .map(Pre::V0_1)
+                    .map_err(|_| format!("{current:#}"))
+            })
+    }
+
+    async fn instantiate(&self, store: &mut Store<SandboxState>) -> wasmtime::Result<Bindings> {
+        Ok(match self {
+            Pre::Current(pre) => Bindings::Current(pre.instantiate_async(store).await?),
+            Pre::V0_1(pre) => Bindings::V0_1(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// An instance's exports, of the version of the world it implements.
+enum Bindings {
+    Current(bindings::OnlineStore),
+    V0_1(bindings_0_1::OnlineStore),
+}
+
+fn from_0_1_error(e: store_0_1::StoreError) -> WitError {
+    match e {
+        store_0_1::StoreError::Unavailable(m) => WitError::Unavailable(m),
+        store_0_1::StoreError::Failed(m) => WitError::Failed(m),
+        store_0_1::StoreError::Corrupt(m) => WitError::Corrupt(m),
+        store_0_1::StoreError::InvalidConfig(m) => WitError::InvalidConfig(m),
+    }
+}
 
 const STORE: &str = "wasm";
 
@@ -47,15 +99,52 @@ pub(super) struct Instance {
 }
 
 impl Instance {
+    /// The guest's `open`.
+    async fn open(&mut self, config: &str) -> wasmtime::Result<Result<StoreInfo, WitError>> {
+        Ok(match &self.bindings {
+            Bindings::Current(b) => {
+                b.feast_plugin_store()
+                    .call_open(&mut self.store, config)
+                    .await?
+            }
+            Bindings::V0_1(b) => b
+                .feast_plugin_store()
+                .call_open(&mut self.store, config)
+                .await?
+                .map(|i| StoreInfo {
+                    name: i.name,
+                    version: i.version,
+                })
+                .map_err(from_0_1_error),
+        })
+    }
+
     /// The guest's `read`.
     pub(super) async fn read(
         &mut self,
         views: &[ViewRead],
     ) -> wasmtime::Result<Result<Vec<Vec<u8>>, WitError>> {
-        self.bindings
-            .feast_plugin_store()
-            .call_read(&mut self.store, views)
-            .await
+        Ok(match &self.bindings {
+            Bindings::Current(b) => {
+                b.feast_plugin_store()
+                    .call_read(&mut self.store, views)
+                    .await?
+            }
+            Bindings::V0_1(b) => {
+                let views: Vec<_> = views
+                    .iter()
+                    .map(|v| store_0_1::ViewRead {
+                        view: v.view.clone(),
+                        features: v.features.clone(),
+                        keys: v.keys.clone(),
+                    })
+                    .collect();
+                b.feast_plugin_store()
+                    .call_read(&mut self.store, &views)
+                    .await?
+                    .map_err(from_0_1_error)
+            }
+        })
     }
 
     /// The guest's `write`.
@@ -63,18 +152,43 @@ impl Instance {
         &mut self,
         views: &[ViewWrite],
     ) -> wasmtime::Result<Result<WriteOutcome, WitError>> {
-        self.bindings
-            .feast_plugin_store()
-            .call_write(&mut self.store, views)
-            .await
+        Ok(match &self.bindings {
+            Bindings::Current(b) => {
+                b.feast_plugin_store()
+                    .call_write(&mut self.store, views)
+                    .await?
+            }
+            Bindings::V0_1(b) => {
+                let views: Vec<_> = views
+                    .iter()
+                    .map(|v| store_0_1::ViewWrite {
+                        view: v.view.clone(),
+                        features: v.features.clone(),
+                        rows: v.rows.clone(),
+                    })
+                    .collect();
+                b.feast_plugin_store()
+                    .call_write(&mut self.store, &views)
+                    .await?
+                    .map(|o| WriteOutcome {
+                        written: o.written,
+                        skipped: o.skipped,
+                    })
+                    .map_err(from_0_1_error)
+            }
+        })
     }
 
     /// The guest's `ping`.
     pub(super) async fn ping(&mut self) -> wasmtime::Result<Result<(), WitError>> {
-        self.bindings
-            .feast_plugin_store()
-            .call_ping(&mut self.store)
-            .await
+        Ok(match &self.bindings {
+            Bindings::Current(b) => b.feast_plugin_store().call_ping(&mut self.store).await?,
+            Bindings::V0_1(b) => b
+                .feast_plugin_store()
+                .call_ping(&mut self.store)
+                .await?
+                .map_err(from_0_1_error),
+        })
     }
 }
 
@@ -106,7 +220,7 @@ pub(crate) struct Loaded {
     /// Counters.
     pub(crate) stats: Stats,
     engine: WasmEngine,
-    pre: OnlineStorePre<SandboxState>,
+    pre: Pre,
     limits: Limits,
     network: Network,
     open_argument: String,
@@ -159,9 +273,9 @@ impl Loaded {
             }
             sandbox::PrepareError::Link(m) => LoadError::Component(format!("cannot link it: {m}")),
         })?;
-        let pre = OnlineStorePre::new(prepared.pre).map_err(|e| {
+        let pre = Pre::new(prepared.pre).map_err(|e| {
             LoadError::Component(format!(
-                "it does not implement feast:plugin/online-store@0.1.0: {e:#}"
+                "it does not implement feast:plugin/online-store@0.2.0 (nor 0.1.0): {e}"
             ))
         })?;
         let open_argument = config.open_argument(&allow);
@@ -203,17 +317,12 @@ impl Loaded {
         let mark = sandbox::arm(&mut store, &self.limits);
         let bindings = self
             .pre
-            .instantiate_async(&mut store)
+            .instantiate(&mut store)
             .await
             .map_err(|e| failed(format!("cannot start an instance: {e:#}")))?;
         let mut inst = Instance { store, bindings };
-        let opened = tokio::time::timeout(
-            self.limits.timeout,
-            inst.bindings
-                .feast_plugin_store()
-                .call_open(&mut inst.store, &self.open_argument),
-        )
-        .await;
+        let opened =
+            tokio::time::timeout(self.limits.timeout, inst.open(&self.open_argument)).await;
         match opened {
             Err(_) => Err(StoreError::Unavailable {
                 store: STORE,
