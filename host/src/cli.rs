@@ -104,9 +104,10 @@ pub struct PluginsScaffoldArgs {
     /// The project directory to create (default: ./NAME).
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: Option<PathBuf>,
-    /// Rust: the guest SDK directory (`guest-sdk/` of a feast-server checkout).
-    #[arg(long, value_name = "DIR", default_value = "guest-sdk")]
-    pub sdk: PathBuf,
+    /// Rust: depend on this guest SDK directory (`guest-sdk/` of a feast-server
+    /// checkout) instead of the copy of the SDK written into the project.
+    #[arg(long, value_name = "DIR")]
+    pub sdk: Option<PathBuf>,
 }
 
 /// A plugin language.

@@ -1,5 +1,5 @@
 //! Files this binary carries so that it can build and scaffold plugins anywhere: the
-//! WIT package and the Python and JavaScript guest SDKs, as (relative path, text).
+//! WIT package and the Rust, Python and JavaScript guest SDKs, as (relative path, text).
 
 /// `wit/`.
 pub(super) const WIT: &[(&str, &str)] = &[
@@ -11,6 +11,31 @@ pub(super) const WIT: &[(&str, &str)] = &[
     (
         "wit/online-store.wit",
         include_str!("../../../wit/online-store.wit"),
+    ),
+];
+
+/// The Rust guest SDK (`guest-sdk/`, its macro crate included), which builds beside a
+/// `wit/` directory.
+pub(super) const RUST_SDK: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../../../guest-sdk/Cargo.toml")),
+    ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
+    ("src/ipc.rs", include_str!("../../../guest-sdk/src/ipc.rs")),
+    (
+        "src/flat_ipc.rs",
+        include_str!("../../../guest-sdk/src/flat_ipc.rs"),
+    ),
+    ("src/row.rs", include_str!("../../../guest-sdk/src/row.rs")),
+    (
+        "src/store.rs",
+        include_str!("../../../guest-sdk/src/store.rs"),
+    ),
+    (
+        "macros/Cargo.toml",
+        include_str!("../../../guest-sdk/macros/Cargo.toml"),
+    ),
+    (
+        "macros/src/lib.rs",
+        include_str!("../../../guest-sdk/macros/src/lib.rs"),
     ),
 ];
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::columns::{OdfvColumn, OdfvColumns, odfv_columns};
-use super::embedded::{self, JS_SDK, PYTHON_SDK, WIT};
+use super::embedded::{self, JS_SDK, PYTHON_SDK, RUST_SDK, WIT};
 use super::instance::ColumnType;
 use crate::registry::Registry;
 
@@ -30,8 +30,9 @@ pub(crate) struct Scaffold<'a> {
     pub(crate) language: Language,
     /// The directory written (must not exist or be empty).
     pub(crate) dir: PathBuf,
-    /// Rust: the `guest-sdk` directory the crate depends on.
-    pub(crate) sdk: PathBuf,
+    /// Rust: the `guest-sdk` directory the crate depends on; `None`: a copy of the SDK
+    /// (and `wit/`) written into the project.
+    pub(crate) sdk: Option<PathBuf>,
 }
 
 /// Writes the project; returns the files written and how to build the plugin.
@@ -65,14 +66,24 @@ pub(crate) fn scaffold(
     let crate_name = name.replace('_', "-");
     let (files, build): (Vec<(String, String)>, String) = match s.language {
         Language::Rust => {
-            let sdk = std::path::absolute(&s.sdk)
-                .map_err(|e| format!("cannot resolve {}: {e}", s.sdk.display()))?;
-            if !sdk.join("Cargo.toml").is_file() {
-                return Err(format!(
-                    "{} is not the guest SDK (guest-sdk/ of a feast-server checkout): pass --sdk DIR",
-                    sdk.display()
-                ));
-            }
+            let sdk = match &s.sdk {
+                Some(dir) => {
+                    let sdk = std::path::absolute(dir)
+                        .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
+                    if !sdk.join("Cargo.toml").is_file() {
+                        return Err(format!(
+                            "{} is not the guest SDK (guest-sdk/ of a feast-server checkout)",
+                            sdk.display()
+                        ));
+                    }
+                    sdk
+                }
+                None => {
+                    write(WIT, "")?;
+                    write(RUST_SDK, "feast-plugin-sdk")?;
+                    PathBuf::from("feast-plugin-sdk")
+                }
+            };
             (
                 vec![
                     ("Cargo.toml".into(), cargo_toml(&crate_name, &sdk)),
@@ -402,6 +413,48 @@ mod tests {
             rustfmt(&rust_lib(&registry, "transformed_conv_rate", &columns)),
             include_str!("../../../plugins/scaffold-example/src/lib.rs"),
             "regenerate plugins/scaffold-example/src/lib.rs with `feast-server -c demo/feature_repo plugins scaffold --odfv transformed_conv_rate`"
+        );
+    }
+
+    /// A Rust project carries a copy of the SDK and `wit/` that matches `guest-sdk/`,
+    /// and depends on it (a cold build of such a project is timed in docs/plugins.md).
+    #[test]
+    fn a_rust_project_carries_the_sdk_it_depends_on() {
+        let registry = crate::registry::demo_registry();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spec = Scaffold {
+            odfv: "transformed_conv_rate",
+            language: Language::Rust,
+            dir: dir.path().join("p"),
+            sdk: None,
+        };
+        scaffold(&registry, &spec).expect("scaffold");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (file, text) in RUST_SDK {
+            let copied = std::fs::read_to_string(spec.dir.join("feast-plugin-sdk").join(file))
+                .expect("copied SDK file");
+            assert_eq!(&copied, text, "{file}");
+            let source =
+                std::fs::read_to_string(root.join("guest-sdk").join(file)).expect("SDK file");
+            assert_eq!(&source, text, "{file}");
+        }
+        for sub in ["src", "macros/src"] {
+            for entry in std::fs::read_dir(root.join("guest-sdk").join(sub)).expect("SDK dir") {
+                let name = format!(
+                    "{sub}/{}",
+                    entry.expect("entry").file_name().to_string_lossy()
+                );
+                assert!(
+                    RUST_SDK.iter().any(|(f, _)| *f == name),
+                    "{name} is not carried (embedded::RUST_SDK)"
+                );
+            }
+        }
+        assert!(spec.dir.join("wit/types.wit").is_file());
+        let manifest = std::fs::read_to_string(spec.dir.join("Cargo.toml")).expect("manifest");
+        assert!(
+            manifest.contains(r#"feast-plugin-sdk = { path = "feast-plugin-sdk" }"#),
+            "{manifest}"
         );
     }
 }
