@@ -20,8 +20,10 @@ component with componentize-py against the `odfv-plugin` world (`wit/`):
     WitWorld = plugin.world()
 
 Column values are plain Python values: `int` (Int32, Int64, and Timestamp seconds),
-`float`, `bool`, `str`, `bytes`. Feast's own python-mode ODFV functions run unchanged
-through `feast_plugin.feast_python` (what `feast-server plugins build` generates).
+`float`, `bool`, `str`, `bytes`; a value of a list column (`INT64_LIST`, ...) is a
+Python list of them (`[]` is a value, `None` null; items are never `None`). Feast's
+own python-mode ODFV functions run unchanged through `feast_plugin.feast_python`
+(what `feast-server plugins build` generates).
 Data crosses as Arrow IPC streams, read and written by `feast_plugin.arrow_ipc`, so
 the contract is the same as for Rust plugins. Everything here also runs in a plain
 CPython, so plugins are unit-tested with `Plugin.call`.
@@ -33,13 +35,21 @@ import traceback
 from . import arrow_ipc
 from .arrow_ipc import (
     BINARY,
+    BINARY_LIST,
     BOOLEAN,
+    BOOLEAN_LIST,
     FLOAT32,
+    FLOAT32_LIST,
     FLOAT64,
+    FLOAT64_LIST,
     INT32,
+    INT32_LIST,
     INT64,
+    INT64_LIST,
     TIMESTAMP_SECONDS,
+    TIMESTAMP_SECONDS_LIST,
     UTF8,
+    UTF8_LIST,
     IpcError,
 )
 
@@ -56,6 +66,14 @@ __all__ = [
     "UTF8",
     "BINARY",
     "TIMESTAMP_SECONDS",
+    "INT32_LIST",
+    "INT64_LIST",
+    "FLOAT32_LIST",
+    "FLOAT64_LIST",
+    "BOOLEAN_LIST",
+    "UTF8_LIST",
+    "BINARY_LIST",
+    "TIMESTAMP_SECONDS_LIST",
 ]
 
 
@@ -203,6 +221,14 @@ def _describe(plugin):
         UTF8: types.ColumnType.UTF8,
         BINARY: types.ColumnType.BINARY,
         TIMESTAMP_SECONDS: types.ColumnType.TIMESTAMP_SECONDS,
+        INT32_LIST: types.ColumnType.INT32_LIST,
+        INT64_LIST: types.ColumnType.INT64_LIST,
+        FLOAT32_LIST: types.ColumnType.FLOAT32_LIST,
+        FLOAT64_LIST: types.ColumnType.FLOAT64_LIST,
+        BOOLEAN_LIST: types.ColumnType.BOOLEAN_LIST,
+        UTF8_LIST: types.ColumnType.UTF8_LIST,
+        BINARY_LIST: types.ColumnType.BINARY_LIST,
+        TIMESTAMP_SECONDS_LIST: types.ColumnType.TIMESTAMP_SECONDS_LIST,
     }
 
     def fields(columns):

@@ -3,7 +3,17 @@
 The plugin world exchanges one schema message and one record batch, uncompressed,
 without dictionaries (`wit/types.wit`). This module reads and writes exactly that for
 the column types the world declares: Int32, Int64, Float32, Float64, Boolean, Utf8,
-Binary and Timestamp(Second, "UTC"). A column is a Python list with `None` for null.
+Binary and Timestamp(Second, "UTC"), and List of each of them. A column is a Python
+list with `None` for null; a value of a list column is a Python list of the item
+type's values (a tuple is written too), an empty list being a value, not null.
+
+List columns are Arrow `List` (int32 offsets) whose one child field is named `item`
+and nullable, as pyarrow and arrow-rs make them. Items are never null in the plugin
+world (a Feast list has no null items): writing a list holding `None` fails, and so
+does reading one whose entries reference a null item (`IpcError`), rather than
+handing the plugin a value its output could not carry back. Reading accepts a child
+field of any name, with or without validity buffers, and offsets that do not start
+at zero (a sliced child); LargeList, FixedSizeList and nested lists are refused.
 
 The flatbuffer metadata is written front to back (each table's vtable just before
 it, children after their parent), every scalar aligned to its size, so Arrow's
@@ -21,8 +31,33 @@ BOOLEAN = "boolean"
 UTF8 = "utf8"
 BINARY = "binary"
 TIMESTAMP_SECONDS = "timestamp-seconds"
+INT32_LIST = "int32-list"
+INT64_LIST = "int64-list"
+FLOAT32_LIST = "float32-list"
+FLOAT64_LIST = "float64-list"
+BOOLEAN_LIST = "boolean-list"
+UTF8_LIST = "utf8-list"
+BINARY_LIST = "binary-list"
+TIMESTAMP_SECONDS_LIST = "timestamp-seconds-list"
 
-COLUMN_TYPES = (INT32, INT64, FLOAT32, FLOAT64, BOOLEAN, UTF8, BINARY, TIMESTAMP_SECONDS)
+COLUMN_TYPES = (
+    INT32,
+    INT64,
+    FLOAT32,
+    FLOAT64,
+    BOOLEAN,
+    UTF8,
+    BINARY,
+    TIMESTAMP_SECONDS,
+    INT32_LIST,
+    INT64_LIST,
+    FLOAT32_LIST,
+    FLOAT64_LIST,
+    BOOLEAN_LIST,
+    UTF8_LIST,
+    BINARY_LIST,
+    TIMESTAMP_SECONDS_LIST,
+)
 
 _CONTINUATION = b"\xff\xff\xff\xff"
 _END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
@@ -30,9 +65,24 @@ _V5 = 4
 _HEADER_SCHEMA = 1
 _HEADER_RECORD_BATCH = 3
 # Arrow's `Type` union tags.
-_T_INT, _T_FLOAT, _T_BINARY, _T_UTF8, _T_BOOL, _T_TIMESTAMP = 2, 3, 4, 5, 6, 10
+_T_INT, _T_FLOAT, _T_BINARY, _T_UTF8, _T_BOOL, _T_TIMESTAMP, _T_LIST = 2, 3, 4, 5, 6, 10, 12
 _FIXED = {INT32: "i", INT64: "q", FLOAT32: "f", FLOAT64: "d", TIMESTAMP_SECONDS: "q"}
-_F32_MAX = 3.4028234663852886e38
+_WIDTH = {"i": 4, "q": 8, "f": 4, "d": 8}
+# A list column type -> its item type, and back.
+_LIST_ITEM = {
+    INT32_LIST: INT32,
+    INT64_LIST: INT64,
+    FLOAT32_LIST: FLOAT32,
+    FLOAT64_LIST: FLOAT64,
+    BOOLEAN_LIST: BOOLEAN,
+    UTF8_LIST: UTF8,
+    BINARY_LIST: BINARY,
+    TIMESTAMP_SECONDS_LIST: TIMESTAMP_SECONDS,
+}
+_LIST_OF = {item: list_type for list_type, item in _LIST_ITEM.items()}
+# The smallest magnitude a C cast of a double to float rounds to infinity: the
+# midpoint between float32's largest finite value and 2**128.
+_F32_OVERFLOW = 3.4028235677973366e38
 
 
 class IpcError(ValueError):
@@ -142,7 +192,14 @@ def _type_table(w, column_type):
 
 
 def _field_table(w, name, column_type):
-    tag, type_writer = _type_table(w, column_type)
+    item_type = _LIST_ITEM.get(column_type)
+    if item_type is None:
+        tag, type_writer = _type_table(w, column_type)
+        children = []
+    else:
+        # List: an empty type table and one nullable child field `item`.
+        tag, type_writer = _T_LIST, lambda: w.table([])
+        children = [_field_table(w, "item", item_type)]
     return lambda: w.table(
         [
             ("off", lambda: w.string(name)),
@@ -150,7 +207,7 @@ def _field_table(w, name, column_type):
             ("B", tag),
             ("off", type_writer),
             None,
-            ("off", lambda: w.tables([])),
+            ("off", lambda: w.tables(children)),
         ]
     )
 
@@ -198,7 +255,7 @@ def _validity(values):
 
 def _f32(x):
     """A Python float as a float32 stores it (out of range: infinity, as C casts)."""
-    if math.isfinite(x) and abs(x) > _F32_MAX:
+    if math.isfinite(x) and abs(x) >= _F32_OVERFLOW:
         return math.copysign(math.inf, x)
     return x
 
@@ -236,18 +293,52 @@ def _column_buffers(name, column_type, values):
     raise IpcError("unknown column type %r" % (column_type,))
 
 
+def _list_buffers(name, item_type, values, nodes):
+    """The buffers of a list column (validity, offsets, then its items' buffers);
+    appends its two field nodes (the list's, its items') to `nodes`."""
+    validity, nulls = _validity(values)
+    items, offsets, end = [], [0], 0
+    for v in values:
+        if v is not None:
+            if not isinstance(v, (list, tuple)):
+                raise IpcError(
+                    "column %s: a value of a list column is a %s, not a list" % (name, type(v).__name__)
+                )
+            items.extend(v)
+            end += len(v)
+        offsets.append(end)
+    if end > 0x7FFFFFFF:
+        raise IpcError("column %s holds more than 2**31 list items" % name)
+    item_nulls, parts = _column_buffers(name, item_type, items)
+    if item_nulls:
+        raise IpcError("column %s: a list holds None (list items cannot be null)" % name)
+    nodes.append((len(values), nulls))
+    nodes.append((end, 0))
+    return [validity, struct.pack("<%di" % len(offsets), *offsets)] + parts
+
+
 def write_stream(schema, columns):
     """An IPC stream of one batch. `schema`: list of (name, column type);
     `columns`: one list of values per schema entry, all of one length."""
     rows = len(columns[0]) if columns else 0
     if len(columns) != len(schema):
         raise IpcError("%d columns for a schema of %d" % (len(columns), len(schema)))
+    # (the schema message, whether a column is a list): a schema of scalars only writes
+    # its columns without looking for lists.
+    schema_message, has_lists = _cached(
+        _SCHEMA_MESSAGES,
+        tuple(schema),
+        lambda: (_schema_message(schema), any(t in _LIST_ITEM for _, t in schema)),
+    )
     nodes, buffers, body = [], [], bytearray()
     for (name, column_type), values in zip(schema, columns):
         if len(values) != rows:
             raise IpcError("column %s has %d rows, not %d" % (name, len(values), rows))
-        nulls, parts = _column_buffers(name, column_type, values)
-        nodes.append((rows, nulls))
+        if has_lists and column_type in _LIST_ITEM:
+            parts = _list_buffers(name, _LIST_ITEM[column_type], values, nodes)
+        else:
+            nulls, parts = _column_buffers(name, column_type, values)
+            nodes.append((rows, nulls))
         for part in parts:
             buffers.append((len(body), len(part)))
             body += part
@@ -263,13 +354,7 @@ def write_stream(schema, columns):
     struct.pack_into(
         "<%dq" % (2 * len(buffers)), message, template.buffers, *[x for buf in buffers for x in buf]
     )
-    schema_key = tuple(schema)
-    return (
-        _cached(_SCHEMA_MESSAGES, schema_key, lambda: _schema_message(schema))
-        + bytes(message)
-        + bytes(body)
-        + _END_OF_STREAM
-    )
+    return schema_message + bytes(message) + bytes(body) + _END_OF_STREAM
 
 
 # Building a flatbuffer costs more than the data of a small batch: schema messages are
@@ -414,6 +499,22 @@ def _column_type(field):
         return BINARY
     elif tag == _T_TIMESTAMP and t is not None and t.scalar(0, "h") == 0:
         return TIMESTAMP_SECONDS
+    elif tag == _T_LIST:
+        children = field.tables(5)
+        if len(children) != 1:
+            raise IpcError(
+                "column %s: a list field has %d child fields, not 1" % (field.string(0), len(children))
+            )
+        try:
+            list_type = _LIST_OF.get(_column_type(children[0]))
+        except IpcError:
+            list_type = None
+        if list_type is None:
+            raise IpcError(
+                "column %s is a list of an Arrow type the plugin world does not carry (tag %d)"
+                % (field.string(0), children[0].scalar(2, "B"))
+            )
+        return list_type
     raise IpcError("column %s has an Arrow type (tag %d) the plugin world does not carry" % (field.string(0), tag))
 
 
@@ -452,11 +553,7 @@ def read_stream(data):
             raise IpcError("a message has no header")
         if tag == _HEADER_SCHEMA:
             # Repeated calls send the same schema message: parsed once, found by its bytes.
-            schema = _cached(
-                _SCHEMAS_READ,
-                bytes(message.buf),
-                lambda: tuple((f.string(0), _column_type(f)) for f in header.tables(1)),
-            )
+            schema, node_count = _cached(_SCHEMAS_READ, bytes(message.buf), lambda: _read_schema(header))
         elif tag == _HEADER_RECORD_BATCH:
             if schema is None:
                 raise IpcError("a record batch comes before the schema")
@@ -464,7 +561,7 @@ def read_stream(data):
                 raise IpcError("the stream holds more than one record batch")
             if header.table(3) is not None:
                 raise IpcError("compressed record batches are not supported")
-            columns = _read_batch(schema, header, body)
+            columns = _read_batch(schema, node_count, header, body)
         else:
             raise IpcError("unsupported message type %d (dictionaries are not supported)" % tag)
     if schema is None:
@@ -474,11 +571,17 @@ def read_stream(data):
     return list(schema), columns
 
 
-def _read_batch(schema, header, body):
+def _read_schema(header):
+    """(the (name, column type) of each field, how many field nodes a batch has)."""
+    schema = tuple((f.string(0), _column_type(f)) for f in header.tables(1))
+    return schema, len(schema) + sum(1 for _, t in schema if t in _LIST_ITEM)
+
+
+def _read_batch(schema, node_count, header, body):
     rows = header.scalar(0, "q")
     nodes = header.structs(1)
     buffers = header.structs(2)
-    if len(nodes) != len(schema):
+    if len(nodes) != node_count:
         raise IpcError("%d field nodes for %d columns" % (len(nodes), len(schema)))
 
     def buffer(i):
@@ -490,7 +593,9 @@ def _read_batch(schema, header, body):
         return body[off : off + length]
 
     columns, b = [], 0
-    for (name, column_type), (length, nulls) in zip(schema, nodes):
+    # A list column has two field nodes, its own and its items' (taken in the loop).
+    node_iter = iter(nodes)
+    for (name, column_type), (length, nulls) in zip(schema, node_iter):
         if length != rows:
             raise IpcError("column %s has %d rows, the batch %d" % (name, length, rows))
         valid = buffer(b)
@@ -499,8 +604,7 @@ def _read_batch(schema, header, body):
         if column_type in _FIXED:
             code = _FIXED[column_type]
             data = buffer(b + 1)
-            width = struct.calcsize(code)
-            if len(data) < rows * width:
+            if len(data) < rows * _WIDTH[code]:
                 raise IpcError("column %s: value buffer too short" % name)
             values = list(struct.unpack_from("<%d%s" % (rows, code), data, 0))
             b += 2
@@ -510,7 +614,7 @@ def _read_batch(schema, header, body):
                 raise IpcError("column %s: value buffer too short" % name)
             values = [bool(data[i >> 3] >> (i & 7) & 1) for i in range(rows)]
             b += 2
-        else:
+        elif column_type in (UTF8, BINARY):
             raw_offsets, data = buffer(b + 1), buffer(b + 2)
             if len(raw_offsets) < 4 * (rows + 1) and rows:
                 raise IpcError("column %s: offset buffer too short" % name)
@@ -523,9 +627,73 @@ def _read_batch(schema, header, body):
                 chunk = bytes(data[start:end])
                 values.append(chunk.decode("utf-8") if column_type == UTF8 else chunk)
             b += 3
+        else:
+            values, b = _read_list(name, _LIST_ITEM[column_type], rows, next(node_iter), buffer, b)
         if nulls:
             for i in range(rows):
                 if not valid[i >> 3] >> (i & 7) & 1:
                     values[i] = None
         columns.append(values)
     return columns
+
+
+def _read_varlen(name, column_type, start, count, raw_offsets, data):
+    """Values `start` to `start + count` of a Utf8 or Binary array (list items; the
+    batch's own Utf8 and Binary columns are read inline, as fast as before)."""
+    if len(raw_offsets) < 4 * (start + count + 1) and count:
+        raise IpcError("column %s: offset buffer too short" % name)
+    offsets = struct.unpack_from("<%di" % (count + 1), raw_offsets, 4 * start) if count else (0,)
+    values = []
+    for i in range(count):
+        begin, end = offsets[i], offsets[i + 1]
+        if begin < 0 or end < begin or end > len(data):
+            raise IpcError("column %s: an offset is out of range" % name)
+        chunk = bytes(data[begin:end])
+        values.append(chunk.decode("utf-8") if column_type == UTF8 else chunk)
+    return values
+
+
+def _read_list(name, item_type, rows, item_node, buffer, b):
+    """(the values of the list column whose buffers start at `b`, the index of the
+    buffer after its items'); null entries are left to the caller."""
+    raw_offsets = buffer(b + 1)
+    if len(raw_offsets) < 4 * (rows + 1) and rows:
+        raise IpcError("column %s: offset buffer too short" % name)
+    offsets = struct.unpack_from("<%di" % (rows + 1), raw_offsets, 0) if rows else (0,)
+    item_count, item_nulls = item_node
+    first, last = offsets[0], offsets[-1]
+    if first < 0 or last < first or last > item_count:
+        raise IpcError("column %s: an offset is out of range" % name)
+    count = last - first
+    item_valid = buffer(b + 2)
+    if item_nulls:
+        # Only the items the entries reference matter (a sliced child may hold others).
+        if len(item_valid) * 8 < last:
+            raise IpcError("column %s: item validity buffer too short" % name)
+        for i in range(first, last):
+            if not item_valid[i >> 3] >> (i & 7) & 1:
+                raise IpcError("column %s: a list item is null (list items cannot be null)" % name)
+    if item_type in _FIXED:
+        code = _FIXED[item_type]
+        data = buffer(b + 3)
+        width = _WIDTH[code]
+        if len(data) < last * width:
+            raise IpcError("column %s: item buffer too short" % name)
+        items = struct.unpack_from("<%d%s" % (count, code), data, first * width)
+        b += 4
+    elif item_type == BOOLEAN:
+        data = buffer(b + 3)
+        if len(data) * 8 < last:
+            raise IpcError("column %s: item buffer too short" % name)
+        items = [bool(data[i >> 3] >> (i & 7) & 1) for i in range(first, last)]
+        b += 4
+    else:
+        items = _read_varlen(name, item_type, first, count, buffer(b + 3), buffer(b + 4))
+        b += 5
+    values = []
+    for i in range(rows):
+        begin, end = offsets[i], offsets[i + 1]
+        if end < begin or end > last or begin < first:
+            raise IpcError("column %s: an offset is out of range" % name)
+        values.append(list(items[begin - first : end - first]))
+    return values, b
