@@ -156,12 +156,12 @@ async fn python_odfv_goldens(repo: &RepoCopy) {
         repo,
         &[
             "skipped user_summary: feature summary has type MAP",
-            "user_batch, user_divide, user_singleton, user_two_views",
+            "user_batch, user_divide, user_list_batch, user_list_singleton, user_singleton, user_two_views",
         ],
     )
     .await;
     let cases = golden_cases("python_odfv");
-    assert!(cases.len() >= 19, "the captured cases are present");
+    assert!(cases.len() >= 33, "the captured cases are present");
     let mut failures = Vec::new();
     for case in &cases {
         let name = case.name.as_str();
@@ -259,7 +259,11 @@ fn plain_nulls(feast: Json, request: &str) -> Json {
         .into_iter()
         .flatten()
         .filter_map(|f| f.as_str().map(str::to_string))
-        .filter(|f| !f.starts_with("user_stats:") && !f.starts_with("user_limits:"))
+        .filter(|f| {
+            !["user_stats:", "user_limits:", "user_lists:"]
+                .iter()
+                .any(|view| f.starts_with(view))
+        })
         .filter_map(|f| f.split_once(':').map(|(_, n)| n.to_string()))
         .collect();
     let converted = with_null_values(feast.clone());

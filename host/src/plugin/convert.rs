@@ -73,10 +73,33 @@ pub(super) fn column_type_for(value_type: i32) -> Option<ColumnType> {
     })
 }
 
+/// A column type as the WIT names it.
+pub(super) fn column_type_name(t: ColumnType) -> &'static str {
+    match t {
+        ColumnType::Int32 => "int32",
+        ColumnType::Int64 => "int64",
+        ColumnType::Float32 => "float32",
+        ColumnType::Float64 => "float64",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Utf8 => "utf8",
+        ColumnType::Binary => "binary",
+        ColumnType::TimestampSeconds => "timestamp-seconds",
+        ColumnType::Int32List => "int32-list",
+        ColumnType::Int64List => "int64-list",
+        ColumnType::Float32List => "float32-list",
+        ColumnType::Float64List => "float64-list",
+        ColumnType::BooleanList => "boolean-list",
+        ColumnType::Utf8List => "utf8-list",
+        ColumnType::BinaryList => "binary-list",
+        ColumnType::TimestampSecondsList => "timestamp-seconds-list",
+    }
+}
+
 fn bad(v: &Value, t: ColumnType) -> String {
     format!(
-        "a value {} cannot be passed as {t:?}",
-        crate::entity_key::describe(v)
+        "a value {} cannot be passed as a {} column",
+        crate::entity_key::describe(v),
+        column_type_name(t)
     )
 }
 

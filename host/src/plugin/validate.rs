@@ -2,9 +2,9 @@
 //! have the registry's outputs, and inputs the ODFV's sources define, in the column
 //! types the registry's value types map to.
 
-use super::convert::column_type_for;
+use super::convert::{column_type_for, column_type_name};
 use super::error::LoadError;
-use super::instance::{ColumnType, PluginInfo};
+use super::instance::PluginInfo;
 use crate::registry::{OdfvSource, OnDemandFeatureView, Registry};
 
 /// The registry type of an ODFV input: a feature of a source view or a request field.
@@ -21,28 +21,6 @@ fn input_type(odfv: &OnDemandFeatureView, registry: &Registry, name: &str) -> Op
             view.feature(name).map(|i| view.features[i].value_type)
         }
     })
-}
-
-/// A column type as the WIT names it.
-pub(super) fn column_type_name(t: ColumnType) -> &'static str {
-    match t {
-        ColumnType::Int32 => "int32",
-        ColumnType::Int64 => "int64",
-        ColumnType::Float32 => "float32",
-        ColumnType::Float64 => "float64",
-        ColumnType::Boolean => "boolean",
-        ColumnType::Utf8 => "utf8",
-        ColumnType::Binary => "binary",
-        ColumnType::TimestampSeconds => "timestamp-seconds",
-        ColumnType::Int32List => "int32-list",
-        ColumnType::Int64List => "int64-list",
-        ColumnType::Float32List => "float32-list",
-        ColumnType::Float64List => "float64-list",
-        ColumnType::BooleanList => "boolean-list",
-        ColumnType::Utf8List => "utf8-list",
-        ColumnType::BinaryList => "binary-list",
-        ColumnType::TimestampSecondsList => "timestamp-seconds-list",
-    }
 }
 
 /// What a column of registry type `value_type` must be, in words.
@@ -129,7 +107,7 @@ pub(super) fn validate(info: &PluginInfo, registry: &Registry) -> Result<Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::instance::{Field, OdfvSpec};
+    use crate::plugin::instance::{ColumnType, Field, OdfvSpec};
 
     fn field(name: &str, column_type: ColumnType) -> Field {
         Field {
