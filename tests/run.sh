@@ -40,6 +40,7 @@ BIN="$TARGET/debug/feast-server"
 VENV=$("$ROOT/demo/feast_venv.sh")
 step "gRPC parity (Feast's stubs)" "$VENV/bin/python" "$ROOT/tests/python/grpc_parity.py" --binary "$BIN"
 step "Python guest SDK against Feast and pyarrow" bash -c "cd '$ROOT/tests/python' && '$VENV/bin/python' -m unittest -q test_python_sdk"
+step "JavaScript guest SDK against pyarrow" node "$ROOT/tests/js/test_feast_plugin.mjs" --python "$VENV/bin/python"
 step "HTTP parity (golden files)" bash -c "cd '$ROOT/tests/python' && '$VENV/bin/python' -m unittest -q test_parity"
 # The SDK parity calls include on-demand feature views: serve them with the demo plugin
 # (built by the end-to-end tests already).
