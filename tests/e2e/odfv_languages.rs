@@ -436,6 +436,60 @@ async fn misbehaviours_fail_only_their_request(
 async fn scaffolded_python_and_javascript_plugins_build_and_load() {
     let _heavy = heavy_plugin_test().await;
     let repo = RepoCopy::demo();
+    let plugins = scaffold_and_build(&repo, "transformed_conv_rate");
+    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
+    let server = TestServer::demo(&repo).await;
+    let listed = server.send("GET", "/plugins", None, b"").await.json();
+    for p in listed.as_array().expect("a list") {
+        assert!(p["load_error"].is_null(), "{p}");
+        assert_eq!(p["name"], "transformed_conv_rate", "{p}");
+    }
+    let resp = server
+        .get_online_features(&super::plugin_sandbox::request("transformed_conv_rate"))
+        .await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(
+        resp.column("conv_rate_plus_val1")["values"],
+        serde_json::json!([null, null])
+    );
+    server.stop().await;
+}
+
+/// The same for an ODFV of list inputs and outputs (`python_odfv`'s `user_list_batch`):
+/// the scaffolded projects declare list columns, which the server validates against
+/// the registry, and answer null lists through each SDK's list writer.
+#[tokio::test]
+async fn scaffolded_plugins_of_list_columns_build_and_load() {
+    let _heavy = heavy_plugin_test().await;
+    let repo = RepoCopy::python_odfv();
+    let plugins = scaffold_and_build(&repo, "user_list_batch");
+    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
+    let server = TestServer::demo(&repo).await;
+    let listed = server.send("GET", "/plugins", None, b"").await.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    for p in listed.as_array().expect("a list") {
+        assert!(p["load_error"].is_null(), "{p}");
+    }
+    let body = serde_json::json!({
+        "features": ["user_list_batch:int32_rev", "user_list_batch:ts_next_day",
+                     "user_list_batch:string_count"],
+        "entities": {"user_id": [1, 3, 4]},
+    });
+    let resp = server.get_online_features(&body).await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    for output in ["int32_rev", "ts_next_day", "string_count"] {
+        assert_eq!(
+            resp.column(output)["values"],
+            serde_json::json!([null, null, null]),
+            "{output}"
+        );
+    }
+    server.stop().await;
+}
+
+/// `plugins scaffold --odfv ODFV` in Python and in JavaScript, each project built as
+/// written, both components installed in the returned directory.
+fn scaffold_and_build(repo: &RepoCopy, odfv: &str) -> PluginDir {
     let work = tempfile::tempdir().expect("temp dir");
     let plugins = PluginDir::empty();
     for lang in ["python", "js"] {
@@ -443,15 +497,7 @@ async fn scaffolded_python_and_javascript_plugins_build_and_load() {
         let out = std::process::Command::new(feast_server_e2e::logging::feast_server_binary())
             .arg("-c")
             .arg(repo.path())
-            .args([
-                "plugins",
-                "scaffold",
-                "--odfv",
-                "transformed_conv_rate",
-                "--lang",
-                lang,
-                "-o",
-            ])
+            .args(["plugins", "scaffold", "--odfv", odfv, "--lang", lang, "-o"])
             .arg(&dir)
             .output()
             .expect("run plugins scaffold");
@@ -470,20 +516,5 @@ async fn scaffolded_python_and_javascript_plugins_build_and_load() {
         }
         plugins.install(&wasm, &format!("scaffold_{lang}.wasm"));
     }
-    repo.append_config(&wasm_plugins_yaml(plugins.path(), ""));
-    let server = TestServer::demo(&repo).await;
-    let listed = server.send("GET", "/plugins", None, b"").await.json();
-    for p in listed.as_array().expect("a list") {
-        assert!(p["load_error"].is_null(), "{p}");
-        assert_eq!(p["name"], "transformed_conv_rate", "{p}");
-    }
-    let resp = server
-        .get_online_features(&super::plugin_sandbox::request("transformed_conv_rate"))
-        .await;
-    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-    assert_eq!(
-        resp.column("conv_rate_plus_val1")["values"],
-        serde_json::json!([null, null])
-    );
-    server.stop().await;
+    plugins
 }
