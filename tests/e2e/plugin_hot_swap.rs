@@ -143,7 +143,7 @@ async fn with_polling_off_plugins_change_on_sighup_only() {
         .expect("kill runs");
     assert!(hup.success());
     // The first load of v2 compiles it (seconds).
-    wait_until(Duration::from_secs(60), "SIGHUP loads v2", || async {
+    wait_until(Duration::from_secs(120), "SIGHUP loads v2", || async {
         served(&server.get_online_features(&body).await) == Some(V2)
     })
     .await;

@@ -200,7 +200,9 @@ async fn a_store_component_is_swapped_under_load_without_a_failed_request() {
     let wait_for = |name: &'static str| {
         let server = server.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(60);
+            // A new component is compiled first: with a cold compiled-code cache, while
+            // other tests compile theirs, that alone can take tens of seconds.
+            let deadline = Instant::now() + Duration::from_secs(120);
             while store_status(&server).await["name"] != name {
                 assert!(Instant::now() < deadline, "{name} was not swapped in");
                 tokio::time::sleep(Duration::from_millis(50)).await;
