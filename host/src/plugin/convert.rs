@@ -121,21 +121,24 @@ pub(super) fn to_array<'a>(
             Arc::new(b.finish()) as ArrayRef
         }};
     }
-    // A list column: `$items` gives a value's items (cloned), appended to the child.
+    // A list column: `$append` appends a value's items to the child builder `$b` and
+    // says whether the value was of a carried type (no copy of the items first).
     macro_rules! build_list {
-        ($items:expr, $child:expr) => {{
-            let mut b = ListBuilder::with_capacity($child, n);
+        ($child:expr, |$val:ident, $b:ident| $append:expr) => {{
+            let mut list = ListBuilder::with_capacity($child, n);
             for v in values {
                 match v.and_then(|v| v.val.as_ref().map(|val| (v, val))) {
-                    None | Some((_, Val::NullVal(_))) => b.append_null(),
-                    Some((v, val)) => {
-                        let items = $items(val).ok_or_else(|| bad(v, t))?;
-                        b.values().extend(items.into_iter().map(Some));
-                        b.append(true);
+                    None | Some((_, Val::NullVal(_))) => list.append_null(),
+                    Some((v, $val)) => {
+                        let $b = list.values();
+                        if !$append {
+                            return Err(bad(v, t));
+                        }
+                        list.append(true);
                     }
                 }
             }
-            Arc::new(b.finish()) as ArrayRef
+            Arc::new(list.finish()) as ArrayRef
         }};
     }
     Ok(match t {
@@ -174,74 +177,89 @@ pub(super) fn to_array<'a>(
                 .with_timezone("UTC");
             Arc::new(a) as ArrayRef
         }
-        ColumnType::Int32List => build_list!(
-            |v: &Val| match v {
-                Val::Int32ListVal(l) => Some(l.val.clone()),
-                Val::Int64ListVal(l) => l.val.iter().map(|i| i32::try_from(*i).ok()).collect(),
-                _ => None,
-            },
-            Int32Builder::new()
-        ),
-        ColumnType::Int64List => build_list!(
-            |v: &Val| match v {
-                Val::Int64ListVal(l) => Some(l.val.clone()),
-                Val::Int32ListVal(l) => Some(l.val.iter().map(|i| i64::from(*i)).collect()),
-                _ => None,
-            },
-            Int64Builder::new()
-        ),
-        ColumnType::Float32List => build_list!(
-            |v: &Val| match v {
-                Val::FloatListVal(l) => Some(l.val.clone()),
-                Val::DoubleListVal(l) => Some(l.val.iter().map(|f| *f as f32).collect()),
-                _ => None,
-            },
-            Float32Builder::new()
-        ),
-        ColumnType::Float64List => build_list!(
-            |v: &Val| match v {
-                Val::DoubleListVal(l) => Some(l.val.clone()),
-                Val::FloatListVal(l) => Some(l.val.iter().map(|f| f64::from(*f)).collect()),
-                _ => None,
-            },
-            Float64Builder::new()
-        ),
-        ColumnType::BooleanList => build_list!(
-            |v: &Val| match v {
-                Val::BoolListVal(l) => Some(l.val.clone()),
-                _ => None,
-            },
-            BooleanBuilder::new()
-        ),
-        ColumnType::Utf8List => build_list!(
-            |v: &Val| match v {
-                Val::StringListVal(l) | Val::JsonListVal(l) => Some(l.val.clone()),
-                _ => None,
-            },
-            StringBuilder::new()
-        ),
-        ColumnType::BinaryList => build_list!(
-            |v: &Val| match v {
-                Val::BytesListVal(l) => Some(l.val.clone()),
-                _ => None,
-            },
-            BinaryBuilder::new()
-        ),
+        ColumnType::Int32List => build_list!(Int32Builder::new(), |val, b| match val {
+            Val::Int32ListVal(l) => {
+                b.append_slice(&l.val);
+                true
+            }
+            Val::Int64ListVal(l) => l
+                .val
+                .iter()
+                .all(|i| { i32::try_from(*i).map(|i| b.append_value(i)).is_ok() }),
+            _ => false,
+        }),
+        ColumnType::Int64List => build_list!(Int64Builder::new(), |val, b| match val {
+            Val::Int64ListVal(l) => {
+                b.append_slice(&l.val);
+                true
+            }
+            Val::Int32ListVal(l) => {
+                l.val.iter().for_each(|i| b.append_value(i64::from(*i)));
+                true
+            }
+            _ => false,
+        }),
+        ColumnType::Float32List => build_list!(Float32Builder::new(), |val, b| match val {
+            Val::FloatListVal(l) => {
+                b.append_slice(&l.val);
+                true
+            }
+            Val::DoubleListVal(l) => {
+                l.val.iter().for_each(|f| b.append_value(*f as f32));
+                true
+            }
+            _ => false,
+        }),
+        ColumnType::Float64List => build_list!(Float64Builder::new(), |val, b| match val {
+            Val::DoubleListVal(l) => {
+                b.append_slice(&l.val);
+                true
+            }
+            Val::FloatListVal(l) => {
+                l.val.iter().for_each(|f| b.append_value(f64::from(*f)));
+                true
+            }
+            _ => false,
+        }),
+        ColumnType::BooleanList => build_list!(BooleanBuilder::new(), |val, b| match val {
+            Val::BoolListVal(l) => {
+                b.append_slice(&l.val);
+                true
+            }
+            _ => false,
+        }),
+        ColumnType::Utf8List => build_list!(StringBuilder::new(), |val, b| match val {
+            Val::StringListVal(l) | Val::JsonListVal(l) => {
+                l.val.iter().for_each(|s| b.append_value(s));
+                true
+            }
+            _ => false,
+        }),
+        ColumnType::BinaryList => build_list!(BinaryBuilder::new(), |val, b| match val {
+            Val::BytesListVal(l) => {
+                l.val.iter().for_each(|s| b.append_value(s));
+                true
+            }
+            _ => false,
+        }),
         ColumnType::TimestampSecondsList => build_list!(
-            |v: &Val| match v {
-                Val::UnixTimestampListVal(l) | Val::Int64ListVal(l) => Some(l.val.clone()),
-                _ => None,
-            },
-            TimestampSecondBuilder::new().with_timezone("UTC")
+            TimestampSecondBuilder::new().with_timezone("UTC"),
+            |val, b| match val {
+                Val::UnixTimestampListVal(l) | Val::Int64ListVal(l) => {
+                    b.append_slice(&l.val);
+                    true
+                }
+                _ => false,
+            }
         ),
     })
 }
 
-/// The items of each row of a list column as `make` wraps them (`None`: a null row);
-/// an item that is null is refused (a Feast list has none).
+/// The items of each row of a list column (`item(i)`: child item `i`) as `make` wraps
+/// them (`None`: a null row); an item that is null is refused (a Feast list has none).
 fn list_values<T>(
     list: &GenericListArray<i32>,
-    items: impl Fn(&dyn Array, usize) -> T,
+    item: impl Fn(usize) -> T,
     make: impl Fn(Vec<T>) -> Val,
 ) -> Result<Vec<Value>, String> {
     let child = list.values();
@@ -257,7 +275,7 @@ fn list_values<T>(
                     "row {row} of a list column has a null item (Feast lists have none)"
                 ));
             }
-            let values = (start..end).map(|i| items(child.as_ref(), i)).collect();
+            let values = (start..end).map(&item).collect();
             Ok(Value {
                 val: Some(make(values)),
             })
@@ -322,54 +340,80 @@ pub(super) fn from_array(column: &dyn Array, value_type: i32) -> Result<Vec<Valu
             .collect(),
         DataType::List(item) => {
             let list = column.as_list::<i32>();
+            let items = list.values();
             let json_list = value_type == ValueType::JsonList as i32;
+            // Each arm downcasts the items once, then reads them by index.
             match item.data_type() {
-                DataType::Int32 => list_values(
-                    list,
-                    |a, i| a.as_primitive::<Int32Type>().value(i),
-                    |val| Val::Int32ListVal(Int32List { val }),
-                )?,
-                DataType::Int64 => list_values(
-                    list,
-                    |a, i| a.as_primitive::<Int64Type>().value(i),
-                    |val| Val::Int64ListVal(Int64List { val }),
-                )?,
-                DataType::Float32 => list_values(
-                    list,
-                    |a, i| a.as_primitive::<Float32Type>().value(i),
-                    |val| Val::FloatListVal(FloatList { val }),
-                )?,
-                DataType::Float64 => list_values(
-                    list,
-                    |a, i| a.as_primitive::<Float64Type>().value(i),
-                    |val| Val::DoubleListVal(DoubleList { val }),
-                )?,
-                DataType::Boolean => list_values(
-                    list,
-                    |a, i| a.as_boolean().value(i),
-                    |val| Val::BoolListVal(BoolList { val }),
-                )?,
-                DataType::Utf8 => list_values(
-                    list,
-                    |a, i| a.as_string::<i32>().value(i).to_string(),
-                    |val| {
-                        if json_list {
-                            Val::JsonListVal(StringList { val })
-                        } else {
-                            Val::StringListVal(StringList { val })
-                        }
-                    },
-                )?,
-                DataType::Binary => list_values(
-                    list,
-                    |a, i| a.as_binary::<i32>().value(i).to_vec(),
-                    |val| Val::BytesListVal(BytesList { val }),
-                )?,
-                DataType::Timestamp(TimeUnit::Second, _) => list_values(
-                    list,
-                    |a, i| a.as_primitive::<TimestampSecondType>().value(i),
-                    |val| Val::UnixTimestampListVal(Int64List { val }),
-                )?,
+                DataType::Int32 => {
+                    let items = items.as_primitive::<Int32Type>();
+                    list_values(
+                        list,
+                        |i| items.value(i),
+                        |val| Val::Int32ListVal(Int32List { val }),
+                    )?
+                }
+                DataType::Int64 => {
+                    let items = items.as_primitive::<Int64Type>();
+                    list_values(
+                        list,
+                        |i| items.value(i),
+                        |val| Val::Int64ListVal(Int64List { val }),
+                    )?
+                }
+                DataType::Float32 => {
+                    let items = items.as_primitive::<Float32Type>();
+                    list_values(
+                        list,
+                        |i| items.value(i),
+                        |val| Val::FloatListVal(FloatList { val }),
+                    )?
+                }
+                DataType::Float64 => {
+                    let items = items.as_primitive::<Float64Type>();
+                    list_values(
+                        list,
+                        |i| items.value(i),
+                        |val| Val::DoubleListVal(DoubleList { val }),
+                    )?
+                }
+                DataType::Boolean => {
+                    let items = items.as_boolean();
+                    list_values(
+                        list,
+                        |i| items.value(i),
+                        |val| Val::BoolListVal(BoolList { val }),
+                    )?
+                }
+                DataType::Utf8 => {
+                    let items = items.as_string::<i32>();
+                    list_values(
+                        list,
+                        |i| items.value(i).to_string(),
+                        |val| {
+                            if json_list {
+                                Val::JsonListVal(StringList { val })
+                            } else {
+                                Val::StringListVal(StringList { val })
+                            }
+                        },
+                    )?
+                }
+                DataType::Binary => {
+                    let items = items.as_binary::<i32>();
+                    list_values(
+                        list,
+                        |i| items.value(i).to_vec(),
+                        |val| Val::BytesListVal(BytesList { val }),
+                    )?
+                }
+                DataType::Timestamp(TimeUnit::Second, _) => {
+                    let items = items.as_primitive::<TimestampSecondType>();
+                    list_values(
+                        list,
+                        |i| items.value(i),
+                        |val| Val::UnixTimestampListVal(Int64List { val }),
+                    )?
+                }
                 other => {
                     return Err(format!("a list of {other} is not a plugin column type"));
                 }
