@@ -11,7 +11,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field as ArrowField, Schema};
 
 use super::config::PluginConfig;
-use super::convert::{column_type_for, data_type, from_array, same_type, to_array};
+use super::convert::{column_type_for, from_array, is_column_of, to_array};
 use super::error::PluginFailure;
 use super::instance::{LoadedPlugin, OdfvSpec};
 use super::ipc;
@@ -215,8 +215,7 @@ fn check_output(
             let col = out
                 .column_by_name(&f.name)
                 .ok_or_else(|| bad(format!("no column {}", f.name)))?;
-            let want = column_type_for(f.value_type).map(data_type);
-            if !want.is_some_and(|w| same_type(&w, col.data_type())) {
+            if !column_type_for(f.value_type).is_some_and(|t| is_column_of(t, col.data_type())) {
                 return Err(bad(format!(
                     "column {} is {} but the registry declares {}",
                     f.name,

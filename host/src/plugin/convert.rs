@@ -9,7 +9,7 @@ use arrow_array::builder::{
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, TimestampSecondType};
 use arrow_array::{Array, ArrayRef, GenericListArray};
-use arrow_schema::{DataType, Field, TimeUnit};
+use arrow_schema::{DataType, TimeUnit};
 
 use super::instance::ColumnType;
 use crate::proto::feast::types::{
@@ -17,10 +17,13 @@ use crate::proto::feast::types::{
 };
 use crate::value::{Val, Value, ValueType, integer, number};
 
-/// The Arrow type of a plugin column.
-pub(super) fn data_type(t: ColumnType) -> DataType {
-    let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
-    let timestamp = || DataType::Timestamp(TimeUnit::Second, Some("UTC".into()));
+/// The Arrow type of a plugin column (as the arrays [`to_array`] builds have it).
+#[cfg(test)]
+fn data_type(t: ColumnType) -> DataType {
+    if let Some(item) = list_item(t) {
+        let item = arrow_schema::Field::new("item", data_type(item), true);
+        return DataType::List(Arc::new(item));
+    }
     match t {
         ColumnType::Int32 => DataType::Int32,
         ColumnType::Int64 => DataType::Int64,
@@ -29,24 +32,46 @@ pub(super) fn data_type(t: ColumnType) -> DataType {
         ColumnType::Boolean => DataType::Boolean,
         ColumnType::Utf8 => DataType::Utf8,
         ColumnType::Binary => DataType::Binary,
-        ColumnType::TimestampSeconds => timestamp(),
-        ColumnType::Int32List => list(DataType::Int32),
-        ColumnType::Int64List => list(DataType::Int64),
-        ColumnType::Float32List => list(DataType::Float32),
-        ColumnType::Float64List => list(DataType::Float64),
-        ColumnType::BooleanList => list(DataType::Boolean),
-        ColumnType::Utf8List => list(DataType::Utf8),
-        ColumnType::BinaryList => list(DataType::Binary),
-        ColumnType::TimestampSecondsList => list(timestamp()),
+        _ => DataType::Timestamp(TimeUnit::Second, Some("UTC".into())),
     }
 }
 
-/// Whether a column of Arrow type `got` is one of type `want`: equal types, where a
-/// list's item field may have any name and nullability (writers differ there).
-pub(super) fn same_type(want: &DataType, got: &DataType) -> bool {
-    match (want, got) {
-        (DataType::List(w), DataType::List(g)) => w.data_type() == g.data_type(),
-        _ => want == got,
+/// The item type of a list column type (`None`: a scalar type).
+fn list_item(t: ColumnType) -> Option<ColumnType> {
+    Some(match t {
+        ColumnType::Int32List => ColumnType::Int32,
+        ColumnType::Int64List => ColumnType::Int64,
+        ColumnType::Float32List => ColumnType::Float32,
+        ColumnType::Float64List => ColumnType::Float64,
+        ColumnType::BooleanList => ColumnType::Boolean,
+        ColumnType::Utf8List => ColumnType::Utf8,
+        ColumnType::BinaryList => ColumnType::Binary,
+        ColumnType::TimestampSecondsList => ColumnType::TimestampSeconds,
+        _ => return None,
+    })
+}
+
+/// Whether a column of Arrow type `got` carries column type `t`: a list's item field
+/// may have any name and nullability (writers differ there). Builds no `DataType`: it
+/// runs for every output column of every call.
+pub(super) fn is_column_of(t: ColumnType, got: &DataType) -> bool {
+    let scalar = |t: ColumnType, got: &DataType| match (t, got) {
+        (ColumnType::Int32, DataType::Int32)
+        | (ColumnType::Int64, DataType::Int64)
+        | (ColumnType::Float32, DataType::Float32)
+        | (ColumnType::Float64, DataType::Float64)
+        | (ColumnType::Boolean, DataType::Boolean)
+        | (ColumnType::Utf8, DataType::Utf8)
+        | (ColumnType::Binary, DataType::Binary) => true,
+        (ColumnType::TimestampSeconds, DataType::Timestamp(TimeUnit::Second, Some(tz))) => {
+            tz.as_ref() == "UTC"
+        }
+        _ => false,
+    };
+    match (list_item(t), got) {
+        (Some(item), DataType::List(field)) => scalar(item, field.data_type()),
+        (Some(_), _) => false,
+        (None, got) => scalar(t, got),
     }
 }
 
@@ -544,7 +569,8 @@ mod tests {
             assert_eq!(column_type_for(value_type as i32), Some(column_type));
             let vals = [v(full), Value { val: None }, v(empty)];
             let arr = to_array(vals.iter().map(Some), column_type).expect("array");
-            assert!(same_type(&data_type(column_type), arr.data_type()));
+            assert_eq!(arr.data_type(), &data_type(column_type));
+            assert!(is_column_of(column_type, arr.data_type()));
             assert_eq!(arr.null_count(), 1);
             let back = from_array(arr.as_ref(), value_type as i32).expect("values");
             assert_eq!(back, vals, "{value_type:?}");
@@ -563,8 +589,22 @@ mod tests {
 
     #[test]
     fn list_item_fields_may_have_any_name() {
-        let element = DataType::List(Arc::new(Field::new("element", DataType::Int64, false)));
-        assert!(same_type(&data_type(ColumnType::Int64List), &element));
-        assert!(!same_type(&data_type(ColumnType::Int32List), &element));
+        let element = DataType::List(Arc::new(arrow_schema::Field::new(
+            "element",
+            DataType::Int64,
+            false,
+        )));
+        assert!(is_column_of(ColumnType::Int64List, &element));
+        assert!(!is_column_of(ColumnType::Int32List, &element));
+        assert!(!is_column_of(ColumnType::Int64, &element));
+        for t in [
+            ColumnType::Float32,
+            ColumnType::TimestampSeconds,
+            ColumnType::Utf8List,
+        ] {
+            assert!(is_column_of(t, &data_type(t)), "{t:?}");
+        }
+        let local = DataType::Timestamp(TimeUnit::Second, None);
+        assert!(!is_column_of(ColumnType::TimestampSeconds, &local));
     }
 }
