@@ -129,6 +129,9 @@ fn redis_floor(addr: &str, r: Reads, conns: usize, secs: u64) {
     });
 }
 
+/// How long a read transaction serves the reads that follow it (as the server's).
+const HOLD: Duration = Duration::from_millis(1);
+
 fn sqlite_floor(db: &str, r: Reads, conns: usize, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
@@ -144,14 +147,31 @@ fn sqlite_floor(db: &str, r: Reads, conns: usize, secs: u64) {
                 )
                 .expect("open");
                 let placeholders = vec!["?"; r.keys.len()].join(",");
+                let queries: Vec<String> = r
+                    .views
+                    .keys()
+                    .map(|view| {
+                        format!(
+                            "SELECT entity_key, feature_name, value, event_ts FROM \"repo_{view}\" WHERE entity_key IN ({placeholders})"
+                        )
+                    })
+                    .collect();
+                // As the server reads in Feast's rollback-journal mode: one read
+                // transaction serves the reads of a millisecond.
+                let mut held: Option<Instant> = None;
                 let mut lat = Vec::new();
                 while Instant::now() < deadline {
                     let t0 = Instant::now();
-                    for view in r.views.keys() {
-                        let sql = format!(
-                            "SELECT entity_key, feature_name, value, event_ts FROM \"repo_{view}\" WHERE entity_key IN ({placeholders})"
-                        );
-                        let mut stmt = conn.prepare_cached(&sql).expect("prepare");
+                    if held.is_some_and(|t| t.elapsed() >= HOLD) {
+                        conn.prepare_cached("COMMIT").expect("commit").execute([]).expect("commit");
+                        held = None;
+                    }
+                    if held.is_none() {
+                        conn.prepare_cached("BEGIN").expect("begin").execute([]).expect("begin");
+                        held = Some(t0);
+                    }
+                    for sql in &queries {
+                        let mut stmt = conn.prepare_cached(sql).expect("prepare");
                         let mut rows = stmt
                             .query(rusqlite::params_from_iter(r.keys.iter()))
                             .expect("query");

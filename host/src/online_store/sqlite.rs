@@ -18,12 +18,14 @@
 //! read all the time) it is CPU work of a few microseconds, while handing it to
 //! another thread costs more than the query, and a connection of its own means no
 //! lock shared with the other serving threads (a thread preempted while holding one
-//! would stall the others' requests). A read that would wait (a writer such as
-//! `feast materialize` holds the lock) or is large runs on the blocking pool instead,
-//! off the async runtime, with a pooled connection, where it waits up to the busy
-//! timeout. When another file takes the path's place (a store rebuilt
-//! and renamed in, or deleted and written again), connections to the old one are
-//! closed and new ones opened, within [`FILE_CHECK_INTERVAL`].
+//! would stall the others' requests); in rollback-journal mode that connection keeps
+//! its read transaction open for the reads of the next millisecond ([`HOLD`]). A read
+//! that would wait (a writer such as `feast materialize` holds the lock) or is large
+//! runs on the blocking pool instead, off the async runtime, with a pooled
+//! connection, where it waits up to the busy timeout. When another file takes the
+//! path's place (a store rebuilt and renamed in, or deleted and written again),
+//! connections to the old one are closed and new ones opened, within
+//! [`FILE_CHECK_INTERVAL`].
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -122,10 +124,26 @@ pub(super) fn open(
     Ok(Arc::new(store))
 }
 
-/// What a read of one view needs: its table.
+/// What a read of one view needs: its table and its queries.
 struct Target {
     /// `<project>_<online name>`.
     table: String,
+    /// The query of `2^i` keys at `i` (key counts are padded to a power of two).
+    selects: Vec<String>,
+}
+
+impl Target {
+    fn new(table: String) -> Self {
+        let selects = (0..=MAX_KEYS_PER_QUERY.trailing_zeros())
+            .map(|i| select_sql(&table, 1 << i))
+            .collect();
+        Target { table, selects }
+    }
+
+    /// The query of `padded` keys (a power of two, at most [`MAX_KEYS_PER_QUERY`]).
+    fn select(&self, padded: usize) -> &str {
+        &self.selects[padded.trailing_zeros() as usize]
+    }
 }
 
 /// A pooled, read-only reader of a Feast SQLite online store.
@@ -186,12 +204,70 @@ struct Pooled {
     file: Option<FileId>,
 }
 
-/// A serving thread's connection and when it last looked at which file the path
-/// names.
+/// A serving thread's connection, when it last looked at which file the path names,
+/// and its read transaction (see [`HOLD`]).
 #[derive(Debug)]
 struct Local {
     conn: Option<Pooled>,
     checked: Option<Instant>,
+    /// When the read transaction held open began.
+    held: Option<Instant>,
+    /// A task that ends the held transaction is scheduled.
+    release_scheduled: bool,
+    /// When the database was last seen in WAL mode (reads are not held then).
+    wal_seen: Option<Instant>,
+}
+
+impl Local {
+    fn new() -> Self {
+        Local {
+            conn: None,
+            checked: None,
+            held: None,
+            release_scheduled: false,
+            wal_seen: None,
+        }
+    }
+
+    /// Closes the connection (and so ends its transaction).
+    fn close(&mut self) {
+        self.conn = None;
+        self.held = None;
+        self.wal_seen = None;
+    }
+
+    /// Ends the held read transaction, if any.
+    fn release(&mut self) {
+        if self.held.take().is_some()
+            && let Some(c) = &self.conn
+            && let Err(e) = run_cached(&c.conn, "COMMIT")
+        {
+            // The connection cannot be trusted to be out of its transaction.
+            tracing::warn!(error = %e, "ending a read transaction failed; reconnecting");
+            self.close();
+        }
+    }
+}
+
+/// How long a serving thread's connection keeps one read transaction open for the
+/// reads that follow, in rollback-journal mode (the mode Feast leaves the file in).
+///
+/// Starting a read transaction is most of a small read's cost there: SQLite takes and
+/// releases its file locks (`fcntl`), checks for a hot journal and reads the file's
+/// change counter, every time. A transaction held open serves the next reads with
+/// none of that, and serves them the latest commit: in rollback-journal mode no
+/// writer can commit while a reader holds its shared lock, so what the transaction
+/// reads is what is committed. What a writer (`feast materialize`, or this server's
+/// own writes) sees is its commit waiting up to about this long (plus its busy
+/// handler's sleep) for the transaction to end: it is ended this long after it began,
+/// by a timer on the thread, whether or not reads keep coming, and a writer waiting
+/// to commit keeps new transactions from starting. In WAL mode (where a transaction
+/// would read a snapshot while writers commit) every read is its own transaction.
+const HOLD: Duration = Duration::from_millis(1);
+
+/// Runs a statement without parameters or rows, prepared once per connection.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// How often a checkout looks at which file the path names.
@@ -211,12 +287,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             project: project.to_string(),
             local: (0..threads.max(1))
-                .map(|_| {
-                    Mutex::new(Local {
-                        conn: None,
-                        checked: None,
-                    })
-                })
+                .map(|_| Mutex::new(Local::new()))
                 .collect(),
             permits: Arc::new(Semaphore::new(opts.pool_size.max(1))),
             opts,
@@ -244,9 +315,7 @@ impl OnlineStore for SqliteStore {
         online_name: &str,
         _features: &[String],
     ) -> Box<dyn std::any::Any + Send + Sync> {
-        Box::new(Target {
-            table: format!("{}_{online_name}", self.inner.project),
-        })
+        Box::new(Target::new(format!("{}_{online_name}", self.inner.project)))
     }
 
     /// Reads every batch with one query per view, on a pooled connection.
@@ -255,7 +324,18 @@ impl OnlineStore for SqliteStore {
         if keys <= INLINE_MAX_KEYS {
             match self.inner.read_on_thread(&batches) {
                 Err(e) if e.is_unavailable() => {} // locked by a writer: wait off the runtime
-                done => return done,
+                Ok(OnThread {
+                    rows,
+                    held: Some(slot),
+                }) => {
+                    let inner = self.inner.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(HOLD).await;
+                        inner.release_held(slot);
+                    });
+                    return Ok(rows);
+                }
+                done => return done.map(|d| d.rows),
             }
         }
         let permit = self
@@ -302,6 +382,19 @@ impl OnlineStore for SqliteStore {
         })
         .await
         .map_err(|e| unavailable(&e.to_string()))?
+    }
+}
+
+/// A read made on the calling thread, and the slot whose connection now holds a
+/// transaction that needs a timer to end it.
+struct OnThread {
+    rows: Vec<ViewRows>,
+    held: Option<usize>,
+}
+
+impl OnThread {
+    fn done(rows: Vec<ViewRows>) -> Self {
+        OnThread { rows, held: None }
     }
 }
 
@@ -476,12 +569,13 @@ impl Inner {
 
     /// Reads on the calling thread with its own connection, without waiting for
     /// locks (with a pooled one when that connection is in use, on a thread that is
-    /// not a serving thread).
-    fn read_on_thread(&self, batches: &[ReadBatch]) -> Result<Vec<ViewRows>, StoreError> {
-        let slot = &self.local[crate::threads::slot(self.local.len())];
-        let Ok(mut local) = slot.try_lock() else {
-            return self.read_now(batches, Duration::ZERO);
+    /// not a serving thread), in the transaction the connection holds (see [`HOLD`]).
+    fn read_on_thread(&self, batches: &[ReadBatch]) -> Result<OnThread, StoreError> {
+        let slot_no = crate::threads::slot(self.local.len());
+        let Ok(mut local) = self.local[slot_no].try_lock() else {
+            return self.read_now(batches, Duration::ZERO).map(OnThread::done);
         };
+        let local = &mut *local;
         if local
             .checked
             .is_none_or(|t| t.elapsed() >= FILE_CHECK_INTERVAL)
@@ -492,24 +586,81 @@ impl Inner {
                 .as_ref()
                 .is_some_and(|c| c.file != current && current.is_some())
             {
-                local.conn = None; // a connection to a replaced file is closed
+                local.close(); // a connection to a replaced file is closed
             }
             local.checked = Some(Instant::now());
         }
-        let conn = match &mut local.conn {
-            Some(c) => c,
-            empty => {
-                let c = self.connect()?;
-                c.conn
-                    .busy_timeout(Duration::ZERO)
-                    .map_err(|e| classify(&e))?;
-                empty.insert(c)
-            }
-        };
-        batches
+        if local.held.is_some_and(|t| t.elapsed() >= HOLD) {
+            local.release(); // its timer is late: a busy thread
+        }
+        if local.conn.is_none() {
+            let c = self.connect()?;
+            c.conn
+                .busy_timeout(Duration::ZERO)
+                .map_err(|e| classify(&e))?;
+            local.conn = Some(c);
+        }
+        #[expect(clippy::expect_used, reason = "connected just above")]
+        let conn = &local.conn.as_ref().expect("a connection").conn;
+        let wal = local
+            .wal_seen
+            .is_some_and(|t| t.elapsed() < FILE_CHECK_INTERVAL);
+        let begins = !wal && local.held.is_none();
+        if begins {
+            run_cached(conn, "BEGIN").map_err(|e| classify(&e))?;
+        }
+        let read = batches
             .iter()
-            .map(|b| self.read_view(&conn.conn, b))
-            .collect()
+            .map(|b| self.read_view(conn, b))
+            .collect::<Result<Vec<_>, _>>();
+        if !begins {
+            if read.is_err() && local.held.is_some() {
+                local.release();
+            }
+            return read.map(OnThread::done);
+        }
+        // A new transaction: held, unless the file is in WAL mode.
+        let mode = read.as_ref().ok().map(|_| {
+            conn.prepare_cached("PRAGMA journal_mode")?
+                .query_row([], |r| {
+                    let mode = r.get_ref(0)?;
+                    Ok(mode
+                        .as_bytes()
+                        .is_ok_and(|m| m.eq_ignore_ascii_case(b"wal")))
+                })
+        });
+        local.held = Some(Instant::now());
+        match mode {
+            Some(Ok(false)) => {
+                local.wal_seen = None;
+                let schedule = !std::mem::replace(&mut local.release_scheduled, true);
+                read.map(|rows| OnThread {
+                    rows,
+                    held: schedule.then_some(slot_no),
+                })
+            }
+            Some(Ok(true)) => {
+                local.wal_seen = Some(Instant::now());
+                local.release();
+                read.map(OnThread::done)
+            }
+            Some(Err(e)) => {
+                local.release();
+                Err(classify(&e))
+            }
+            None => {
+                local.release();
+                read.map(OnThread::done)
+            }
+        }
+    }
+
+    /// Ends the transaction held by the connection of `slot` (its timer's task).
+    fn release_held(&self, slot: usize) {
+        if let Ok(mut local) = self.local[slot].lock() {
+            local.release_scheduled = false;
+            local.release();
+        }
     }
 
     /// Reads on the calling thread with a pooled connection, waiting at most
@@ -538,9 +689,9 @@ impl Inner {
         for (chunk_no, chunk) in batch.keys.chunks(MAX_KEYS_PER_QUERY).enumerate() {
             let base = chunk_no * MAX_KEYS_PER_QUERY;
             let padded = chunk.len().next_power_of_two();
-            let table = &target.prepared::<Target>().table;
-            let sql = select_sql(table, padded);
-            let mut stmt = match conn.prepare_cached(&sql) {
+            let prepared = target.prepared::<Target>();
+            let table = &prepared.table;
+            let mut stmt = match conn.prepare_cached(prepared.select(padded)) {
                 Ok(s) => s,
                 Err(e) if is_missing_table(&e) => {
                     self.note_missing_table(table, target);
