@@ -265,6 +265,16 @@ impl Local {
 /// would read a snapshot while writers commit) every read is its own transaction.
 const HOLD: Duration = Duration::from_millis(1);
 
+/// Whether the connection's database is in WAL mode (as of its last transaction).
+fn journal_is_wal(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("PRAGMA journal_mode")?
+        .query_row([], |r| {
+            Ok(r.get_ref(0)?
+                .as_bytes()
+                .is_ok_and(|m| m.eq_ignore_ascii_case(b"wal")))
+        })
+}
+
 /// Runs a statement without parameters or rows, prepared once per connection.
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
@@ -608,49 +618,40 @@ impl Inner {
         let begins = !wal && local.held.is_none();
         if begins {
             run_cached(conn, "BEGIN").map_err(|e| classify(&e))?;
+            local.held = Some(Instant::now());
         }
         let read = batches
             .iter()
             .map(|b| self.read_view(conn, b))
             .collect::<Result<Vec<_>, _>>();
-        if !begins {
-            if read.is_err() && local.held.is_some() {
+        let rows = match read {
+            Ok(rows) => rows,
+            Err(e) => {
                 local.release();
+                return Err(e);
             }
-            return read.map(OnThread::done);
+        };
+        if !begins {
+            return Ok(OnThread::done(rows));
         }
         // A new transaction: held, unless the file is in WAL mode.
-        let mode = read.as_ref().ok().map(|_| {
-            conn.prepare_cached("PRAGMA journal_mode")?
-                .query_row([], |r| {
-                    let mode = r.get_ref(0)?;
-                    Ok(mode
-                        .as_bytes()
-                        .is_ok_and(|m| m.eq_ignore_ascii_case(b"wal")))
-                })
-        });
-        local.held = Some(Instant::now());
-        match mode {
-            Some(Ok(false)) => {
+        match journal_is_wal(conn) {
+            Ok(false) => {
                 local.wal_seen = None;
                 let schedule = !std::mem::replace(&mut local.release_scheduled, true);
-                read.map(|rows| OnThread {
+                Ok(OnThread {
                     rows,
                     held: schedule.then_some(slot_no),
                 })
             }
-            Some(Ok(true)) => {
+            Ok(true) => {
                 local.wal_seen = Some(Instant::now());
                 local.release();
-                read.map(OnThread::done)
+                Ok(OnThread::done(rows))
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 local.release();
                 Err(classify(&e))
-            }
-            None => {
-                local.release();
-                read.map(OnThread::done)
             }
         }
     }
