@@ -15,6 +15,8 @@ use arrow_ipc::{
     FieldNode, MessageBuilder, MessageHeader, MetadataVersion, RecordBatchBuilder, root_as_message,
 };
 use arrow_schema::{ArrowError, SchemaRef};
+use flatbuffers::FlatBufferBuilder;
+use std::cell::RefCell;
 
 const CONTINUATION: [u8; 4] = [0xff; 4];
 const END_OF_STREAM: [u8; 8] = [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
@@ -38,14 +40,21 @@ pub(crate) struct BatchWriter {
     buffers: Vec<arrow_ipc::Buffer>,
 }
 
+thread_local! {
+    /// The flatbuffer builder of batch messages, reused (reset) by every batch.
+    static BUILDER: RefCell<FlatBufferBuilder<'static>> =
+        RefCell::new(FlatBufferBuilder::with_capacity(256));
+}
+
 impl BatchWriter {
-    /// A batch of `rows` rows; `body_hint` bytes of body expected.
-    pub(crate) fn new(rows: usize, body_hint: usize) -> Self {
+    /// A batch of `rows` rows in `columns` columns; `body_hint` bytes of body expected.
+    pub(crate) fn new(rows: usize, columns: usize, body_hint: usize) -> Self {
         BatchWriter {
             rows,
             body: Vec::with_capacity(body_hint + 64),
-            nodes: Vec::new(),
-            buffers: Vec::new(),
+            nodes: Vec::with_capacity(columns),
+            // A Binary column has three buffers (validity, offsets, data).
+            buffers: Vec::with_capacity(3 * columns),
         }
     }
 
@@ -61,12 +70,17 @@ impl BatchWriter {
 
     /// The validity buffer of a column with `nulls` nulls, `valid(i)` per row.
     fn validity(&mut self, nulls: usize, valid: impl Fn(usize) -> bool) {
+        self.validity_of(nulls, (0..self.rows).map(valid));
+    }
+
+    /// The validity buffer of a column with `nulls` nulls, one flag per row in order.
+    fn validity_of(&mut self, nulls: usize, valid: impl Iterator<Item = bool>) {
         let rows = self.rows;
         self.buffer(|b| {
             if nulls > 0 {
                 let start = b.len();
                 b.resize(start + rows.div_ceil(8), 0);
-                for i in (0..rows).filter(|&i| valid(i)) {
+                for (i, _) in valid.enumerate().filter(|(_, v)| *v) {
                     b[start + i / 8] |= 1 << (i % 8);
                 }
             }
@@ -74,13 +88,14 @@ impl BatchWriter {
         self.nodes.push(FieldNode::new(rows as i64, nulls as i64));
     }
 
-    /// A Timestamp (or any 64-bit) column; `values` has one entry per row.
-    pub(crate) fn int64(&mut self, values: &[Option<i64>]) {
-        let nulls = values.iter().filter(|v| v.is_none()).count();
-        self.validity(nulls, |i| values[i].is_some());
+    /// A Timestamp (or any 64-bit) column; `value(i)` for each row `i`.
+    pub(crate) fn int64(&mut self, value: impl Fn(usize) -> Option<i64>) {
+        let rows = self.rows;
+        let nulls = (0..rows).filter(|&i| value(i).is_none()).count();
+        self.validity(nulls, |i| value(i).is_some());
         self.buffer(|b| {
-            for v in values {
-                b.extend_from_slice(&v.unwrap_or(0).to_le_bytes());
+            for i in 0..rows {
+                b.extend_from_slice(&value(i).unwrap_or(0).to_le_bytes());
             }
         });
     }
@@ -91,12 +106,7 @@ impl BatchWriter {
         values: impl Iterator<Item = Option<&'a [u8]>> + Clone,
     ) -> Result<(), ArrowError> {
         let nulls = values.clone().filter(Option::is_none).count();
-        let valid: Vec<bool> = if nulls > 0 {
-            values.clone().map(|v| v.is_some()).collect()
-        } else {
-            Vec::new()
-        };
-        self.validity(nulls, |i| valid[i]);
+        self.validity_of(nulls, values.clone().map(|v| v.is_some()));
         let mut end = 0usize;
         let mut too_long = false;
         let lens = values.clone();
@@ -124,15 +134,21 @@ impl BatchWriter {
 
     /// The whole stream: `schema` (a framed schema message), the batch, the end.
     pub(crate) fn finish(self, schema: &[u8]) -> Vec<u8> {
-        let mut fbb = flatbuffers::FlatBufferBuilder::with_capacity(256);
+        BUILDER.with_borrow_mut(|fbb| {
+            fbb.reset();
+            self.finish_with(fbb, schema)
+        })
+    }
+
+    fn finish_with(self, fbb: &mut FlatBufferBuilder<'static>, schema: &[u8]) -> Vec<u8> {
         let nodes = fbb.create_vector(&self.nodes);
         let buffers = fbb.create_vector(&self.buffers);
-        let mut batch = RecordBatchBuilder::new(&mut fbb);
+        let mut batch = RecordBatchBuilder::new(fbb);
         batch.add_length(self.rows as i64);
         batch.add_nodes(nodes);
         batch.add_buffers(buffers);
         let batch = batch.finish().as_union_value();
-        let mut message = MessageBuilder::new(&mut fbb);
+        let mut message = MessageBuilder::new(fbb);
         message.add_version(MetadataVersion::V5);
         message.add_header_type(MessageHeader::RecordBatch);
         message.add_header(batch);

@@ -527,7 +527,7 @@ pub mod codec {
     /// The `keys` buffer of a view read.
     pub fn encode_keys(keys: &[Vec<u8>]) -> Result<Vec<u8>, ArrowError> {
         let size: usize = keys.iter().map(Vec::len).sum();
-        let mut w = BatchWriter::new(keys.len(), size + 4 * keys.len() + 16);
+        let mut w = BatchWriter::new(keys.len(), 1, size + 4 * keys.len() + 16);
         w.binary(keys.iter().map(|k| Some(k.as_slice())))?;
         Ok(KEYS_SCHEMA.with(|schema| w.finish(schema)))
     }
@@ -558,27 +558,51 @@ pub mod codec {
 
     /// The answer for one view: `event_ts` then one Binary column per feature.
     pub fn encode_rows(features: &[String], rows: &[StoredRow]) -> Result<Vec<u8>, ArrowError> {
-        let schema = rows_schema(features)?;
+        encode_rows_as(&AnswerSchema::of(features)?, rows)
+    }
+
+    /// The schema of the answers for a list of features (made once per list, kept).
+    pub struct AnswerSchema {
+        message: Rc<[u8]>,
+        features: usize,
+    }
+
+    impl AnswerSchema {
+        /// The schema of the answers for `features`.
+        pub fn of(features: &[String]) -> Result<Self, ArrowError> {
+            Ok(AnswerSchema {
+                message: rows_schema(features)?,
+                features: features.len(),
+            })
+        }
+    }
+
+    /// [`encode_rows`] for the features of `schema`.
+    pub fn encode_rows_as(
+        schema: &AnswerSchema,
+        rows: &[StoredRow],
+    ) -> Result<Vec<u8>, ArrowError> {
+        let features = schema.features;
         let size: usize = rows
             .iter()
             .flat_map(|r| r.values.iter().flatten().map(Vec::len))
             .sum();
         let mut w = BatchWriter::new(
             rows.len(),
-            size + rows.len() * (8 + 4 * features.len()) + 64,
+            1 + features,
+            size + rows.len() * (8 + 4 * features) + 64,
         );
-        let ts = rows
-            .iter()
-            .map(|r| r.event_ts.map(nanos).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
-        w.int64(&ts);
-        for i in 0..features.len() {
+        for t in rows.iter().filter_map(|r| r.event_ts) {
+            nanos(t)?;
+        }
+        w.int64(|i| rows[i].event_ts.and_then(Timestamp::to_nanos));
+        for i in 0..features {
             w.binary(
                 rows.iter()
                     .map(|r| r.values.get(i).and_then(|v| v.as_deref())),
             )?;
         }
-        Ok(w.finish(&schema))
+        Ok(w.finish(&schema.message))
     }
 
     /// [`encode_rows`] with arrow's general writer (tests compare the two).
@@ -888,7 +912,7 @@ pub mod export {
 
     /// The WIT `read`, on decoded views.
     pub fn read<T: OnlineStore>(
-        views: Vec<(String, Vec<String>, Vec<u8>)>,
+        views: impl ExactSizeIterator<Item = (String, Vec<String>, Vec<u8>)>,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut reads = Vec::with_capacity(views.len());
         for (view, features, keys) in views {
@@ -898,23 +922,24 @@ pub mod export {
                 keys: codec::decode_keys(&keys).map_err(arrow)?,
             });
         }
-        let features: Vec<(Vec<String>, usize)> = reads
+        let schemas = reads
             .iter()
-            .map(|r| (r.features.clone(), r.keys.len()))
-            .collect();
+            .map(|r| codec::AnswerSchema::of(&r.features))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Failed(format!("cannot encode the answer: {e}")))?;
         let answers = with_store::<T, _>(|s| s.read(reads))?;
-        if answers.len() != features.len() {
+        if answers.len() != schemas.len() {
             return Err(StoreError::Failed(format!(
                 "the store answered {} views for {}",
                 answers.len(),
-                features.len()
+                schemas.len()
             )));
         }
         answers
             .iter()
-            .zip(&features)
-            .map(|(rows, (names, _))| {
-                codec::encode_rows(names, rows)
+            .zip(&schemas)
+            .map(|(rows, schema)| {
+                codec::encode_rows_as(schema, rows)
                     .map_err(|e| StoreError::Failed(format!("cannot encode the answer: {e}")))
             })
             .collect()
@@ -979,10 +1004,7 @@ macro_rules! export_store {
                 ) -> ::std::result::Result<::std::vec::Vec<::std::vec::Vec<u8>>, wit::StoreError>
                 {
                     $crate::store::export::read::<$store>(
-                        views
-                            .into_iter()
-                            .map(|v| (v.view, v.features, v.keys))
-                            .collect(),
+                        views.into_iter().map(|v| (v.view, v.features, v.keys)),
                     )
                     .map_err(wit_error)
                 }

@@ -23,12 +23,14 @@ mod resp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::Range;
+use std::rc::Rc;
 
 use feast_plugin_sdk::store::{
     OnlineStore, StoreConfig, StoreError, StoredRow, Timestamp, ViewRead, ViewWrite, WriteOutcome,
     read_varint,
 };
-use resp::{Command, Connection, Reply, RespError};
+use resp::{Command, Connection, Pipeline, Reply, RespError};
 
 /// The store of one instance.
 pub struct RedisStore {
@@ -40,18 +42,166 @@ pub struct RedisStore {
     skip_dedup: bool,
     conn: Option<Connection>,
     /// Hash fields computed so far, per view.
-    fields: HashMap<String, ViewFields>,
+    fields: foldhash::HashMap<String, ViewFields>,
+    /// The commands of a read (the buffer is reused).
+    pipeline: Pipeline,
 }
 
-/// A view's hash fields: `_ts:<view>` and, per feature, its MurmurHash3 field.
-#[derive(Default)]
+/// A view's hash fields: `_ts:<view>` and, per list of features read lately, their
+/// MurmurHash3 fields.
 struct ViewFields {
-    ts: Vec<u8>,
-    features: HashMap<String, [u8; 4]>,
+    ts: Rc<[u8]>,
+    lists: Vec<(Vec<String>, FeatureFields)>,
 }
 
-/// One `HMGET`: an entity key and, for each view read for it, (view, key index).
-type Lookup<'a> = (&'a [u8], Vec<(usize, usize)>);
+/// The MurmurHash3 fields of a list of features.
+type FeatureFields = Rc<[[u8; 4]]>;
+
+/// The hash fields of one view read: its features' and its `_ts`.
+struct ReadFields {
+    features: FeatureFields,
+    ts: Rc<[u8]>,
+}
+
+/// Feature lists whose fields are kept per view.
+const LISTS_KEPT: usize = 16;
+
+/// One `HMGET`: an entity key and where its (view, key index) pairs start in the
+/// parts of a read ([`lookups`]).
+type Lookup<'a> = (&'a [u8], usize);
+
+/// The `HMGET`s of a read, one per distinct entity key in first-read order, and the
+/// (view, key index) pairs each answers, grouped by lookup (in view order).
+fn lookups(views: &[ViewRead]) -> (Vec<Lookup<'_>>, Vec<(usize, usize)>) {
+    if let [view] = views {
+        // One view: its keys are distinct.
+        let lookups = view
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(k, key)| (key.as_slice(), k))
+            .collect();
+        return (lookups, (0..view.keys.len()).map(|k| (0, k)).collect());
+    }
+    let mut by_key: foldhash::HashMap<&[u8], usize> = foldhash::HashMap::default();
+    let mut keys: Vec<&[u8]> = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    let mut of_pair: Vec<usize> = Vec::new();
+    for view in views {
+        for key in &view.keys {
+            let i = *by_key.entry(key.as_slice()).or_insert_with(|| {
+                keys.push(key.as_slice());
+                counts.push(0);
+                keys.len() - 1
+            });
+            counts[i] += 1;
+            of_pair.push(i);
+        }
+    }
+    // Each lookup's pairs, placed by counting.
+    let mut next: Vec<usize> = counts
+        .iter()
+        .scan(0, |start, &n| {
+            let s = *start;
+            *start += n;
+            Some(s)
+        })
+        .collect();
+    let lookups = keys.into_iter().zip(next.iter().copied()).collect();
+    let mut parts = vec![(0, 0); of_pair.len()];
+    let pairs = views
+        .iter()
+        .enumerate()
+        .flat_map(|(v, view)| (0..view.keys.len()).map(move |k| (v, k)));
+    for (pair, i) in pairs.zip(of_pair) {
+        parts[next[i]] = pair;
+        next[i] += 1;
+    }
+    (lookups, parts)
+}
+
+/// The range of `parts` that lookup `i` answers.
+fn part_range(lookups: &[Lookup<'_>], parts: &[(usize, usize)], i: usize) -> Range<usize> {
+    lookups[i].1..lookups.get(i + 1).map_or(parts.len(), |l| l.1)
+}
+
+/// Reads the `HMGET` replies of `lookups` into `out` (rows not found left default).
+/// Every reply is read even after one is found wrong, so the connection stays in step;
+/// the first wrong one is returned.
+fn read_rows(
+    conn: &mut Connection,
+    views: &[ViewRead],
+    fields: &[ReadFields],
+    lookups: &[Lookup<'_>],
+    parts: &[(usize, usize)],
+    out: &mut [Vec<StoredRow>],
+) -> Result<Option<StoreError>, RespError> {
+    let mut failure = None;
+    for i in 0..lookups.len() {
+        let answers = &parts[part_range(lookups, parts, i)];
+        let n = match conn.array()? {
+            Ok(n) => n,
+            Err(reply) => {
+                failure.get_or_insert(match reply {
+                    Reply::Error(e) => StoreError::Failed(format!("HMGET failed: {e}")),
+                    other => StoreError::Failed(format!("unexpected HMGET reply {other:?}")),
+                });
+                continue;
+            }
+        };
+        let asked: usize = answers
+            .iter()
+            .map(|&(v, _)| fields[v].features.len() + 1)
+            .sum();
+        if n < asked {
+            for _ in 0..n {
+                conn.bulk(|_| ())?;
+            }
+            failure.get_or_insert(StoreError::Failed(
+                "HMGET returned fewer fields than asked".into(),
+            ));
+            continue;
+        }
+        for &(v, k) in answers {
+            let values = (0..fields[v].features.len())
+                .map(|_| conn.bulk(|b| b.map(<[u8]>::to_vec)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ts = conn.bulk(|b| b.map(|b| stored_timestamp(b, &views[v].view)))?;
+            let ts = match ts.transpose() {
+                Ok(ts) => ts,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    continue;
+                }
+            };
+            if ts.is_none() && values.iter().all(Option::is_none) {
+                continue; // not found
+            }
+            out[v][k] = StoredRow {
+                event_ts: Some(ts.unwrap_or_default()),
+                values,
+            };
+        }
+        // Fields beyond those asked for are left out.
+        for _ in asked..n {
+            conn.bulk(|_| ())?;
+        }
+    }
+    Ok(failure)
+}
+
+/// A stored `_ts:<view>` value.
+fn stored_timestamp(b: &[u8], view: &str) -> Result<Timestamp, StoreError> {
+    let t = decode_timestamp(b)
+        .ok_or_else(|| StoreError::Corrupt(format!("_ts:{view} does not decode")))?;
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(StoreError::Corrupt(format!(
+            "_ts:{view}: nanos {} is outside 0..1e9",
+            t.nanos
+        )));
+    }
+    Ok(t)
+}
 
 /// The hash field of a feature.
 pub fn feature_field(view: &str, feature: &str) -> [u8; 4] {
@@ -131,32 +281,40 @@ fn bulk(r: &Reply) -> Option<&[u8]> {
 }
 
 impl RedisStore {
-    /// The fields of `features` of `view` and its `_ts` field (computed once).
-    fn fields_of(&mut self, view: &str, features: &[String]) -> (Vec<[u8; 4]>, Vec<u8>) {
+    /// The fields of `features` of `view` and its `_ts` field (computed once per list
+    /// of features, the last [`LISTS_KEPT`] lists of a view kept).
+    fn fields_of(&mut self, view: &str, features: &[String]) -> ReadFields {
         if !self.fields.contains_key(view) {
             self.fields.insert(
                 view.to_string(),
                 ViewFields {
-                    ts: timestamp_field(view),
-                    features: HashMap::new(),
+                    ts: timestamp_field(view).into(),
+                    lists: Vec::new(),
                 },
             );
         }
         let Some(v) = self.fields.get_mut(view) else {
-            return (Vec::new(), Vec::new());
+            return ReadFields {
+                features: Rc::from([]),
+                ts: Rc::from([]),
+            };
         };
-        let hashed = features
-            .iter()
-            .map(|f| match v.features.get(f.as_str()) {
-                Some(h) => *h,
-                None => {
-                    let h = feature_field(view, f);
-                    v.features.insert(f.clone(), h);
-                    h
-                }
-            })
-            .collect();
-        (hashed, v.ts.clone())
+        let ts = v.ts.clone();
+        if let Some((_, hashed)) = v.lists.iter().find(|(l, _)| l.as_slice() == features) {
+            return ReadFields {
+                features: hashed.clone(),
+                ts,
+            };
+        }
+        let hashed: FeatureFields = features.iter().map(|f| feature_field(view, f)).collect();
+        if v.lists.len() >= LISTS_KEPT {
+            v.lists.remove(0);
+        }
+        v.lists.push((features.to_vec(), hashed.clone()));
+        ReadFields {
+            features: hashed,
+            ts,
+        }
     }
 
     fn hash_key(&self, entity_key: &[u8]) -> Vec<u8> {
@@ -166,9 +324,8 @@ impl RedisStore {
         k
     }
 
-    /// Runs a pipeline on the open connection (made first when there is none); the
-    /// connection is dropped when it fails, so the next call starts over.
-    fn run(&mut self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
+    /// The open connection, made (and set up) first when there is none.
+    fn connection(&mut self) -> Result<&mut Connection, StoreError> {
         if self.conn.is_none() {
             let mut conn = Connection::connect(&self.addrs).map_err(unavailable)?;
             let mut setup = Vec::new();
@@ -187,10 +344,15 @@ impl RedisStore {
             }
             self.conn = Some(conn);
         }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(StoreError::Unavailable("no connection".into()));
-        };
-        match conn.pipeline(commands) {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("no connection".into()))
+    }
+
+    /// Runs a pipeline on the open connection (made first when there is none); the
+    /// connection is dropped when it fails, so the next call starts over.
+    fn run(&mut self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
+        match self.connection()?.pipeline(commands) {
             Ok(replies) => Ok(replies),
             Err(e) => {
                 self.conn = None;
@@ -255,101 +417,61 @@ impl OnlineStore for RedisStore {
             key_ttl_seconds: config.int("key_ttl_seconds")?.filter(|t| *t != 0),
             skip_dedup: config.bool("skip_dedup")?.unwrap_or(false),
             conn: None,
-            fields: HashMap::new(),
+            fields: foldhash::HashMap::default(),
+            pipeline: Pipeline::default(),
         })
     }
 
     fn read(&mut self, views: Vec<ViewRead>) -> Result<Vec<Vec<StoredRow>>, StoreError> {
-        let fields: Vec<(Vec<[u8; 4]>, Vec<u8>)> = views
+        let fields: Vec<ReadFields> = views
             .iter()
             .map(|v| self.fields_of(&v.view, &v.features))
             .collect();
-        // One HMGET per distinct entity key, for every view that reads it.
-        let mut by_key: foldhash::HashMap<&[u8], usize> = foldhash::HashMap::default();
-        let mut lookups: Vec<Lookup<'_>> = Vec::new();
-        for (v, view) in views.iter().enumerate() {
-            for (k, key) in view.keys.iter().enumerate() {
-                let i = *by_key.entry(key.as_slice()).or_insert_with(|| {
-                    lookups.push((key.as_slice(), Vec::new()));
-                    lookups.len() - 1
-                });
-                lookups[i].1.push((v, k));
+        let (lookups, parts) = lookups(&views);
+        if lookups.is_empty() {
+            return Ok(views.iter().map(|_| Vec::new()).collect());
+        }
+        // One HMGET per distinct entity key: its hash, then every view's fields and `_ts`.
+        let mut pipeline = std::mem::take(&mut self.pipeline);
+        pipeline.clear();
+        for (i, &(key, _)) in lookups.iter().enumerate() {
+            let answers = &parts[part_range(&lookups, &parts, i)];
+            let args: usize = answers
+                .iter()
+                .map(|&(v, _)| fields[v].features.len() + 1)
+                .sum();
+            pipeline.command(2 + args);
+            pipeline.arg(b"HMGET");
+            pipeline.arg_of(&[key, &self.project]);
+            for &(v, _) in answers {
+                for f in fields[v].features.iter() {
+                    pipeline.arg(f);
+                }
+                pipeline.arg(&fields[v].ts);
             }
         }
-        let commands: Vec<Command> = lookups
-            .iter()
-            .map(|(key, parts)| {
-                let mut c = Command::new("HMGET").arg(self.hash_key(key));
-                for &(v, _) in parts {
-                    for f in &fields[v].0 {
-                        c.push(f);
-                    }
-                    c.push(&fields[v].1);
-                }
-                c
-            })
-            .collect();
-        let replies = if commands.is_empty() {
-            Vec::new()
-        } else {
-            self.run(&commands)?
-        };
+        let conn = self.connection()?;
+        let sent = conn.send(&pipeline);
+        self.pipeline = pipeline;
         let mut out: Vec<Vec<StoredRow>> = views
             .iter()
             .map(|v| vec![StoredRow::default(); v.keys.len()])
             .collect();
-        for ((_, parts), reply) in lookups.iter().zip(replies) {
-            let mut items = match reply {
-                Reply::Array(Some(items)) => items,
-                Reply::Error(e) => return Err(StoreError::Failed(format!("HMGET failed: {e}"))),
-                other => {
-                    return Err(StoreError::Failed(format!(
-                        "unexpected HMGET reply {other:?}"
-                    )));
-                }
-            };
-            let mut offset = 0;
-            for &(v, k) in parts {
-                let n = fields[v].0.len();
-                let Some(values) = items.get_mut(offset..offset + n + 1) else {
-                    return Err(StoreError::Failed(
-                        "HMGET returned fewer fields than asked".into(),
-                    ));
-                };
-                offset += n + 1;
-                // Each value moves out of its reply (no copy).
-                let present: Vec<Option<Vec<u8>>> = values[..n]
-                    .iter_mut()
-                    .map(|r| match r {
-                        Reply::Bulk(b) => b.take(),
-                        _ => None,
-                    })
-                    .collect();
-                let ts = match bulk(&values[n]) {
-                    Some(b) => {
-                        let t = decode_timestamp(b).ok_or_else(|| {
-                            StoreError::Corrupt(format!("_ts:{} does not decode", views[v].view))
-                        })?;
-                        if !(0..1_000_000_000).contains(&t.nanos) {
-                            return Err(StoreError::Corrupt(format!(
-                                "_ts:{}: nanos {} is outside 0..1e9",
-                                views[v].view, t.nanos
-                            )));
-                        }
-                        Some(t)
-                    }
-                    None => None,
-                };
-                if ts.is_none() && present.iter().all(Option::is_none) {
-                    continue; // not found
-                }
-                out[v][k] = StoredRow {
-                    event_ts: Some(ts.unwrap_or_default()),
-                    values: present,
-                };
+        let read = sent.and_then(|()| {
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| RespError::Io(std::io::Error::other("the connection went away")))?;
+            read_rows(conn, &views, &fields, &lookups, &parts, &mut out)
+        });
+        match read {
+            Ok(None) => Ok(out),
+            Ok(Some(failure)) => Err(failure),
+            Err(e) => {
+                self.conn = None;
+                Err(unavailable(e))
             }
         }
-        Ok(out)
     }
 
     fn write(&mut self, views: Vec<ViewWrite>) -> Result<WriteOutcome, StoreError> {

@@ -86,6 +86,39 @@ impl Command {
     }
 }
 
+/// Commands encoded into one buffer, sent together by [`Connection::send`] (the buffer
+/// is kept and reused).
+#[derive(Default)]
+pub(crate) struct Pipeline {
+    encoded: Vec<u8>,
+}
+
+impl Pipeline {
+    /// Empties the pipeline.
+    pub(crate) fn clear(&mut self) {
+        self.encoded.clear();
+    }
+
+    /// Starts a command of `args` arguments (its name included), given next.
+    pub(crate) fn command(&mut self, args: usize) {
+        header(b'*', args, &mut self.encoded);
+    }
+
+    /// An argument.
+    pub(crate) fn arg(&mut self, a: &[u8]) {
+        self.arg_of(&[a]);
+    }
+
+    /// An argument made of `parts`, concatenated.
+    pub(crate) fn arg_of(&mut self, parts: &[&[u8]]) {
+        header(b'$', parts.iter().map(|p| p.len()).sum(), &mut self.encoded);
+        for p in parts {
+            self.encoded.extend_from_slice(p);
+        }
+        self.encoded.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Writes `<kind><n>\r\n`.
 fn header(kind: u8, n: usize, out: &mut Vec<u8>) {
     out.push(kind);
@@ -113,6 +146,8 @@ pub(crate) struct Connection {
     reader: BufReader<FittedReads<TcpStream>>,
     /// The line being read (kept between replies).
     line: Vec<u8>,
+    /// A bulk string longer than what the read buffer holds (kept between replies).
+    bulk: Vec<u8>,
 }
 
 impl Connection {
@@ -127,6 +162,7 @@ impl Connection {
                     return Ok(Connection {
                         reader: BufReader::with_capacity(READ_BUFFER, FittedReads::new(stream)),
                         line: Vec::with_capacity(64),
+                        bulk: Vec::new(),
                     });
                 }
                 Err(e) => last = Some(e),
@@ -145,6 +181,57 @@ impl Connection {
         }
         self.reader.get_mut().write_all(&out)?;
         (0..commands.len()).map(|_| self.read_reply()).collect()
+    }
+
+    /// Sends every command of `pipeline`; their replies are read next, in order.
+    pub(crate) fn send(&mut self, pipeline: &Pipeline) -> Result<(), RespError> {
+        self.reader.get_mut().write_all(&pipeline.encoded)?;
+        Ok(())
+    }
+
+    /// Reads the head of a reply expected to be an array: `Ok(n)` for an array of `n`
+    /// items (read next, e.g. with [`Connection::bulk`]), `Err(reply)` for any other
+    /// reply (read whole).
+    pub(crate) fn array(&mut self) -> Result<Result<usize, Reply>, RespError> {
+        self.read_line()?;
+        if self.line.first() == Some(&b'*')
+            && let Ok(n) = usize::try_from(self.line_number()?)
+        {
+            return Ok(Ok(n));
+        }
+        Ok(Err(self.reply_from_line()?))
+    }
+
+    /// Reads one reply expected to be a bulk string and hands `f` its bytes (`None`
+    /// for a nil or any other reply), borrowed from the read buffer when it is there.
+    pub(crate) fn bulk<R>(&mut self, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, RespError> {
+        self.read_line()?;
+        if self.line.first() != Some(&b'$') {
+            self.reply_from_line()?;
+            return Ok(f(None));
+        }
+        let Ok(n) = usize::try_from(self.line_number()?) else {
+            return Ok(f(None));
+        };
+        if self.reader.buffer().len() >= n + 2 {
+            let r = f(Some(&self.reader.buffer()[..n]));
+            self.reader.consume(n + 2);
+            return Ok(r);
+        }
+        self.bulk.resize(n + 2, 0);
+        self.reader.read_exact(&mut self.bulk)?;
+        Ok(f(Some(&self.bulk[..n])))
+    }
+
+    /// The number after the type byte of `self.line`.
+    fn line_number(&self) -> Result<i64, RespError> {
+        let rest = self.line.get(1..).unwrap_or_default();
+        std::str::from_utf8(rest)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                RespError::Protocol(format!("not a number: {}", String::from_utf8_lossy(rest)))
+            })
     }
 
     /// Reads a line into `self.line` (without its CRLF).
@@ -166,6 +253,11 @@ impl Connection {
 
     fn read_reply(&mut self) -> Result<Reply, RespError> {
         self.read_line()?;
+        self.reply_from_line()
+    }
+
+    /// The reply whose first line is `self.line` (its remaining lines read).
+    fn reply_from_line(&mut self) -> Result<Reply, RespError> {
         let (&kind, rest) = self
             .line
             .split_first()
