@@ -222,7 +222,12 @@ impl<'a> EntityInputs<'a> {
         jk: &PlanJoinKey,
     ) -> Result<FeatureColumn, Error> {
         let values = self.coerced(idx, &jk.name, jk.value_type)?;
-        Ok(FeatureColumn::supplied(values.as_ref().clone()))
+        // The keys are made by now: the cached column moves into the response when
+        // nothing else holds it.
+        self.coerced
+            .borrow_mut()
+            .retain(|(k, _)| *k != (idx, jk.value_type));
+        Ok(FeatureColumn::supplied(Arc::unwrap_or_clone(values)))
     }
 }
 
@@ -249,8 +254,17 @@ impl RowKeys {
 /// Whether two serialized keys are equal, comparing their last bytes first: keys of
 /// one view share their prefix (the join key names) and differ in the values at the end.
 fn same_key(a: &[u8], b: &[u8]) -> bool {
-    let tail = a.len().saturating_sub(8);
-    a.len() == b.len() && a[tail..] == b[tail..] && a[..tail] == b[..tail]
+    if a.len() != b.len() {
+        return false;
+    }
+    match (a.last_chunk::<8>(), b.last_chunk::<8>()) {
+        // Eight bytes compared as one word, not through a call to `memcmp`.
+        (Some(x), Some(y)) => {
+            let tail = a.len() - 8;
+            u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y) && a[..tail] == b[..tail]
+        }
+        _ => a == b,
+    }
 }
 
 /// Unique entity keys in first-seen order: a linear scan while there are few (the
