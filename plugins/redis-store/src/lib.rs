@@ -631,6 +631,56 @@ mod tests {
         assert_eq!(timestamp_field("v"), b"_ts:v".to_vec());
     }
 
+    fn view(name: &str, keys: &[&[u8]]) -> ViewRead {
+        ViewRead {
+            view: name.into(),
+            features: vec!["f".into()],
+            keys: keys.iter().map(|k| k.to_vec()).collect(),
+        }
+    }
+
+    #[test]
+    fn lookups_read_each_key_once_for_every_view_that_needs_it() {
+        // One view: one lookup per key, in order.
+        assert!(lookups(&[]).0.is_empty());
+        let views = [view("a", &[b"k1", b"k2"])];
+        let (found, parts) = lookups(&views);
+        assert_eq!(found, vec![(&b"k1"[..], 0), (&b"k2"[..], 1)]);
+        assert_eq!(parts, vec![(0, 0), (0, 1)]);
+
+        // Views sharing keys: one lookup per distinct key (first-read order), its
+        // (view, key index) pairs grouped, in view order.
+        let views = [
+            view("a", &[b"k1", b"k2"]),
+            view("b", &[b"k2", b"k3", b"k1"]),
+        ];
+        let (found, parts) = lookups(&views);
+        let keys: Vec<&[u8]> = found.iter().map(|l| l.0).collect();
+        assert_eq!(keys, vec![&b"k1"[..], b"k2", b"k3"]);
+        let grouped: Vec<&[(usize, usize)]> = (0..found.len())
+            .map(|i| &parts[part_range(&found, &parts, i)])
+            .collect();
+        assert_eq!(
+            grouped,
+            vec![&[(0, 0), (1, 2)][..], &[(0, 1), (1, 0)], &[(1, 1)]]
+        );
+    }
+
+    #[test]
+    fn pipelines_encode_as_commands_do() {
+        let mut p = Pipeline::default();
+        p.command(3);
+        p.arg(b"HMGET");
+        p.arg_of(&[b"k\x00", b"proj"]);
+        p.arg(b"f");
+        let mut c = Vec::new();
+        Command::new("HMGET")
+            .arg(b"k\x00proj")
+            .arg("f")
+            .write_to(&mut c);
+        assert_eq!(p.encoded(), c.as_slice());
+    }
+
     #[test]
     fn connection_strings_parse_as_feast_writes_them() {
         let (h, p, pw, db) = parse_connection_string("redis.local:6380,password=s,db=2").unwrap();

@@ -80,7 +80,7 @@ impl Command {
         self.args += 1;
     }
 
-    fn write_to(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
         header(b'*', self.args, out);
         out.extend_from_slice(&self.encoded);
     }
@@ -107,6 +107,12 @@ impl Pipeline {
     /// An argument.
     pub(crate) fn arg(&mut self, a: &[u8]) {
         self.arg_of(&[a]);
+    }
+
+    /// The encoded commands.
+    #[cfg(test)]
+    pub(crate) fn encoded(&self) -> &[u8] {
+        &self.encoded
     }
 
     /// An argument made of `parts`, concatenated.
