@@ -68,11 +68,6 @@ impl BatchWriter {
             .push(arrow_ipc::Buffer::new(start as i64, len as i64));
     }
 
-    /// The validity buffer of a column with `nulls` nulls, `valid(i)` per row.
-    fn validity(&mut self, nulls: usize, valid: impl Fn(usize) -> bool) {
-        self.validity_of(nulls, (0..self.rows).map(valid));
-    }
-
     /// The validity buffer of a column with `nulls` nulls, one flag per row in order.
     fn validity_of(&mut self, nulls: usize, valid: impl Iterator<Item = bool>) {
         let rows = self.rows;
@@ -92,7 +87,7 @@ impl BatchWriter {
     pub(crate) fn int64(&mut self, value: impl Fn(usize) -> Option<i64>) {
         let rows = self.rows;
         let nulls = (0..rows).filter(|&i| value(i).is_none()).count();
-        self.validity(nulls, |i| value(i).is_some());
+        self.validity_of(nulls, (0..rows).map(|i| value(i).is_some()));
         self.buffer(|b| {
             for i in 0..rows {
                 b.extend_from_slice(&value(i).unwrap_or(0).to_le_bytes());

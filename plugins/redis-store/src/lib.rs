@@ -673,12 +673,9 @@ mod tests {
         p.arg(b"HMGET");
         p.arg_of(&[b"k\x00", b"proj"]);
         p.arg(b"f");
-        let mut c = Vec::new();
-        Command::new("HMGET")
-            .arg(b"k\x00proj")
-            .arg("f")
-            .write_to(&mut c);
-        assert_eq!(p.encoded(), c.as_slice());
+        let mut c = Pipeline::default();
+        c.push(&Command::new("HMGET").arg(b"k\x00proj").arg("f"));
+        assert_eq!(p.encoded(), c.encoded());
     }
 
     #[test]

@@ -73,14 +73,11 @@ impl Command {
 
     /// Adds an argument in place.
     pub(crate) fn push(&mut self, a: impl AsRef<[u8]>) {
-        let a = a.as_ref();
-        header(b'$', a.len(), &mut self.encoded);
-        self.encoded.extend_from_slice(a);
-        self.encoded.extend_from_slice(b"\r\n");
+        bulk_string(&[a.as_ref()], &mut self.encoded);
         self.args += 1;
     }
 
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+    fn write_to(&self, out: &mut Vec<u8>) {
         header(b'*', self.args, out);
         out.extend_from_slice(&self.encoded);
     }
@@ -109,20 +106,30 @@ impl Pipeline {
         self.arg_of(&[a]);
     }
 
+    /// An argument made of `parts`, concatenated.
+    pub(crate) fn arg_of(&mut self, parts: &[&[u8]]) {
+        bulk_string(parts, &mut self.encoded);
+    }
+
+    /// A whole command.
+    pub(crate) fn push(&mut self, command: &Command) {
+        command.write_to(&mut self.encoded);
+    }
+
     /// The encoded commands.
     #[cfg(test)]
     pub(crate) fn encoded(&self) -> &[u8] {
         &self.encoded
     }
+}
 
-    /// An argument made of `parts`, concatenated.
-    pub(crate) fn arg_of(&mut self, parts: &[&[u8]]) {
-        header(b'$', parts.iter().map(|p| p.len()).sum(), &mut self.encoded);
-        for p in parts {
-            self.encoded.extend_from_slice(p);
-        }
-        self.encoded.extend_from_slice(b"\r\n");
+/// Writes `parts`, concatenated, as one RESP bulk string.
+fn bulk_string(parts: &[&[u8]], out: &mut Vec<u8>) {
+    header(b'$', parts.iter().map(|p| p.len()).sum(), out);
+    for p in parts {
+        out.extend_from_slice(p);
     }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Writes `<kind><n>\r\n`.
@@ -181,11 +188,11 @@ impl Connection {
 
     /// Sends every command, then reads one reply per command.
     pub(crate) fn pipeline(&mut self, commands: &[Command]) -> Result<Vec<Reply>, RespError> {
-        let mut out = Vec::with_capacity(commands.len() * 64);
+        let mut pipeline = Pipeline::default();
         for c in commands {
-            c.write_to(&mut out);
+            pipeline.push(c);
         }
-        self.reader.get_mut().write_all(&out)?;
+        self.send(&pipeline)?;
         (0..commands.len()).map(|_| self.read_reply()).collect()
     }
 
@@ -219,14 +226,20 @@ impl Connection {
         let Ok(n) = usize::try_from(self.line_number()?) else {
             return Ok(f(None));
         };
+        self.bulk_body(n, |b| f(Some(b)))
+    }
+
+    /// Reads the `n` bytes (and CRLF) of a bulk string whose header was read, handing
+    /// them to `f` from the read buffer when they are there.
+    fn bulk_body<R>(&mut self, n: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R, RespError> {
         if self.reader.buffer().len() >= n + 2 {
-            let r = f(Some(&self.reader.buffer()[..n]));
+            let r = f(&self.reader.buffer()[..n]);
             self.reader.consume(n + 2);
             return Ok(r);
         }
         self.bulk.resize(n + 2, 0);
         self.reader.read_exact(&mut self.bulk)?;
-        Ok(f(Some(&self.bulk[..n])))
+        Ok(f(&self.bulk[..n]))
     }
 
     /// The number after the type byte of `self.line`.
@@ -269,12 +282,7 @@ impl Connection {
             .split_first()
             .ok_or_else(|| RespError::Protocol("an empty line".into()))?;
         let text = || String::from_utf8_lossy(rest).into_owned();
-        let number = || -> Result<i64, RespError> {
-            std::str::from_utf8(rest)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| RespError::Protocol(format!("not a number: {}", text())))
-        };
+        let number = || self.line_number();
         match kind {
             b'+' => Ok(Reply::Simple(text())),
             b'-' => Ok(Reply::Error(text())),
@@ -286,10 +294,7 @@ impl Connection {
                 }
                 let n = usize::try_from(n)
                     .map_err(|_| RespError::Protocol("a bulk length out of range".into()))?;
-                let mut buf = vec![0; n + 2];
-                self.reader.read_exact(&mut buf)?;
-                buf.truncate(n);
-                Ok(Reply::Bulk(Some(buf)))
+                Ok(Reply::Bulk(Some(self.bulk_body(n, <[u8]>::to_vec)?)))
             }
             b'*' => {
                 let n = number()?;
