@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::value::{EventTime, FieldStatus, Value};
+use crate::value::{EventTime, FieldStatus, Value, copy_value};
 
 /// A `get-online-features` request, whatever transport it came from.
 #[derive(Debug, Clone, Default)]
@@ -35,29 +35,104 @@ impl OnlineFeaturesRequest {
     }
 }
 
-/// One output column.
+/// One output column: a value, a status and an event time per entity row.
+///
+/// When rows repeat an entity key, the value is held once, in the first row with
+/// that key; [`FeatureColumn::value`] reads any row's value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeatureColumn {
-    /// One value per entity row.
-    pub values: Vec<Value>,
+    /// One value per row; a row that repeats an earlier row holds a null in its place.
+    values: Vec<Value>,
     /// One status per entity row.
     pub statuses: Vec<FieldStatus>,
     /// One event time per entity row.
     pub event_timestamps: Vec<EventTime>,
-    /// When rows repeat an entity key: for each row, the first row with the same key
-    /// (whose cell this row repeats), so encoders can reuse what they wrote for it.
-    pub first_row_of: Option<Arc<[u32]>>,
+    /// When rows repeat an entity key: for each row, the first row with the same key.
+    first_row_of: Option<Arc<[u32]>>,
 }
 
 impl FeatureColumn {
+    /// A column with a value, a status and an event time for each row.
+    pub fn new(
+        values: Vec<Value>,
+        statuses: Vec<FieldStatus>,
+        event_timestamps: Vec<EventTime>,
+    ) -> Self {
+        FeatureColumn {
+            values,
+            statuses,
+            event_timestamps,
+            first_row_of: None,
+        }
+    }
+
     /// A column of values the request supplied: `PRESENT`, with the epoch as event time.
     pub fn supplied(values: Vec<Value>) -> Self {
         let rows = values.len();
+        FeatureColumn::new(
+            values,
+            vec![FieldStatus::Present; rows],
+            vec![EventTime::EPOCH; rows],
+        )
+    }
+
+    /// A column whose rows repeat values: row `i` has the value of row
+    /// `first_row_of[i]`, which is `i` itself or an earlier row that has its own value.
+    pub(crate) fn with_repeats(
+        values: Vec<Value>,
+        statuses: Vec<FieldStatus>,
+        event_timestamps: Vec<EventTime>,
+        first_row_of: Option<Arc<[u32]>>,
+    ) -> Self {
+        debug_assert!(first_row_of.as_deref().is_none_or(|f| {
+            f.len() == values.len()
+                && f.iter()
+                    .enumerate()
+                    .all(|(i, &r)| r as usize <= i && f[r as usize] == r)
+        }));
         FeatureColumn {
             values,
-            statuses: vec![FieldStatus::Present; rows],
-            event_timestamps: vec![EventTime::EPOCH; rows],
-            first_row_of: None,
+            statuses,
+            event_timestamps,
+            first_row_of,
+        }
+    }
+
+    /// Rows in the column.
+    pub fn rows(&self) -> usize {
+        self.values.len()
+    }
+
+    /// The earlier row whose value row `row` repeats.
+    pub fn repeated_row(&self, row: usize) -> Option<usize> {
+        let first = *self.first_row_of.as_deref()?.get(row)? as usize;
+        (first < row).then_some(first)
+    }
+
+    /// The value of row `row`.
+    pub fn value(&self, row: usize) -> Option<&Value> {
+        self.values.get(self.repeated_row(row).unwrap_or(row))
+    }
+
+    /// Every row's value, repeated rows copied from their first row.
+    pub fn into_values(mut self) -> Vec<Value> {
+        if let Some(first_row_of) = self.first_row_of.take() {
+            for (row, &first) in first_row_of.iter().enumerate() {
+                let first = first as usize;
+                if first < row {
+                    self.values[row] = copy_value(&self.values[first]);
+                }
+            }
+        }
+        self.values
+    }
+
+    /// The column without statuses and event times (a logged join key).
+    pub(crate) fn values_only(self) -> Self {
+        FeatureColumn {
+            values: self.values,
+            first_row_of: self.first_row_of,
+            ..FeatureColumn::default()
         }
     }
 }
@@ -88,7 +163,7 @@ pub struct OnlineFeaturesResponse {
 impl OnlineFeaturesResponse {
     /// Entity rows answered.
     pub fn rows(&self) -> usize {
-        self.columns.first().map_or(0, |c| c.values.len())
+        self.columns.first().map_or(0, FeatureColumn::rows)
     }
 }
 

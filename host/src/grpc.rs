@@ -157,13 +157,9 @@ fn to_proto_response(r: OnlineFeaturesResponse) -> GetOnlineFeaturesResponse {
             .columns
             .into_iter()
             .map(|c| FeatureVector {
-                values: c.values,
-                statuses: c.statuses.into_iter().map(|s| s as i32).collect(),
-                event_timestamps: c
-                    .event_timestamps
-                    .into_iter()
-                    .map(|t| t.to_proto())
-                    .collect(),
+                statuses: c.statuses.iter().map(|&s| s as i32).collect(),
+                event_timestamps: c.event_timestamps.iter().map(|t| t.to_proto()).collect(),
+                values: c.into_values(),
             })
             .collect(),
         status: true,

@@ -226,6 +226,22 @@ pub fn number(v: &Val) -> Option<f64> {
     }
 }
 
+/// A copy of `v`, with scalars copied inline: repeated rows of a column copy many of them, and
+/// the derived `clone` goes through a call and a stack round trip for each.
+pub(crate) fn copy_value(v: &Value) -> Value {
+    let val = match &v.val {
+        Some(Val::Int64Val(x)) => Some(Val::Int64Val(*x)),
+        Some(Val::DoubleVal(x)) => Some(Val::DoubleVal(*x)),
+        Some(Val::FloatVal(x)) => Some(Val::FloatVal(*x)),
+        Some(Val::Int32Val(x)) => Some(Val::Int32Val(*x)),
+        Some(Val::BoolVal(x)) => Some(Val::BoolVal(*x)),
+        Some(Val::UnixTimestampVal(x)) => Some(Val::UnixTimestampVal(*x)),
+        None => None,
+        other => other.clone(),
+    };
+    Value { val }
+}
+
 /// Whether a value is missing: no oneof set, or Feast's explicit `null_val`.
 pub fn is_null(v: &Value) -> bool {
     matches!(v.val, None | Some(Val::NullVal(_)))
@@ -601,5 +617,24 @@ mod tests {
         assert_eq!(value_type_name(99), "UNKNOWN(99)");
         assert!(is_known_value_type(48));
         assert!(!is_known_value_type(30));
+    }
+
+    #[test]
+    fn copied_values_equal_their_clones() {
+        let values = [
+            Val::Int64Val(-7),
+            Val::Int32Val(3),
+            Val::DoubleVal(1.5),
+            Val::FloatVal(2.5),
+            Val::BoolVal(true),
+            Val::UnixTimestampVal(1_700_000_000),
+            Val::StringVal("s".into()),
+            Val::NullVal(0),
+        ];
+        for v in values {
+            let v = Value { val: Some(v) };
+            assert_eq!(copy_value(&v), v.clone());
+        }
+        assert_eq!(copy_value(&Value::default()), Value::default());
     }
 }

@@ -38,22 +38,21 @@ fn as_json(resp: GetOnlineFeaturesResponse) -> Json {
         columns: resp
             .results
             .into_iter()
-            .map(|v| FeatureColumn {
-                values: v.values,
-                statuses: v
-                    .statuses
-                    .into_iter()
-                    .map(|s| FieldStatus::try_from(s).unwrap_or(FieldStatus::Invalid))
-                    .collect(),
-                event_timestamps: v
-                    .event_timestamps
-                    .into_iter()
-                    .map(|t| EventTime {
-                        seconds: t.seconds,
-                        nanos: t.nanos,
-                    })
-                    .collect(),
-                first_row_of: None,
+            .map(|v| {
+                FeatureColumn::new(
+                    v.values,
+                    v.statuses
+                        .into_iter()
+                        .map(|s| FieldStatus::try_from(s).unwrap_or(FieldStatus::Invalid))
+                        .collect(),
+                    v.event_timestamps
+                        .into_iter()
+                        .map(|t| EventTime {
+                            seconds: t.seconds,
+                            nanos: t.nanos,
+                        })
+                        .collect(),
+                )
             })
             .collect(),
         feature_view_metadata: None,

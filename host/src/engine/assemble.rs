@@ -9,10 +9,10 @@ use crate::api::FeatureColumn;
 use crate::online_store::{Cell, ViewRows};
 use crate::value::{EventTime, FieldStatus, Value, is_null};
 
-/// One output column: each stored value moves into its row when no entity key
-/// repeats, and is copied into every row of its key otherwise. Statuses follow Feast's Go server: NOT_FOUND when nothing
-/// is stored, NULL_VALUE for a stored null, OUTSIDE_MAX_AGE (value kept) when older
-/// than the view's ttl.
+/// One output column: each stored cell moves into the first row with its key; rows
+/// that repeat a key share that row's value (see [`FeatureColumn::value`]). Statuses
+/// follow Feast's Go server: NOT_FOUND when nothing is stored, NULL_VALUE for a stored
+/// null, OUTSIDE_MAX_AGE (value kept) when older than the view's ttl.
 pub(super) fn feature_column(
     rows: &mut ViewRows,
     row_keys: &RowKeys,
@@ -24,29 +24,31 @@ pub(super) fn feature_column(
     let n = row_keys.key_of_row.len();
     let cells =
         (0..row_keys.first_row.len()).map(|key| output_cell(rows.take(key, slot), ttl, now_secs));
+    let mut values = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut event_timestamps = Vec::with_capacity(n);
     if row_keys.first_row.len() == n {
-        // No key repeats: row i is key i, and each cell moves into its row.
-        let mut col = FeatureColumn {
-            values: Vec::with_capacity(n),
-            statuses: Vec::with_capacity(n),
-            event_timestamps: Vec::with_capacity(n),
-            first_row_of,
-        };
+        // No key repeats: row i is key i.
         for (value, status, time) in cells {
-            col.values.push(value);
-            col.statuses.push(status);
-            col.event_timestamps.push(time);
+            values.push(value);
+            statuses.push(status);
+            event_timestamps.push(time);
         }
-        return col;
+    } else {
+        let mut cells: Vec<_> = cells.collect();
+        for (row, &key) in row_keys.key_of_row.iter().enumerate() {
+            let (value, status, time) = &mut cells[key as usize];
+            let first = row_keys.first_row[key as usize] as usize == row;
+            values.push(if first {
+                std::mem::take(value)
+            } else {
+                Value::default()
+            });
+            statuses.push(*status);
+            event_timestamps.push(*time);
+        }
     }
-    let cells: Vec<_> = cells.collect();
-    let of_row = || row_keys.key_of_row.iter().map(|&k| &cells[k as usize]);
-    FeatureColumn {
-        values: of_row().map(|c| copy_value(&c.0)).collect(),
-        statuses: of_row().map(|c| c.1).collect(),
-        event_timestamps: of_row().map(|c| c.2).collect(),
-        first_row_of,
-    }
+    FeatureColumn::with_repeats(values, statuses, event_timestamps, first_row_of)
 }
 
 /// A stored cell as an output value, status and event time.
@@ -68,23 +70,6 @@ fn output_cell(
             (cell.value, status, cell.event_time)
         }
     }
-}
-
-/// A copy of `v`, with scalars copied inline: repeated rows copy many of them, and
-/// the derived `clone` goes through a call and a stack round trip for each.
-fn copy_value(v: &Value) -> Value {
-    use crate::value::Val;
-    let val = match &v.val {
-        Some(Val::Int64Val(x)) => Some(Val::Int64Val(*x)),
-        Some(Val::DoubleVal(x)) => Some(Val::DoubleVal(*x)),
-        Some(Val::FloatVal(x)) => Some(Val::FloatVal(*x)),
-        Some(Val::Int32Val(x)) => Some(Val::Int32Val(*x)),
-        Some(Val::BoolVal(x)) => Some(Val::BoolVal(*x)),
-        Some(Val::UnixTimestampVal(x)) => Some(Val::UnixTimestampVal(*x)),
-        None => None,
-        other => other.clone(),
-    };
-    Value { val }
 }
 
 /// Whether a value written at `event` is older than `ttl` at `now_secs`
@@ -149,9 +134,10 @@ mod tests {
             FieldStatus::NotFound,
         ];
         assert_eq!(col.statuses, statuses);
-        assert_eq!(col.values[0].val, Some(Val::DoubleVal(0.5)));
-        assert_eq!(col.values[1].val, Some(Val::StringVal("old".into())));
-        assert_eq!(col.values[2], Value::default());
+        let value = |row| col.value(row).and_then(|v| v.val.clone());
+        assert_eq!(value(0), Some(Val::DoubleVal(0.5)));
+        assert_eq!(value(1), Some(Val::StringVal("old".into())));
+        assert_eq!(value(2), None);
         assert_eq!(col.event_timestamps[2], EventTime::EPOCH);
 
         // Rows 0..6 use keys 1, 0, 1, 2, 0, 2.
@@ -162,36 +148,31 @@ mod tests {
         let first_row_of = repeated.repeats(6);
         assert_eq!(first_row_of.as_deref(), Some(&[0, 1, 0, 3, 1, 3][..]));
         let col = feature_column(&mut stored(), &repeated, 0, ttl, 1_050, first_row_of);
+        let expected = [
+            Some(Val::DoubleVal(0.5)),
+            Some(Val::StringVal("old".into())),
+            None,
+        ];
         for (row, &key) in repeated.key_of_row.iter().enumerate() {
             let k = key as usize;
             assert_eq!(col.statuses[row], statuses[k], "row {row}");
-            let expected = [
-                Some(Val::DoubleVal(0.5)),
-                Some(Val::StringVal("old".into())),
-                None,
-            ];
-            assert_eq!(col.values[row].val, expected[k], "row {row}");
+            assert_eq!(
+                col.value(row).map(|v| &v.val),
+                Some(&expected[k]),
+                "row {row}"
+            );
             let times = [1_000, 10, 0];
             assert_eq!(col.event_timestamps[row], EventTime::from_secs(times[k]));
         }
-    }
-
-    #[test]
-    fn copied_values_equal_their_clones() {
-        let values = [
-            Val::Int64Val(-7),
-            Val::Int32Val(3),
-            Val::DoubleVal(1.5),
-            Val::FloatVal(2.5),
-            Val::BoolVal(true),
-            Val::UnixTimestampVal(1_700_000_000),
-            Val::StringVal("s".into()),
-            Val::NullVal(0),
-        ];
-        for v in values {
-            let v = Value { val: Some(v) };
-            assert_eq!(copy_value(&v), v.clone());
-        }
-        assert_eq!(copy_value(&Value::default()), Value::default());
+        // Rows that repeat a key share its first row's value; owned values copy it.
+        assert_eq!(col.repeated_row(2), Some(0));
+        assert_eq!(col.repeated_row(0), None);
+        let owned: Vec<_> = col.into_values().into_iter().map(|v| v.val).collect();
+        let by_row: Vec<_> = repeated
+            .key_of_row
+            .iter()
+            .map(|&k| expected[k as usize].clone())
+            .collect();
+        assert_eq!(owned, by_row);
     }
 }

@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::online_store::{ReadBatch, Store, ViewRows};
 use crate::plugin::{OdfvError, PluginRuntime};
 use crate::registry::{Action, RegistryHandle, SnapshotCache};
-use crate::value::{EventTime, FieldStatus, Value};
+use crate::value::Value;
 
 /// The feature server's core: registry, online store, clock and plugins.
 #[derive(Debug, Clone)]
@@ -154,12 +154,9 @@ impl Engine {
                 ),
                 // ODFV outputs are PRESENT (even when null) with the epoch as event
                 // time, as Feast reports them.
-                OutputSource::Odfv { step, feature } => FeatureColumn {
-                    values: std::mem::take(&mut odfv_outputs[step][feature]),
-                    statuses: vec![FieldStatus::Present; rows],
-                    event_timestamps: vec![EventTime::EPOCH; rows],
-                    first_row_of: None,
-                },
+                OutputSource::Odfv { step, feature } => {
+                    FeatureColumn::supplied(std::mem::take(&mut odfv_outputs[step][feature]))
+                }
             });
         }
         Ok(OnlineFeaturesResponse {

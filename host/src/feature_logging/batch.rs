@@ -17,7 +17,7 @@ use super::entry::LogEntry;
 use super::schema::{ColumnKind, Part, UTC};
 use super::target::ServiceTarget;
 use crate::api::FeatureColumn;
-use crate::value::{Val, Value};
+use crate::value::Val;
 
 /// Microseconds in a day.
 const DAY_US: i64 = 86_400_000_000;
@@ -36,7 +36,7 @@ pub(super) fn request_id_text(id: u128) -> String {
 }
 
 fn value(col: &FeatureColumn, row: usize) -> Option<&Val> {
-    col.values.get(row).and_then(|v: &Value| v.val.as_ref())
+    col.value(row).and_then(|v| v.val.as_ref())
 }
 
 /// Milliseconds of whole seconds (`timestamp[s]` columns are stored in ms).

@@ -63,19 +63,17 @@ impl LogEntry {
             .zip(&binding.columns)
             .map(|(input, col)| match (input, col) {
                 (Input::Feature { .. }, Some(i)) => take(*i),
-                (Input::JoinKey(_), Some(i)) => FeatureColumn {
-                    values: take(*i).values,
-                    ..FeatureColumn::default()
-                },
+                (Input::JoinKey(_), Some(i)) => take(*i).values_only(),
                 // As the on-demand views got it: coerced to the declared type.
-                (Input::RequestData(name), _) => FeatureColumn {
-                    values: request_data
+                (Input::RequestData(name), _) => FeatureColumn::new(
+                    request_data
                         .iter_mut()
                         .find(|(n, _)| n == name)
                         .map(|(_, v)| std::mem::take(v))
                         .unwrap_or_default(),
-                    ..FeatureColumn::default()
-                },
+                    Vec::new(),
+                    Vec::new(),
+                ),
                 _ => FeatureColumn::default(),
             })
             .collect();

@@ -96,18 +96,18 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
 /// Writes a column's values; a row repeating an earlier row's entity key copies the
 /// bytes written for that row.
 fn write_values(col: &FeatureColumn, written: &mut Vec<(usize, usize)>, out: &mut Vec<u8>) {
-    let first_row_of = col.first_row_of.as_deref().unwrap_or_default();
     written.clear();
-    for (j, v) in col.values.iter().enumerate() {
+    for j in 0..col.rows() {
         if j > 0 {
             out.push(b',');
         }
         let start = out.len();
-        // `written` holds rows before this one only: a row whose first row is itself
-        // (or is invalid, or not given) is written.
-        match first_row_of.get(j).and_then(|&f| written.get(f as usize)) {
+        match col.repeated_row(j).and_then(|f| written.get(f)) {
             Some(&(from, to)) => out.extend_from_within(from..to),
-            None => write_value(v, out),
+            None => match col.value(j) {
+                Some(v) => write_value(v, out),
+                None => out.extend_from_slice(b"null"),
+            },
         }
         written.push((start, out.len()));
     }
@@ -303,6 +303,7 @@ pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::proto::feast::types::{DoubleList, FloatList, Map, StringList};
+    use crate::value::FieldStatus;
 
     fn json(v: Val) -> String {
         let mut out = Vec::new();
@@ -315,22 +316,25 @@ mod tests {
         let v = |f: f64| Value {
             val: Some(Val::DoubleVal(f)),
         };
-        let mut col = FeatureColumn {
-            values: vec![v(0.25), v(1.5), v(0.25), v(0.25), v(1.5)],
-            ..FeatureColumn::default()
-        };
+        let n = |rows| vec![FieldStatus::Present; rows];
+        let t = |rows| vec![EventTime::EPOCH; rows];
+        let col = FeatureColumn::new(vec![v(0.25), v(1.5), v(0.25), v(0.25), v(1.5)], n(5), t(5));
         let mut plain = Vec::new();
         write_values(&col, &mut Vec::new(), &mut plain);
         assert_eq!(String::from_utf8_lossy(&plain), "0.25,1.5,0.25,0.25,1.5");
-        col.first_row_of = Some(vec![0, 1, 0, 0, 1].into());
+        // Repeated rows hold no value of their own.
+        let held = vec![
+            v(0.25),
+            v(1.5),
+            Value::default(),
+            Value::default(),
+            Value::default(),
+        ];
+        let first_row_of = Some(vec![0, 1, 0, 0, 1].into());
+        let col = FeatureColumn::with_repeats(held, n(5), t(5), first_row_of);
         let mut reused = Vec::new();
         write_values(&col, &mut vec![(7, 9)], &mut reused);
         assert_eq!(reused, plain);
-        // A mapping that points forward or past the end is ignored.
-        col.first_row_of = Some(vec![3, 1, 9, 0].into());
-        let mut odd = Vec::new();
-        write_values(&col, &mut Vec::new(), &mut odd);
-        assert_eq!(odd, plain);
     }
 
     #[test]
