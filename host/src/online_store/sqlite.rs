@@ -704,13 +704,8 @@ impl Inner {
             let mut result = stmt
                 .query(rusqlite::params_from_iter(params))
                 .map_err(|e| classify(&e))?;
-            let index: Option<HashMap<&[u8], usize>> = (chunk.len() > 1).then(|| {
-                chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, k)| (k.as_slice(), i))
-                    .collect()
-            });
+            let mut keys = KeyIndex::new(chunk);
+            let mut times = TimeText::default();
             while let Some(row) = result.next().map_err(|e| classify(&e))? {
                 let (ValueRef::Blob(ek), ValueRef::Text(name)) = (
                     row.get_ref(0).map_err(|e| classify(&e))?,
@@ -718,11 +713,9 @@ impl Inner {
                 ) else {
                     continue;
                 };
-                let key_idx = match &index {
-                    Some(ix) => ix.get(ek).copied(),
-                    None => Some(0),
+                let Some(key_idx) = keys.find(ek) else {
+                    continue;
                 };
-                let Some(key_idx) = key_idx else { continue };
                 let Some(slot) = std::str::from_utf8(name).ok().and_then(|n| target.slot(n)) else {
                     continue;
                 };
@@ -739,9 +732,7 @@ impl Inner {
                 let event_time = match row.get_ref(3).map_err(|e| classify(&e))? {
                     ValueRef::Integer(s) => Some(EventTime::from_secs(s)),
                     ValueRef::Real(f) => Some(EventTime::from_secs_f64(f)),
-                    ValueRef::Text(t) => std::str::from_utf8(t)
-                        .ok()
-                        .and_then(EventTime::parse_datetime),
+                    ValueRef::Text(t) => times.parse(t),
                     ValueRef::Null | ValueRef::Blob(_) => None,
                 }
                 .ok_or_else(|| corrupt("event_ts is not a date and time".into()))?;
@@ -764,6 +755,63 @@ impl Inner {
                 "online table does not exist (the view was never materialized); its features read as NOT_FOUND"
             );
         }
+    }
+}
+
+/// Which of a query's keys a returned row is for. Rows come grouped by key (the
+/// table's primary key is `(entity_key, feature_name)`), so the last key found is
+/// tried first; a few keys are searched in order, more through a map.
+struct KeyIndex<'a> {
+    keys: &'a [Vec<u8>],
+    last: usize,
+    map: Option<HashMap<&'a [u8], usize>>,
+}
+
+impl<'a> KeyIndex<'a> {
+    /// Keys searched in order, without a map.
+    const SCANNED: usize = 16;
+
+    fn new(keys: &'a [Vec<u8>]) -> Self {
+        let map = (keys.len() > Self::SCANNED).then(|| {
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| (k.as_slice(), i))
+                .collect()
+        });
+        KeyIndex { keys, last: 0, map }
+    }
+
+    fn find(&mut self, key: &[u8]) -> Option<usize> {
+        if self.keys.get(self.last).is_some_and(|k| k == key) {
+            return Some(self.last);
+        }
+        let found = match &self.map {
+            Some(map) => map.get(key).copied(),
+            None => self.keys.iter().position(|k| k == key),
+        }?;
+        self.last = found;
+        Some(found)
+    }
+}
+
+/// `event_ts` text parsed once for each run of rows that repeat it (a key's
+/// features are mostly written together).
+#[derive(Default)]
+struct TimeText {
+    text: Vec<u8>,
+    time: Option<EventTime>,
+}
+
+impl TimeText {
+    fn parse(&mut self, text: &[u8]) -> Option<EventTime> {
+        if self.time.is_none() || self.text != text {
+            self.time = std::str::from_utf8(text)
+                .ok()
+                .and_then(EventTime::parse_datetime);
+            self.text.clear();
+            self.text.extend_from_slice(text);
+        }
+        self.time
     }
 }
 
@@ -803,4 +851,38 @@ fn select_sql(table: &str, keys: usize) -> String {
     }
     sql.push(')');
     sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_find_their_key_whether_scanned_or_mapped() {
+        for n in [1, 3, KeyIndex::SCANNED + 4] {
+            let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("key-{i}").into_bytes()).collect();
+            let mut index = KeyIndex::new(&keys);
+            // Grouped rows, then a key seen before, then one not asked for.
+            for i in (0..n).chain([0, n - 1]) {
+                assert_eq!(index.find(&keys[i]), Some(i), "{n} keys, key {i}");
+                assert_eq!(index.find(&keys[i]), Some(i));
+            }
+            assert_eq!(index.find(b"other"), None);
+            assert_eq!(index.find(&keys[n - 1]), Some(n - 1));
+        }
+    }
+
+    #[test]
+    fn repeated_event_times_parse_as_the_first() {
+        let mut times = TimeText::default();
+        let a = b"2021-04-12 10:59:42";
+        let b = b"2021-04-12 10:59:43.5";
+        let parsed = |t: &[u8]| EventTime::parse_datetime(std::str::from_utf8(t).expect("utf8"));
+        assert_eq!(times.parse(a), parsed(a));
+        assert_eq!(times.parse(a), parsed(a));
+        assert_eq!(times.parse(b), parsed(b));
+        assert_ne!(times.parse(b), times.parse(a));
+        assert_eq!(times.parse(b"not a time"), None);
+        assert_eq!(times.parse(a), parsed(a));
+    }
 }
