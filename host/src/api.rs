@@ -76,8 +76,9 @@ impl FeatureColumn {
         )
     }
 
-    /// A column whose rows repeat values: row `i` has the value of row
-    /// `first_row_of[i]`, which is `i` itself or an earlier row that has its own value.
+    /// A column whose rows repeat cells: row `i` has the value, status and event time
+    /// of row `first_row_of[i]`, which is `i` itself or an earlier row that has its
+    /// own value.
     pub(crate) fn with_repeats(
         values: Vec<Value>,
         statuses: Vec<FieldStatus>,
@@ -86,9 +87,13 @@ impl FeatureColumn {
     ) -> Self {
         debug_assert!(first_row_of.as_deref().is_none_or(|f| {
             f.len() == values.len()
-                && f.iter()
-                    .enumerate()
-                    .all(|(i, &r)| r as usize <= i && f[r as usize] == r)
+                && f.iter().enumerate().all(|(i, &r)| {
+                    let r = r as usize;
+                    r <= i
+                        && f[r] as usize == r
+                        && statuses.get(i) == statuses.get(r)
+                        && event_timestamps.get(i) == event_timestamps.get(r)
+                })
         }));
         FeatureColumn {
             values,

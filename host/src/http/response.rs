@@ -12,46 +12,46 @@ use crate::value::{EventTime, Val, Value, status_name, write_python_float};
 
 /// Serializes a response.
 pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
-    // Where each row's value was written, for rows that repeat an entity key.
-    let mut written: Vec<(usize, usize)> = Vec::new();
+    // Where each row of the list being written went, for rows that repeat an entity key.
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     out.extend_from_slice(b"{\"results\":[");
     for (i, col) in resp.columns.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"values\":[");
-        write_values(col, &mut written, out);
+        write_rows(col, &mut spans, out, |j, out| match col.value(j) {
+            Some(v) => write_value(v, out),
+            None => out.extend_from_slice(b"null"),
+        });
         out.extend_from_slice(b"],\"statuses\":[");
-        for (j, s) in col.statuses.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
+        write_rows(col, &mut spans, out, |j, out| {
+            if let Some(&s) = col.statuses.get(j) {
+                out.push(b'"');
+                out.extend_from_slice(status_name(s).as_bytes());
+                out.push(b'"');
             }
-            out.push(b'"');
-            out.extend_from_slice(status_name(*s).as_bytes());
-            out.push(b'"');
-        }
+        });
         out.push(b']');
         if !col.event_timestamps.is_empty() {
             out.extend_from_slice(b",\"event_timestamps\":[");
             // Rows of a column mostly share one event time: format it once.
-            let mut last: Option<(crate::value::EventTime, std::ops::Range<usize>)> = None;
-            for (j, t) in col.event_timestamps.iter().enumerate() {
-                if j > 0 {
-                    out.push(b',');
-                }
+            let mut last: Option<(EventTime, std::ops::Range<usize>)> = None;
+            write_rows(col, &mut spans, out, |j, out| {
+                let Some(&t) = col.event_timestamps.get(j) else {
+                    return;
+                };
                 match &last {
-                    Some((prev, range)) if prev == t => {
-                        out.extend_from_within(range.clone());
-                    }
+                    Some((prev, range)) if *prev == t => out.extend_from_within(range.clone()),
                     _ => {
                         let start = out.len();
                         out.push(b'"');
                         t.write_rfc3339(out);
                         out.push(b'"');
-                        last = Some((*t, start..out.len()));
+                        last = Some((t, start..out.len()));
                     }
                 }
-            }
+            });
             out.push(b']');
         }
         out.push(b'}');
@@ -93,23 +93,46 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}}");
 }
 
-/// Writes a column's values; a row repeating an earlier row's entity key copies the
-/// bytes written for that row.
-fn write_values(col: &FeatureColumn, written: &mut Vec<(usize, usize)>, out: &mut Vec<u8>) {
-    written.clear();
-    for j in 0..col.rows() {
+/// Writes one item per row of `col`, comma-separated, with `write`. A row that
+/// repeats an earlier row's entity key (and so its value, status and event time)
+/// copies the bytes written for that row, and a run of rows repeating consecutive
+/// earlier rows is copied as one block. `spans` keeps where each row went.
+fn write_rows(
+    col: &FeatureColumn,
+    spans: &mut Vec<(usize, usize)>,
+    out: &mut Vec<u8>,
+    mut write: impl FnMut(usize, &mut Vec<u8>),
+) {
+    spans.clear();
+    let rows = col.rows();
+    let mut j = 0;
+    while j < rows {
         if j > 0 {
             out.push(b',');
         }
         let start = out.len();
-        match col.repeated_row(j).and_then(|f| written.get(f)) {
-            Some(&(from, to)) => out.extend_from_within(from..to),
-            None => match col.value(j) {
-                Some(v) => write_value(v, out),
-                None => out.extend_from_slice(b"null"),
-            },
+        // `spans` holds the rows before `j`: a repeated row's source is among them.
+        match col.repeated_row(j).filter(|&f| f < spans.len()) {
+            Some(f) => {
+                let mut k = 1;
+                while j + k < rows && f + k < j && col.repeated_row(j + k) == Some(f + k) {
+                    k += 1;
+                }
+                let from = spans[f].0;
+                out.extend_from_within(from..spans[f + k - 1].1);
+                let shift = start - from;
+                for i in f..f + k {
+                    let (a, b) = spans[i];
+                    spans.push((a + shift, b + shift));
+                }
+                j += k;
+            }
+            None => {
+                write(j, out);
+                spans.push((start, out.len()));
+                j += 1;
+            }
         }
-        written.push((start, out.len()));
     }
 }
 
@@ -311,30 +334,82 @@ mod tests {
         String::from_utf8(out).expect("utf8")
     }
 
-    #[test]
-    fn repeated_rows_copy_what_was_written_for_their_first_row() {
-        let v = |f: f64| Value {
-            val: Some(Val::DoubleVal(f)),
+    /// A column of `rows` whose rows use keys `key_of_row`, each key's value `key * 0.5`.
+    fn keyed_column(key_of_row: &[u32]) -> (FeatureColumn, FeatureColumn) {
+        let v = |k: u32| Value {
+            val: Some(Val::DoubleVal(f64::from(k) * 0.5)),
         };
-        let n = |rows| vec![FieldStatus::Present; rows];
-        let t = |rows| vec![EventTime::EPOCH; rows];
-        let col = FeatureColumn::new(vec![v(0.25), v(1.5), v(0.25), v(0.25), v(1.5)], n(5), t(5));
-        let mut plain = Vec::new();
-        write_values(&col, &mut Vec::new(), &mut plain);
-        assert_eq!(String::from_utf8_lossy(&plain), "0.25,1.5,0.25,0.25,1.5");
-        // Repeated rows hold no value of their own.
-        let held = vec![
-            v(0.25),
-            v(1.5),
-            Value::default(),
-            Value::default(),
-            Value::default(),
+        let status = |k: u32| match k % 3 {
+            0 => FieldStatus::Present,
+            1 => FieldStatus::NotFound,
+            _ => FieldStatus::OutsideMaxAge,
+        };
+        let time = |k: u32| EventTime::from_secs(1_700_000_000 + i64::from(k % 2));
+        let rows = key_of_row.len();
+        let plain = FeatureColumn::new(
+            key_of_row.iter().map(|&k| v(k)).collect(),
+            key_of_row.iter().map(|&k| status(k)).collect(),
+            key_of_row.iter().map(|&k| time(k)).collect(),
+        );
+        let first_row_of: Vec<u32> = (0..rows)
+            .map(|j| {
+                key_of_row
+                    .iter()
+                    .position(|&k| k == key_of_row[j])
+                    .unwrap_or(j) as u32
+            })
+            .collect();
+        let held = (0..rows)
+            .map(|j| {
+                if first_row_of[j] as usize == j {
+                    v(key_of_row[j])
+                } else {
+                    Value::default()
+                }
+            })
+            .collect();
+        let shared = FeatureColumn::with_repeats(
+            held,
+            plain.statuses.clone(),
+            plain.event_timestamps.clone(),
+            Some(first_row_of.into()),
+        );
+        (plain, shared)
+    }
+
+    fn response_of(col: FeatureColumn) -> String {
+        let resp = OnlineFeaturesResponse {
+            feature_names: vec!["f".to_string()].into(),
+            columns: vec![col],
+            feature_view_metadata: None,
+            request_data: Vec::new(),
+        };
+        let mut out = Vec::new();
+        write_response(&resp, &mut out);
+        String::from_utf8(out).expect("utf8")
+    }
+
+    #[test]
+    fn repeated_rows_write_what_their_first_row_wrote() {
+        let cases: [&[u32]; 7] = [
+            &[0, 1, 0, 0, 1],
+            &[0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4],
+            &[0, 1, 2, 2, 1, 0, 1, 2, 0, 0, 0],
+            &[3, 3, 3, 3],
+            &[0, 1, 2, 1, 2, 3, 1, 2, 3, 4],
+            &[5],
+            &[],
         ];
-        let first_row_of = Some(vec![0, 1, 0, 0, 1].into());
-        let col = FeatureColumn::with_repeats(held, n(5), t(5), first_row_of);
-        let mut reused = Vec::new();
-        write_values(&col, &mut vec![(7, 9)], &mut reused);
-        assert_eq!(reused, plain);
+        for key_of_row in cases {
+            let (plain, shared) = keyed_column(key_of_row);
+            let expected = response_of(plain);
+            assert_eq!(response_of(shared), expected, "{key_of_row:?}");
+        }
+        let (plain, _) = keyed_column(&[0, 1, 0]);
+        assert_eq!(
+            response_of(plain),
+            r#"{"results":[{"values":[0.0,0.5,0.0],"statuses":["PRESENT","NOT_FOUND","PRESENT"],"event_timestamps":["2023-11-14T22:13:20Z","2023-11-14T22:13:21Z","2023-11-14T22:13:20Z"]}],"metadata":{"feature_names":["f"]}}"#
+        );
     }
 
     #[test]
