@@ -41,7 +41,7 @@ impl OnlineFeaturesRequest {
 /// that key; [`FeatureColumn::value`] reads any row's value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeatureColumn {
-    /// One value per row; a row that repeats an earlier row holds a null in its place.
+    /// One value per row; a row that repeats an earlier row may hold a null in its place.
     values: Vec<Value>,
     /// One status per entity row.
     pub statuses: Vec<FieldStatus>,
@@ -101,6 +101,24 @@ impl FeatureColumn {
             event_timestamps,
             first_row_of,
         }
+    }
+
+    /// The column with rows marked as repeating earlier ones (see
+    /// [`FeatureColumn::with_repeats`]); each row already holds its own value, equal
+    /// to its first row's.
+    pub(crate) fn repeating(self, first_row_of: Arc<[u32]>) -> Self {
+        debug_assert!(
+            first_row_of
+                .iter()
+                .enumerate()
+                .all(|(i, &r)| self.values.get(i) == self.values.get(r as usize))
+        );
+        FeatureColumn::with_repeats(
+            self.values,
+            self.statuses,
+            self.event_timestamps,
+            Some(first_row_of),
+        )
     }
 
     /// Rows in the column.

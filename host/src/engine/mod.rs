@@ -132,16 +132,22 @@ impl Engine {
             .run_odfvs(&plan, &results, &row_keys, &request_data, rows)
             .await?;
 
+        let repeats: Vec<_> = row_keys.iter().map(|r| r.repeats(rows)).collect();
         let echo = plan.echo_layout(req);
         let mut columns = Vec::with_capacity(echo.names.len());
         for column in &echo.columns {
             columns.push(match *column {
-                EchoColumn::JoinKey(k) => inputs.join_key_column(k, &plan.join_keys[k])?,
+                EchoColumn::JoinKey(k) => {
+                    let col = inputs.join_key_column(k, &plan.join_keys[k])?;
+                    match echo_repeats(&plan, k, &repeats) {
+                        Some(first_row_of) => col.repeating(first_row_of),
+                        None => col,
+                    }
+                }
                 EchoColumn::Sent(i) => FeatureColumn::supplied(req.entities[i].1.clone()),
             });
         }
         let now = self.clock.now_unix_secs();
-        let repeats: Vec<_> = row_keys.iter().map(|r| r.repeats(rows)).collect();
         for output in &plan.outputs {
             columns.push(match *output {
                 OutputSource::Feature { read, slot } => feature_column(
@@ -212,4 +218,21 @@ impl Engine {
         }
         Ok(outputs)
     }
+}
+
+/// How the echoed join key `k` repeats: as the rows of a read whose entity key
+/// includes `k` in the type it is echoed in (equal keys hold equal values of it).
+fn echo_repeats(plan: &Plan, k: usize, repeats: &[Option<Arc<[u32]>>]) -> Option<Arc<[u32]>> {
+    let echoed = plan.join_keys[k].value_type;
+    plan.reads
+        .iter()
+        .zip(repeats)
+        .find_map(|(read, first_row_of)| {
+            let first_row_of = first_row_of.as_ref()?;
+            read.key_columns
+                .iter()
+                .zip(&read.view.join_keys)
+                .any(|(&idx, jk)| idx == k && jk.value_type == echoed)
+                .then(|| first_row_of.clone())
+        })
 }
