@@ -43,10 +43,10 @@ impl OnlineFeaturesRequest {
 pub struct FeatureColumn {
     /// One value per row; a row that repeats an earlier row may hold a null in its place.
     values: Vec<Value>,
-    /// One status per entity row.
-    pub statuses: Vec<FieldStatus>,
-    /// One event time per entity row.
-    pub event_timestamps: Vec<EventTime>,
+    /// One status per row.
+    statuses: Vec<FieldStatus>,
+    /// One event time per row.
+    event_timestamps: Vec<EventTime>,
     /// When rows repeat an entity key: for each row, the first row with the same key.
     first_row_of: Option<Arc<[u32]>>,
 }
@@ -124,6 +124,16 @@ impl FeatureColumn {
     /// Rows in the column.
     pub fn rows(&self) -> usize {
         self.values.len()
+    }
+
+    /// Each row's status (empty for a logged join key or request data column).
+    pub fn statuses(&self) -> &[FieldStatus] {
+        &self.statuses
+    }
+
+    /// Each row's event time (empty for a logged join key or request data column).
+    pub fn event_timestamps(&self) -> &[EventTime] {
+        &self.event_timestamps
     }
 
     /// The earlier row whose value row `row` repeats.

@@ -157,8 +157,8 @@ fn to_proto_response(r: OnlineFeaturesResponse) -> GetOnlineFeaturesResponse {
             .columns
             .into_iter()
             .map(|c| FeatureVector {
-                statuses: c.statuses.iter().map(|&s| s as i32).collect(),
-                event_timestamps: c.event_timestamps.iter().map(|t| t.to_proto()).collect(),
+                statuses: c.statuses().iter().map(|&s| s as i32).collect(),
+                event_timestamps: c.event_timestamps().iter().map(|t| t.to_proto()).collect(),
                 values: c.into_values(),
             })
             .collect(),

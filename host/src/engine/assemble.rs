@@ -133,12 +133,12 @@ mod tests {
             FieldStatus::OutsideMaxAge,
             FieldStatus::NotFound,
         ];
-        assert_eq!(col.statuses, statuses);
+        assert_eq!(col.statuses(), statuses);
         let value = |row| col.value(row).and_then(|v| v.val.clone());
         assert_eq!(value(0), Some(Val::DoubleVal(0.5)));
         assert_eq!(value(1), Some(Val::StringVal("old".into())));
         assert_eq!(value(2), None);
-        assert_eq!(col.event_timestamps[2], EventTime::EPOCH);
+        assert_eq!(col.event_timestamps()[2], EventTime::EPOCH);
 
         // Rows 0..6 use keys 1, 0, 1, 2, 0, 2.
         let repeated = RowKeys {
@@ -155,14 +155,14 @@ mod tests {
         ];
         for (row, &key) in repeated.key_of_row.iter().enumerate() {
             let k = key as usize;
-            assert_eq!(col.statuses[row], statuses[k], "row {row}");
+            assert_eq!(col.statuses()[row], statuses[k], "row {row}");
             assert_eq!(
                 col.value(row).map(|v| &v.val),
                 Some(&expected[k]),
                 "row {row}"
             );
             let times = [1_000, 10, 0];
-            assert_eq!(col.event_timestamps[row], EventTime::from_secs(times[k]));
+            assert_eq!(col.event_timestamps()[row], EventTime::from_secs(times[k]));
         }
         // Rows that repeat a key share its first row's value; owned values copy it.
         assert_eq!(col.repeated_row(2), Some(0));

@@ -65,7 +65,7 @@ pub(super) fn build_batch<'a>(
                         rows.iter()
                             .map(|row| {
                                 let (c, r) = col(row);
-                                c.event_timestamps
+                                c.event_timestamps()
                                     .get(r)
                                     .map(|t| t.seconds.saturating_mul(MS))
                             })
@@ -76,7 +76,7 @@ pub(super) fn build_batch<'a>(
                         rows.iter()
                             .map(|row| {
                                 let (c, r) = col(row);
-                                c.statuses.get(r).map(|s| *s as i32)
+                                c.statuses().get(r).map(|s| *s as i32)
                             })
                             .collect::<Int32Array>(),
                     ),

@@ -20,27 +20,27 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"values\":[");
-        write_rows(col, &mut spans, out, |j, out| match col.value(j) {
-            Some(v) => write_value(v, out),
-            None => out.extend_from_slice(b"null"),
-        });
-        out.extend_from_slice(b"],\"statuses\":[");
-        write_rows(col, &mut spans, out, |j, out| {
-            if let Some(&s) = col.statuses.get(j) {
-                out.push(b'"');
-                out.extend_from_slice(status_name(s).as_bytes());
-                out.push(b'"');
+        write_rows(col, col.rows(), &mut spans, out, |j, out| {
+            match col.value(j) {
+                Some(v) => write_value(v, out),
+                None => out.extend_from_slice(b"null"),
             }
         });
+        out.extend_from_slice(b"],\"statuses\":[");
+        let statuses = col.statuses();
+        write_rows(col, statuses.len(), &mut spans, out, |j, out| {
+            out.push(b'"');
+            out.extend_from_slice(status_name(statuses[j]).as_bytes());
+            out.push(b'"');
+        });
         out.push(b']');
-        if !col.event_timestamps.is_empty() {
+        let times = col.event_timestamps();
+        if !times.is_empty() {
             out.extend_from_slice(b",\"event_timestamps\":[");
             // Rows of a column mostly share one event time: format it once.
             let mut last: Option<(EventTime, std::ops::Range<usize>)> = None;
-            write_rows(col, &mut spans, out, |j, out| {
-                let Some(&t) = col.event_timestamps.get(j) else {
-                    return;
-                };
+            write_rows(col, times.len(), &mut spans, out, |j, out| {
+                let t = times[j];
                 match &last {
                     Some((prev, range)) if *prev == t => out.extend_from_within(range.clone()),
                     _ => {
@@ -93,18 +93,19 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}}");
 }
 
-/// Writes one item per row of `col`, comma-separated, with `write`. A row that
-/// repeats an earlier row's entity key (and so its value, status and event time)
-/// copies the bytes written for that row, and a run of rows repeating consecutive
-/// earlier rows is copied as one block. `spans` keeps where each row went.
+/// Writes one item for each of the first `rows` rows of `col` (`write(j, out)` for
+/// row `j`), comma-separated. A row that repeats an earlier row's entity key (and so
+/// its value, status and event time) copies the bytes written for that row, and a run
+/// of rows repeating consecutive earlier rows is copied as one block. `spans` keeps
+/// where each row went.
 fn write_rows(
     col: &FeatureColumn,
+    rows: usize,
     spans: &mut Vec<(usize, usize)>,
     out: &mut Vec<u8>,
     mut write: impl FnMut(usize, &mut Vec<u8>),
 ) {
     spans.clear();
-    let rows = col.rows();
     let mut j = 0;
     while j < rows {
         if j > 0 {
@@ -370,8 +371,8 @@ mod tests {
             .collect();
         let shared = FeatureColumn::with_repeats(
             held,
-            plain.statuses.clone(),
-            plain.event_timestamps.clone(),
+            plain.statuses().to_vec(),
+            plain.event_timestamps().to_vec(),
             Some(first_row_of.into()),
         );
         (plain, shared)
