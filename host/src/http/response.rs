@@ -335,7 +335,8 @@ mod tests {
         String::from_utf8(out).expect("utf8")
     }
 
-    /// A column of `rows` whose rows use keys `key_of_row`, each key's value `key * 0.5`.
+    /// Two columns whose rows use keys `key_of_row` (each key's value `key * 0.5`):
+    /// one holding every row's cell, one holding each key's value once.
     fn keyed_column(key_of_row: &[u32]) -> (FeatureColumn, FeatureColumn) {
         let v = |k: u32| Value {
             val: Some(Val::DoubleVal(f64::from(k) * 0.5)),

@@ -758,9 +758,9 @@ impl Inner {
     }
 }
 
-/// Which of a query's keys a returned row is for. Rows come grouped by key (the
-/// table's primary key is `(entity_key, feature_name)`), so the last key found is
-/// tried first; a few keys are searched in order, more through a map.
+/// Which of a query's keys a returned row is for. SQLite looks each key up in an
+/// index, so a key's rows mostly come together and the last key found is tried
+/// first; otherwise a few keys are searched in order, more through a map.
 struct KeyIndex<'a> {
     keys: &'a [Vec<u8>],
     last: usize,
