@@ -11,7 +11,7 @@
 //!
 //! | layer | module | its one job |
 //! |---|---|---|
-//! | foundations | [`value`], `entity_key`, `clock`, [`proto`], `tls`, `threads`, `file_watch` | Feast values and key bytes, "now", generated protos, TLS files, serving threads, noticing changed files |
+//! | foundations | [`value`], `entity_key`, `clock`, [`proto`], `tls`, `threads`, `timeout`, `file_watch` | Feast values and key bytes, "now", generated protos, TLS files, serving threads, timeouts on running time, noticing changed files |
 //! | configuration | `config` | parse `feature_store.yaml` (Feast 0.67 keys, `${ENV}` expansion, paths) |
 //! | model | `registry` | decode `registry.db` into a typed model; reload it; caches per snapshot |
 //! | shared types | `api`, `metrics` | request and response types; the registry of Prometheus collectors |
@@ -51,6 +51,7 @@ mod registry;
 mod server;
 mod service;
 mod threads;
+mod timeout;
 mod tls;
 pub mod value;
 

@@ -1167,8 +1167,8 @@ def main():
     ap.add_argument("--fd-tolerance", type=int, default=4, help="open fds difference allowed (4)")
     ap.add_argument("--redis-timeout", type=float, default=None,
                     help="the servers' Redis socket_timeout in seconds (default 1, the server's own; "
-                         "--dev: 5, as an unoptimized build on a saturated machine takes over a second "
-                         "to get back to a reply it was sent)")
+                         "--dev: 5, as an unoptimized build on a saturated machine can be busy for a long "
+                         "while before it gets back to a reply it was sent)")
     args = ap.parse_args()
     args.out = args.out or ROOT / "bench" / "results" / f"soak-{args.minutes:g}m"
     if args.minutes <= 0 or args.every <= 0:

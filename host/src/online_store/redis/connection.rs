@@ -70,7 +70,7 @@ impl<S, C: Clone> Lazy<S, C> {
         if let Some(made) = self.current.load_full() {
             return Ok(made.conn.clone());
         }
-        let conn = tokio::time::timeout(self.opts.connect_timeout, connect())
+        let conn = crate::timeout::within_running_time(self.opts.connect_timeout, connect())
             .await
             .map_err(|_| timeout_error("connect"))??;
         self.current.store(Some(Arc::new(Made {
@@ -91,6 +91,17 @@ impl<S, C: Clone> Lazy<S, C> {
             self.current.compare_and_swap(&*current, None);
         }
     }
+}
+
+/// `work`'s result, or a timeout error once `budget` of this thread's running time is
+/// spent.
+async fn within_budget<T>(
+    budget: Duration,
+    work: impl std::future::Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    crate::timeout::within_running_time(budget, work)
+        .await
+        .unwrap_or_else(|_| Err(timeout_error("reply")))
 }
 
 fn timeout_error(what: &'static str) -> RedisError {
@@ -175,9 +186,11 @@ impl Connection {
                     Some(certs) => Client::build_with_tls(info, certs)?,
                     None => Client::open(info)?,
                 };
+                // Replies are waited for under `query_slot`'s budget instead, which
+                // does not count time this thread was not running.
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(opts.connect_timeout))
-                    .set_response_timeout(Some(opts.response_timeout))
+                    .set_response_timeout(None)
                     .set_number_of_retries(1)
                     .set_max_delay(opts.connect_timeout);
                 Ok(Connection::Standalone(
@@ -239,10 +252,19 @@ impl Connection {
     }
 
     /// Runs one pipeline of commands that all touch the same hash slot (so a cluster
-    /// can route it to one node); replies in command order.
-    pub(super) async fn query_slot(&self, pipe: &Pipeline) -> RedisResult<Vec<redis::Value>> {
+    /// can route it to one node); replies in command order. The replies must come
+    /// within `budget` of this thread's running time (see [`crate::timeout`]; a
+    /// cluster client times each node's reply itself, on wall time).
+    pub(super) async fn query_slot(
+        &self,
+        pipe: &Pipeline,
+        budget: Duration,
+    ) -> RedisResult<Vec<redis::Value>> {
         match self {
-            Connection::Standalone(cm) => pipe.query_async(&mut cm.clone()).await,
+            Connection::Standalone(cm) => {
+                let mut cm = cm.clone();
+                within_budget(budget, pipe.query_async(&mut cm)).await
+            }
             Connection::Cluster(lazy) => {
                 let mut conn = lazy.get(|| lazy.source.get_async_connection()).await?;
                 let result = pipe.query_async(&mut conn).await;
@@ -258,7 +280,7 @@ impl Connection {
             }
             Connection::Sentinel(lazy) => {
                 let mut conn = sentinel_master(lazy).await?;
-                let result = pipe.query_async(&mut conn).await;
+                let result = within_budget(budget, pipe.query_async(&mut conn)).await;
                 if let Err(e) = &result
                     && is_connection_error(e)
                 {
@@ -271,10 +293,11 @@ impl Connection {
     }
 
     /// Every key matching the `SCAN` pattern `pattern` (on a cluster: on every
-    /// primary), in the order the server(s) returned them; may hold a key twice.
-    pub(super) async fn scan(&self, pattern: &[u8]) -> RedisResult<Vec<Vec<u8>>> {
+    /// primary), in the order the server(s) returned them; may hold a key twice. Each
+    /// page must come within `budget` (as in [`Connection::query_slot`]).
+    pub(super) async fn scan(&self, pattern: &[u8], budget: Duration) -> RedisResult<Vec<Vec<u8>>> {
         match self {
-            Connection::Standalone(cm) => scan_node(&mut cm.clone(), pattern, None).await,
+            Connection::Standalone(cm) => scan_node(&mut cm.clone(), pattern, None, budget).await,
             Connection::Cluster(lazy) => {
                 let mut conn = lazy.get(|| lazy.source.get_async_connection()).await?;
                 let slots = conn
@@ -287,13 +310,13 @@ impl Connection {
                 for (host, port) in primaries(&slots) {
                     let node =
                         RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
-                    keys.extend(scan_node(&mut conn, pattern, Some(node)).await?);
+                    keys.extend(scan_node(&mut conn, pattern, Some(node), budget).await?);
                 }
                 Ok(keys)
             }
             Connection::Sentinel(lazy) => {
                 let mut conn = sentinel_master(lazy).await?;
-                scan_node(&mut conn, pattern, None).await
+                scan_node(&mut conn, pattern, None, budget).await
             }
         }
     }
@@ -314,7 +337,7 @@ async fn sentinel_master(
         let master = lazy.source.lock().await.async_get_client().await?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(opts.connect_timeout))
-            .set_response_timeout(Some(opts.response_timeout));
+            .set_response_timeout(None);
         master
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -326,11 +349,12 @@ async fn sentinel_master(
 const SCAN_COUNT: usize = 1_000;
 
 /// Every key of one server matching `pattern`, page by page (each page one command,
-/// under the connection's response timeout); `node` routes the pages on a cluster.
+/// within `budget`); `node` routes the pages on a cluster.
 async fn scan_node<C: redis::aio::ConnectionLike + RouteCommand>(
     conn: &mut C,
     pattern: &[u8],
     node: Option<RoutingInfo>,
+    budget: Duration,
 ) -> RedisResult<Vec<Vec<u8>>> {
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
@@ -342,8 +366,8 @@ async fn scan_node<C: redis::aio::ConnectionLike + RouteCommand>(
             .arg("COUNT")
             .arg(SCAN_COUNT);
         let reply = match &node {
-            Some(routing) => conn.route(cmd, routing.clone()).await?,
-            None => cmd.query_async(conn).await?,
+            Some(routing) => within_budget(budget, conn.route(cmd, routing.clone())).await?,
+            None => within_budget(budget, cmd.query_async(conn)).await?,
         };
         let (next, page): (u64, Vec<Vec<u8>>) = redis::from_redis_value(reply)?;
         keys.extend(page);
@@ -437,6 +461,75 @@ mod tests {
 
     use super::super::options::RedisConfig;
     use super::*;
+
+    /// A `redis-server` of its own on a free port, stopped when dropped.
+    struct OwnRedis {
+        child: std::process::Child,
+        port: u16,
+    }
+
+    impl OwnRedis {
+        fn start() -> Self {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server (tests/prereqs.sh installs it)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            OwnRedis { child, port }
+        }
+    }
+
+    impl Drop for OwnRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// The serving thread is not scheduled for longer than the reply timeout right
+    /// after it queued a command, before the connection wrote it: Redis answers in
+    /// time it could run, so the command succeeds (with redis-rs's own wall-clock
+    /// response timeout it failed with "timed out").
+    #[test]
+    fn a_stalled_thread_still_gets_the_reply_redis_sent_in_time() {
+        let redis = OwnRedis::start();
+        let cfg: RedisConfig = serde_yaml::from_str(&format!(
+            "type: redis\nconnection_string: 127.0.0.1:{},socket_timeout=0.2",
+            redis.port
+        ))
+        .expect("config");
+        let opts = Arc::new(RedisOptions::from_config(&cfg).expect("options"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut ping = redis::pipe();
+        ping.cmd("PING");
+        rt.block_on(async {
+            let conn = Connection::new(opts.clone(), None).expect("connection");
+            let budget = opts.response_timeout;
+            conn.query_slot(&ping, budget).await.expect("connected");
+            for _ in 0..3 {
+                let (reply, ()) = tokio::join!(conn.query_slot(&ping, budget), async {
+                    std::thread::sleep(Duration::from_millis(600));
+                });
+                assert_eq!(
+                    reply.expect("replied"),
+                    vec![redis::Value::SimpleString("PONG".into())]
+                );
+            }
+        });
+    }
 
     #[tokio::test]
     async fn a_failing_connection_is_made_again_at_most_once_per_min_age() {

@@ -289,7 +289,11 @@ impl OnlineStore for RedisStore {
         pattern.extend_from_slice(prefix);
         pattern.push(b'*');
         pattern.extend_from_slice(project);
-        let found = self.conn().scan(&pattern).await.map_err(|e| classify(&e))?;
+        let found = self
+            .conn()
+            .scan(&pattern, self.inner.opts.response_timeout)
+            .await
+            .map_err(|e| classify(&e))?;
         let mut seen = std::collections::HashSet::with_capacity(found.len());
         let keys = found
             .into_iter()
@@ -307,8 +311,10 @@ impl OnlineStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("PING");
-        let deadline = self.inner.opts.response_timeout + self.inner.opts.connect_timeout;
-        match tokio::time::timeout(deadline, self.conn().query_slot(&pipe)).await {
+        let opts = &self.inner.opts;
+        let deadline = opts.response_timeout + opts.connect_timeout;
+        let ping = self.conn().query_slot(&pipe, opts.response_timeout);
+        match crate::timeout::within_running_time(deadline, ping).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(classify(&e)),
             Err(_) => Err(StoreError::Unavailable {
@@ -394,9 +400,11 @@ impl RedisStore {
     ) -> Result<Vec<redis::Value>, StoreError> {
         let opts = &self.inner.opts;
         // Large writes (materialization batches) get a response timeout per 10,000
-        // commands.
-        let deadline = opts.connect_timeout
-            + opts.response_timeout * (1 + u32::try_from(cmds.len() / 10_000).unwrap_or(u32::MAX));
+        // commands; making a connection first may take its own timeout more. Both
+        // count this thread's running time only (see `crate::timeout`).
+        let budget =
+            opts.response_timeout * (1 + u32::try_from(cmds.len() / 10_000).unwrap_or(u32::MAX));
+        let deadline = opts.connect_timeout + budget;
         let count = cmds.len();
         let pipeline = |atomic: bool, capacity: usize| {
             let mut pipe = redis::Pipeline::with_capacity(capacity);
@@ -411,7 +419,7 @@ impl RedisStore {
                 for (_, cmd) in cmds {
                     pipe.add_command(cmd);
                 }
-                return self.conn().query_slot(&pipe).await;
+                return self.conn().query_slot(&pipe, budget).await;
             }
             let mut by_slot: HashMap<redis::cluster_routing::Slot, (redis::Pipeline, Vec<usize>)> =
                 HashMap::new();
@@ -424,7 +432,9 @@ impl RedisStore {
             }
             let groups: Vec<(redis::Pipeline, Vec<usize>)> = by_slot.into_values().collect();
             let results = futures_util::future::join_all(
-                groups.iter().map(|(pipe, _)| self.conn().query_slot(pipe)),
+                groups
+                    .iter()
+                    .map(|(pipe, _)| self.conn().query_slot(pipe, budget)),
             )
             .await;
             let mut out = vec![redis::Value::Nil; count];
@@ -435,7 +445,7 @@ impl RedisStore {
             }
             Ok(out)
         };
-        let replies = match tokio::time::timeout(deadline, work).await {
+        let replies = match crate::timeout::within_running_time(deadline, work).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(classify(&e)),
             Err(_) => {
