@@ -63,7 +63,7 @@ pub use entity_key::KeyLayout;
 pub use error::{Error, ErrorKind};
 pub use feature_logging::{FeatureLogger, LoggingError, LoggingStats};
 pub use grpc::to_proto_request;
-pub use http::{parse_request, write_response};
+pub use http::{HttpService, parse_request, write_response};
 pub use metrics::Metrics;
 pub use online_store::{OpenError, StoreError, feature_field, timestamp_field};
 pub use plugin::{EngineError, OdfvError, OdfvInput, PluginConfig, PluginRuntime};

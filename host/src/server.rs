@@ -230,9 +230,9 @@ impl App {
         }
     }
 
-    /// The HTTP router of this app.
-    pub fn router(&self) -> axum::Router {
-        http::router(self.http_state())
+    /// The HTTP API of this app, as a service.
+    pub fn router(&self) -> http::HttpService {
+        http::HttpService::new(self.http_state())
     }
 
     /// A future that completes when the app is told to stop.
@@ -305,7 +305,7 @@ impl App {
                     .http1()
                     .header_read_timeout(header_limit);
                 server
-                    .serve(router.into_make_service())
+                    .serve(axum::ServiceExt::<axum::extract::Request>::into_make_service(router))
                     .await
                     .map_err(ServeError::Io)
             }
@@ -427,16 +427,28 @@ impl Default for PlainHttp {
 }
 
 /// Accepts connections until `shutdown` and serves each on a serving thread with
-/// `router`: how plain HTTP is served.
-pub async fn serve_on_threads(
+/// `service` (the app's [`App::router`], or any axum router): how plain HTTP is
+/// served.
+pub async fn serve_on_threads<S>(
     listener: TcpListener,
-    router: axum::Router,
+    service: S,
     plain: PlainHttp,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+) -> Result<(), ServeError>
+where
+    S: tower::Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Unpin
+        + 'static,
+    S::Future: Send + Unpin + 'static,
+{
     let header_read_timeout = plain.header_read_timeout;
     let threads = ServingThreads::start(plain.threads, "feast-http", move |stream, stopping| {
-        http::serve_connection(router.clone(), stream, stopping, header_read_timeout)
+        http::serve_connection(service.clone(), stream, stopping, header_read_timeout)
     })?;
     let accept = async {
         loop {

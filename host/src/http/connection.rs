@@ -9,18 +9,19 @@
 //! socket closes with unread data, and the client sees a broken pipe instead
 //! of the error.
 
+use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tower::ServiceExt;
+use tower::Service;
 
 use crate::threads::Stopping;
 
@@ -32,21 +33,26 @@ const LINGER_IDLE: Duration = Duration::from_secs(5);
 /// How much a closing connection reads and discards at most.
 const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
-/// Serves `router` on `stream` until the client closes or the server stops. A client
+/// Serves `service` on `stream` until the client closes or the server stops. A client
 /// that takes longer than `header_read_timeout` (zero: no limit) to send a request's
 /// head, counted from the end of the previous response, is disconnected: one that
 /// sends nothing (an idle keep-alive connection) or its headers too slowly.
-pub(crate) async fn serve_connection(
-    router: Router,
+pub(crate) async fn serve_connection<S>(
+    service: S,
     stream: TcpStream,
     stopping: Stopping,
     header_read_timeout: Duration,
-) {
+) where
+    S: Service<Request<Incoming>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
+    S::Future: Send + Unpin + 'static,
+{
     // Small responses must not wait for delayed ACKs (Nagle).
     let _ = stream.set_nodelay(true);
-    let service = TowerToHyperService::new(
-        router.map_request(|req: axum::http::Request<Incoming>| req.map(Body::new)),
-    );
+    let service = TowerToHyperService::new(service);
     let mut conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_limit(header_read_timeout))

@@ -15,16 +15,19 @@ mod request;
 mod response;
 mod write;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::future::BoxFuture;
+use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::api::OnlineFeaturesResponse;
@@ -64,10 +67,47 @@ impl Encode for Json {
 /// The state as the handlers get it: cloned for every request, so one reference count.
 type Shared = Arc<HttpState>;
 
+/// Every endpoint of the HTTP API, each request observed (see [`observe`]): what a
+/// connection serves. `POST /get-online-features` goes straight to its handler, the
+/// other endpoints through the router.
+#[derive(Clone, Debug)]
+pub struct HttpService {
+    state: Shared,
+    router: Router,
+}
+
+impl HttpService {
+    pub(crate) fn new(state: HttpState) -> Self {
+        let state = Arc::new(state);
+        HttpService {
+            router: router(state.clone()),
+            state,
+        }
+    }
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for HttpService
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let state = self.state.clone();
+        let router = self.router.clone();
+        Box::pin(async move { Ok(observe(state, router, req.map(Body::new)).await) })
+    }
+}
+
 /// The router with every endpoint.
-pub(crate) fn router(state: HttpState) -> Router {
-    let max_body = state.service.limits().max_body_bytes;
-    let state = Arc::new(state);
+fn router(state: Shared) -> Router {
     Router::new()
         .route(
             "/get-online-features",
@@ -92,8 +132,6 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/plugins", get(plugins).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
@@ -149,14 +187,15 @@ fn endpoint_label(path: &str) -> &'static str {
 }
 
 /// Request id, span, metrics and access log around every request.
-async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Response {
+async fn observe(state: Shared, router: Router, req: Request) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
         .cloned()
         .unwrap_or_else(new_request_id);
-    let timer = state.service.start(endpoint_label(req.uri().path()));
+    let endpoint = endpoint_label(req.uri().path());
+    let timer = state.service.start(endpoint);
     #[expect(
         clippy::expect_used,
         reason = "ids are text: checked above or generated"
@@ -169,7 +208,16 @@ async fn observe(State(state): State<Shared>, req: Request, next: Next) -> Respo
         path = %req.uri().path()
     );
     let log_span = state.access_log.then(|| span.clone());
-    let mut resp = next.run(req).instrument(span).await;
+    let answer = async {
+        if endpoint == "http:/get-online-features" && req.method() == Method::POST {
+            return get_online_features(State(state.clone()), req).await;
+        }
+        match router.oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    };
+    let mut resp = answer.instrument(span).await;
     let status = resp.status();
     let took = timer.finish(status.as_str());
     if let Some(span) = log_span {
@@ -238,16 +286,18 @@ async fn read_body(state: &Shared, req: Request) -> Result<Bytes, Response> {
         return Err(body_too_large(limits.max_body_bytes));
     }
     // A client that stops sending its body must not hold the connection forever.
-    match tokio::time::timeout(limits.request_timeout, Bytes::from_request(req, state)).await {
+    let body = axum::body::to_bytes(req.into_body(), limits.max_body_bytes);
+    match tokio::time::timeout(limits.request_timeout, body).await {
         Ok(Ok(b)) => Ok(b),
-        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Err(body_too_large(limits.max_body_bytes))
-        }
-        Ok(Err(rejection)) => {
-            let message = format!("the request body could not be read: {rejection}");
+        Ok(Err(e)) => {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                return Err(body_too_large(limits.max_body_bytes));
+            }
+            let message = format!("the request body could not be read: {e}");
             let body = error::feast_error_body("FeastError", &message);
             Err((
-                rejection.status(),
+                StatusCode::BAD_REQUEST,
                 [(header::CONTENT_TYPE, "application/json")],
                 body,
             )
