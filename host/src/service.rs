@@ -5,13 +5,13 @@
 //! metrics.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use tokio::sync::Semaphore;
 
 use crate::api::{OnlineFeaturesRequest, OnlineFeaturesResponse, PushRequest, WriteRequest};
 use crate::auth::{Authenticator, Caller};
@@ -77,7 +77,7 @@ pub(crate) struct Service {
     logger: Option<Arc<FeatureLogger>>,
     metrics: RequestMetrics,
     limits: Limits,
-    permits: Arc<Semaphore>,
+    admitted: Arc<Admitted>,
 }
 
 impl Service {
@@ -92,7 +92,7 @@ impl Service {
     ) -> Self {
         Service {
             auth,
-            permits: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
+            admitted: Arc::new(Admitted::new(limits.max_concurrent_requests)),
             engine,
             ingest,
             logger,
@@ -152,8 +152,8 @@ impl Service {
     }
 
     /// A permit to serve one request, or the "busy" error.
-    fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
-        self.permits.try_acquire().map_err(|_| {
+    fn admit(&self) -> Result<Admission<'_>, Error> {
+        self.admitted.admit().ok_or_else(|| {
             Error::Overloaded(format!(
                 "the server is serving its limit of {} concurrent requests; retry shortly",
                 self.limits.max_concurrent_requests
@@ -251,6 +251,42 @@ impl Service {
             started: Instant::now(),
             done: false,
         }
+    }
+}
+
+/// The requests being served, counted against the most allowed at once: a counter, as
+/// a request is admitted or refused at once and never waits (a semaphore's release
+/// takes a lock).
+#[derive(Debug)]
+struct Admitted {
+    count: AtomicUsize,
+    max: usize,
+}
+
+/// One admitted request, counted until dropped.
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Admitted {
+    fn new(max: usize) -> Self {
+        Admitted {
+            count: AtomicUsize::new(0),
+            max: max.max(1),
+        }
+    }
+
+    /// Counts one more request, unless `max` are being served.
+    fn admit(&self) -> Option<Admission<'_>> {
+        if self.count.fetch_add(1, Ordering::Acquire) >= self.max {
+            self.count.fetch_sub(1, Ordering::Release);
+            return None;
+        }
+        Some(Admission(&self.count))
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -446,6 +482,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("feast_server_in_flight_requests 0"), "{text}");
+    }
+
+    #[test]
+    fn at_most_max_requests_are_admitted_at_once() {
+        let admitted = Admitted::new(2);
+        let a = admitted.admit().expect("first");
+        let b = admitted.admit().expect("second");
+        assert!(admitted.admit().is_none());
+        drop(a);
+        let c = admitted.admit().expect("a place was freed");
+        assert!(admitted.admit().is_none());
+        drop((b, c));
+        assert_eq!(admitted.count.load(Ordering::Relaxed), 0);
+        // A limit of 0 admits one, as before.
+        assert!(Admitted::new(0).admit().is_some());
     }
 
     /// The series a thread keeps are its own server's: two servers in one process

@@ -11,9 +11,11 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::Poll;
 
+use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -40,14 +42,36 @@ pub(crate) fn resolve_count(count: usize) -> usize {
 }
 
 /// Resolves when the server stops: the connection should finish its in-flight
-/// request and close.
-pub(crate) struct Stopping(watch::Receiver<()>);
+/// request and close. A connection polls it each time it is woken, so it costs a
+/// flag and its own waker (a channel's receiver takes a lock on each poll).
+pub(crate) struct Stopping(Arc<StopSignal>);
+
+/// One connection's stop: set, then its waker woken, by its thread's loop.
+#[derive(Default)]
+struct StopSignal {
+    stopped: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl StopSignal {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
 
 impl Stopping {
     /// Waits for the stop.
-    pub(crate) async fn wait(mut self) {
-        // The sender is never used to send: it is dropped on stop.
-        while self.0.changed().await.is_ok() {}
+    pub(crate) fn wait(self) -> impl Future<Output = ()> {
+        std::future::poll_fn(move |cx| {
+            // Registered first, so a stop between the two is not missed.
+            self.0.waker.register(cx.waker());
+            if self.0.stopped.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 }
 
@@ -159,7 +183,7 @@ async fn run<F, Fut>(
     F: Fn(TcpStream, Stopping) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let (stop, stopping) = watch::channel(());
+    let mut signals: Vec<Weak<StopSignal>> = Vec::new();
     let (done, all_done) = watch::channel(());
     while let Some(std_stream) = incoming.recv().await {
         let stream = match TcpStream::from_std(std_stream) {
@@ -170,7 +194,13 @@ async fn run<F, Fut>(
                 continue;
             }
         };
-        let conn = serve(stream, Stopping(stopping.clone()));
+        let signal = Arc::new(StopSignal::default());
+        if signals.len() == signals.capacity() {
+            // Forget the connections that ended before growing.
+            signals.retain(|s| s.strong_count() > 0);
+        }
+        signals.push(Arc::downgrade(&signal));
+        let conn = serve(stream, Stopping(signal));
         let open = open.clone();
         let finished = all_done.clone();
         tokio::spawn(async move {
@@ -179,7 +209,9 @@ async fn run<F, Fut>(
             drop(finished);
         });
     }
-    drop(stop);
+    for signal in signals.iter().filter_map(Weak::upgrade) {
+        signal.stop();
+    }
     drop(all_done);
     done.closed().await;
 }

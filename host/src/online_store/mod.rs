@@ -13,7 +13,7 @@ mod sqlite;
 mod wasm;
 
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
@@ -231,6 +231,10 @@ struct StoreMetrics {
     store: &'static str,
     reads: Family<StoreLabels, Histogram, fn() -> Histogram>,
     writes: Family<StoreLabels, Histogram, fn() -> Histogram>,
+    /// This store's series of `reads` and `writes`, taken from the families at the
+    /// first read or write (a lock and a hash each time otherwise).
+    read_series: OnceLock<Histogram>,
+    write_series: OnceLock<Histogram>,
     errors: Family<StoreErrorLabels, Counter>,
     rows_written: Family<StoreLabels, Counter>,
     rows_skipped: Family<StoreLabels, Counter>,
@@ -258,6 +262,8 @@ impl StoreMetrics {
             store,
             reads: Family::new_with_constructor(latency_histogram),
             writes: Family::new_with_constructor(latency_histogram),
+            read_series: OnceLock::new(),
+            write_series: OnceLock::new(),
             errors: Family::default(),
             rows_written: Family::default(),
             rows_skipped: Family::default(),
@@ -293,13 +299,13 @@ impl StoreMetrics {
     /// Records one `op` (`read` or `write`) and, if it failed, its failure kind.
     fn observe(&self, op: &'static str, took: Duration, failure: Option<&StoreError>) {
         let store = self.store;
-        let durations = if op == "write" {
-            &self.writes
+        let (family, series) = if op == "write" {
+            (&self.writes, &self.write_series)
         } else {
-            &self.reads
+            (&self.reads, &self.read_series)
         };
-        durations
-            .get_or_create(&StoreLabels { store })
+        series
+            .get_or_init(|| family.get_or_create(&StoreLabels { store }).clone())
             .observe(took.as_secs_f64());
         if let Some(e) = failure {
             self.errors
