@@ -1,7 +1,7 @@
 //! What one `get-online-features` request costs in-process: the payload sent N times
-//! through the server's HTTP router (middleware, JSON in, engine, store read, JSON
-//! out) on one thread, with no socket and no load generator. Prints the time per
-//! request of each of 3 rounds; compare builds by alternating runs.
+//! through the server's HTTP service (request observation, JSON in, engine, store
+//! read, JSON out) on one thread, with no socket and no load generator. Prints the
+//! time per request of each of 3 rounds; compare builds by alternating runs.
 //!
 //! ```text
 //! cargo run --release --example router_bench -- demo/feature_repo bench/payloads/p100_100x3.json 20000
