@@ -462,7 +462,9 @@ mod tests {
     use super::super::options::RedisConfig;
     use super::*;
 
-    /// A `redis-server` of its own on a free port, stopped when dropped.
+    /// A `redis-server` of its own on a free port, stopped when dropped. (The tests
+    /// crate's `RedisServer` is out of reach here: that crate depends on this one, and
+    /// this test needs the crate-private `Connection`.)
     struct OwnRedis {
         child: std::process::Child,
         port: u16,
