@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::Poll;
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
@@ -173,6 +174,23 @@ impl ServingThreads {
     }
 }
 
+/// How far ahead a serving thread always has a timer pending.
+///
+/// Tokio wakes a runtime's driver (an `eventfd` write, then one more pass through
+/// `epoll_wait`) whenever a timer is set to expire before the earliest timer the
+/// driver last parked with, so for every timer set while none was pending: on a
+/// thread serving one request at a time, each of a request's timeouts (the request
+/// timeout, the steps of [`crate::timeout`]) cost that. With a timer always pending
+/// at most this far ahead, a timer set for this long or longer never wakes the driver.
+const TIMER_ANCHOR: Duration = crate::timeout::STEP;
+
+/// Keeps a timer pending on the thread (see [`TIMER_ANCHOR`]): 20 wake-ups a second.
+async fn keep_a_timer_pending() {
+    loop {
+        tokio::time::sleep(TIMER_ANCHOR).await;
+    }
+}
+
 /// One thread's loop: serve connections until the queue closes, then stop them
 /// gracefully and wait for them.
 async fn run<F, Fut>(
@@ -183,6 +201,7 @@ async fn run<F, Fut>(
     F: Fn(TcpStream, Stopping) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    tokio::spawn(keep_a_timer_pending());
     let mut signals: Vec<Weak<StopSignal>> = Vec::new();
     let (done, all_done) = watch::channel(());
     while let Some(std_stream) = incoming.recv().await {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How often a waiting future's budget is checked.
-const STEP: Duration = Duration::from_millis(50);
+pub(crate) const STEP: Duration = Duration::from_millis(50);
 
 /// The budget ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

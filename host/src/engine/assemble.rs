@@ -35,17 +35,19 @@ pub(super) fn feature_column(
             event_timestamps.push(time);
         }
     } else {
-        let mut cells: Vec<_> = cells.collect();
-        for (row, &key) in row_keys.key_of_row.iter().enumerate() {
-            let (value, status, time) = &mut cells[key as usize];
-            let first = row_keys.first_row[key as usize] as usize == row;
-            values.push(if first {
-                std::mem::take(value)
-            } else {
-                Value::default()
-            });
-            statuses.push(*status);
-            event_timestamps.push(*time);
+        // Each key's value moves into its first row; the other rows stay empty. The
+        // rows are filled first and then written by key: a value built per row and
+        // pushed costs a store-forwarding stall per row.
+        values.resize_with(n, Value::default);
+        let mut meta = Vec::with_capacity(row_keys.first_row.len());
+        for ((value, status, time), &first) in cells.zip(&row_keys.first_row) {
+            values[first as usize] = value;
+            meta.push((status, time));
+        }
+        for &key in &row_keys.key_of_row {
+            let (status, time) = meta[key as usize];
+            statuses.push(status);
+            event_timestamps.push(time);
         }
     }
     FeatureColumn::with_repeats(values, statuses, event_timestamps, first_row_of)

@@ -13,7 +13,7 @@ use crate::value::{EventTime, Val, Value, status_name, write_python_float};
 /// Serializes a response.
 pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
     // Where each row of the list being written went, for rows that repeat an entity key.
-    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(resp.rows());
     out.extend_from_slice(b"{\"results\":[");
     for (i, col) in resp.columns.iter().enumerate() {
         if i > 0 {
@@ -96,8 +96,8 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
 /// Writes one item for each of the first `rows` rows of `col` (`write(j, out)` for
 /// row `j`), comma-separated. A row that repeats an earlier row's entity key (and so
 /// its value, status and event time) copies the bytes written for that row, and a run
-/// of rows repeating consecutive earlier rows is copied as one block. `spans` keeps
-/// where each row went.
+/// of rows with the same first rows as a run already written is copied as one block.
+/// `spans` keeps where each row went.
 fn write_rows(
     col: &FeatureColumn,
     rows: usize,
@@ -115,8 +115,11 @@ fn write_rows(
         // `spans` holds the rows before `j`: a repeated row's source is among them.
         match col.repeated_row(j).filter(|&f| f < spans.len()) {
             Some(f) => {
+                // The run from `f` grows while its rows share their first rows with
+                // the rows from `j`: a periodic list is copied in doubling blocks.
+                let first_of = |row: usize| col.repeated_row(row).unwrap_or(row);
                 let mut k = 1;
-                while j + k < rows && f + k < j && col.repeated_row(j + k) == Some(f + k) {
+                while j + k < rows && f + k < j && first_of(j + k) == first_of(f + k) {
                     k += 1;
                 }
                 let from = spans[f].0;
@@ -402,7 +405,10 @@ mod tests {
             &[5],
             &[],
         ];
-        for key_of_row in cases {
+        // Periodic lists (copied in doubling blocks), one with a new key partway.
+        let periodic: Vec<u32> = (0..100).map(|i| i % 5).collect();
+        let broken: Vec<u32> = (0..40).map(|i| if i == 17 { 9 } else { i % 3 }).collect();
+        for key_of_row in cases.into_iter().chain([&periodic[..], &broken[..]]) {
             let (plain, shared) = keyed_column(key_of_row);
             let expected = response_of(plain);
             assert_eq!(response_of(shared), expected, "{key_of_row:?}");

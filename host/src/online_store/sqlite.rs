@@ -586,10 +586,10 @@ impl Inner {
             return self.read_now(batches, Duration::ZERO).map(OnThread::done);
         };
         let local = &mut *local;
-        if local
-            .checked
-            .is_none_or(|t| t.elapsed() >= FILE_CHECK_INTERVAL)
-        {
+        // One clock read serves every age check of this read.
+        let now = Instant::now();
+        let age = |t: Instant| now.saturating_duration_since(t);
+        if local.checked.is_none_or(|t| age(t) >= FILE_CHECK_INTERVAL) {
             let current = self.current_file();
             if local
                 .conn
@@ -598,9 +598,9 @@ impl Inner {
             {
                 local.close(); // a connection to a replaced file is closed
             }
-            local.checked = Some(Instant::now());
+            local.checked = Some(now);
         }
-        if local.held.is_some_and(|t| t.elapsed() >= HOLD) {
+        if local.held.is_some_and(|t| age(t) >= HOLD) {
             local.release(); // its timer is late: a busy thread
         }
         if local.conn.is_none() {
@@ -612,13 +612,11 @@ impl Inner {
         }
         #[expect(clippy::expect_used, reason = "connected just above")]
         let conn = &local.conn.as_ref().expect("a connection").conn;
-        let wal = local
-            .wal_seen
-            .is_some_and(|t| t.elapsed() < FILE_CHECK_INTERVAL);
+        let wal = local.wal_seen.is_some_and(|t| age(t) < FILE_CHECK_INTERVAL);
         let begins = !wal && local.held.is_none();
         if begins {
             run_cached(conn, "BEGIN").map_err(|e| classify(&e))?;
-            local.held = Some(Instant::now());
+            local.held = Some(now);
         }
         let read = batches
             .iter()
@@ -645,7 +643,7 @@ impl Inner {
                 })
             }
             Ok(true) => {
-                local.wal_seen = Some(Instant::now());
+                local.wal_seen = Some(now);
                 local.release();
                 Ok(OnThread::done(rows))
             }
