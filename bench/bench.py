@@ -10,6 +10,9 @@ Results: a table on stdout, plus results.csv and table.md in the output director
 With both floors in the run, ours/bound compares ours with 1 / (1/http-floor + 1/floor):
 the rate of a server whose only costs were the HTTP exchange and the store reads; bound/floor
 is that server's rate against the store floor (the most any HTTP server could reach of it).
+With http-store-floor, ours/http-store-floor compares ours with that server itself, measured:
+the HTTP floor making the store reads too, so that it pays what the two cost together under
+load (waking the load generator, caches shared with the kernel's network work).
 
     bench/bench.py                          # ours vs tuned Python (1 worker), SQLite
     bench/bench.py --servers ours,python,python-w2 --conns 8,32 --duration 15
@@ -29,7 +32,10 @@ target/release/examples/store_floor; on postgres, PostgreSQL's own pgbench, belo
 ODFV or feature-service payloads), http-floor (target/release/examples/http_floor: our
 HTTP stack on the same serving threads, loaded by the same wrk with the same request,
 answering the bytes our server answered for the payload and doing nothing else; needs
-ours), ours-oidc (our server with `auth: {type: oidc}` trusting the tests' OIDC issuer,
+ours), http-store-floor (the same program given the store: before answering, each request
+makes the payload's store reads on its serving thread as ours does, with that thread's own
+SQLite connection and held read transaction, or one Redis pipeline on that thread's own
+connection; sqlite and redis, the payloads the floor applies to; needs ours), ours-oidc (our server with `auth: {type: oidc}` trusting the tests' OIDC issuer,
 target/release/test_oidc_issuer, and one permission in the registry that the token's
 role passes; wrk sends a fresh bearer token; its rows carry oidc/no_auth against ours),
 wasm-redis (our server with `online_store: {type: wasm}` serving the Redis store
@@ -108,6 +114,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAYLOADS = ["p1_1x3", "p10_10x5", "p100_100x3", "odfv_10x4"]
 STORES = ("sqlite", "redis", "postgres")
 PUSH_SERVERS = ("ours", "python", "python-w2")
+FLOORS = ("floor", "http-floor", "http-store-floor")  # not feature servers: started by bench_store
 PUSH_ID_BASE = 5_000_000      # driver ids of the push payloads (push.lua's blocks)
 PUSH_BLOCKS = 64              # entity blocks per wrk thread (> requests in flight per thread)
 PUSHER_ID_BASE = 9_000_000    # driver ids of the background pusher (--reads-while-pushing)
@@ -562,20 +569,24 @@ def run_floor(args, store, repo, redis_port, payload, conns, duration):
     return {"rps": float(res["rps"]), "p50": float(res["p50_us"]), "p99": float(res["p99_us"]), "errors": 0}
 
 
-def start_http_floor(ours, payloads, args, work: Path):
-    """The HTTP floor, replaying the responses `ours` gives to `payloads`."""
+def start_http_floor(ours, payloads, args, work: Path, store=None, target=None):
+    """The HTTP floor, replaying the responses `ours` gives to `payloads`; given a store
+    (sqlite or redis) and its target, the HTTP-and-store floor, which also makes each
+    payload's store reads before answering."""
     responses = work / "http-floor-responses"
     responses.mkdir(exist_ok=True)
     for payload in payloads:
-        if is_push(payload):
+        if is_push(payload) or (responses / f"{payload}.json").exists():
             continue
         body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
         status, resp_body = http("POST", ours.url + "/get-online-features", body, timeout=30)
         if status == 200:
             (responses / f"{payload}.json").write_bytes(resp_body)
     port = free_port()
-    return Server("http-floor", [str(args.server_bin.parent / "examples" / "http_floor"), str(port), str(responses)],
-                  cwd=work, port=port)
+    argv = [str(args.server_bin.parent / "examples" / "http_floor"), str(port), str(responses)]
+    if store is None:
+        return Server("http-floor", argv, cwd=work, port=port)
+    return Server("http-store-floor", [*argv, store, target, str(BENCH / "payloads")], cwd=work, port=port)
 
 
 class OidcIssuer:
@@ -871,7 +882,7 @@ def measure(kind, srv, store, repo, redis_port, args, payload, c):
         r = run_grpc_load(args, srv.port, payload, c, args.duration)
     elif is_push(payload):
         r = measure_push(srv, store, repo, redis_port, args, payload, c)
-    elif kind == "http-floor":
+    elif kind in ("http-floor", "http-store-floor"):
         r = run_wrk(srv.url, payload, c, args.duration, f"/replay/{payload}")
     else:
         r = run_wrk(srv.url, payload, c, args.duration, headers=auth_headers(kind, args))
@@ -890,7 +901,7 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
         for kind in servers:
             if kind == "wasm-redis" and store != "redis":
                 continue
-            if kind not in ("floor", "http-floor"):
+            if kind not in FLOORS:
                 running[kind] = start_server(kind, repo, args)
                 print(f"# {kind}/{store}: healthy after {running[kind].startup_s:.2f} s, "
                       f"idle RSS {running[kind].idle_rss_mb:.0f} MB", file=sys.stderr)
@@ -898,9 +909,17 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
             if "ours" not in running:
                 sys.exit("http-floor replays the answers of ours: add ours to --servers")
             running["http-floor"] = start_http_floor(running["ours"], payloads, args, repo.parent)
+        if "http-store-floor" in servers and store in ("sqlite", "redis"):
+            if "ours" not in running:
+                sys.exit("http-store-floor replays the answers of ours: add ours to --servers")
+            target = f"127.0.0.1:{redis_port}" if store == "redis" else str(repo / "data" / "online_store.db")
+            running["http-store-floor"] = start_http_floor(running["ours"], payloads, args, repo.parent,
+                                                           store, target)
         for payload in payloads:
             # Servers not started on this store (wasm-redis off Redis) have no rows.
-            kinds = [k for k in servers if k in running or (k == "floor" and floor_applies(payload))]
+            # The store floors make a payload's view reads: not for ODFVs or feature services.
+            kinds = [k for k in servers if (k == "floor" or k in running) and
+                     (k not in ("floor", "http-store-floor") or floor_applies(payload))]
             if is_push(payload):
                 kinds = [k for k in kinds if k in PUSH_SERVERS]
             reference = reference_kind = None
@@ -923,7 +942,7 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                 if kind == "ours-grpc":
                     run_grpc_load(args, srv.port, payload, conns[0], args.warmup)
                     continue
-                if kind == "http-floor":
+                if kind in ("http-floor", "http-store-floor"):
                     run_wrk(srv.url, payload, conns[0], args.warmup, f"/replay/{payload}")
                     continue
                 body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
@@ -963,7 +982,7 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                         row["oidc/no_auth"] = round(median(
                             [o["rps"] / p["rps"] for o, p in zip(rs, samples["ours"]) if p["rps"]]), 3)
                     if kind == "ours":
-                        for other in ("python", "floor", "http-floor", *args.others):
+                        for other in ("python", "floor", "http-floor", "http-store-floor", *args.others):
                             if samples.get(other):
                                 row[f"ours/{other}"] = round(median(
                                     [o["rps"] / p["rps"] for o, p in zip(rs, samples[other]) if p["rps"]]), 2)
@@ -1204,6 +1223,7 @@ def write_results(rows, servers, out: Path):
     others = [s for s in servers if s not in COLORS]
     head = ["store", "payload", "conns", "server", "req/s", "rows/s", "p50 ms", "p99 ms", "errors", "CPU %",
             "CPU µs/req", "RSS MB", "written", "ours/python", "ours/floor", "ours/http-floor", "ours/bound",
+            "ours/http-store-floor",
             "bound/floor", "oidc/no_auth", "wasm/native", "added µs p50", *(f"ours/{o}" for o in others)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {s: i for i, s in enumerate(servers)}
@@ -1218,6 +1238,7 @@ def write_results(rows, servers, out: Path):
             f"{r['cpu_pct'] * 1e4 / r['rps']:.0f}" if r.get("cpu_pct", "") != "" and r["rps"] else "",
             str(r["rss_mb"]),
             written, ratio(r, "python"), ratio(r, "floor"), ratio(r, "http-floor"), ratio(r, "bound"),
+            ratio(r, "http-store-floor"),
             f"{r['bound/floor']:.2f}x" if r.get("bound/floor") else "",
             f"{r['oidc/no_auth']:.3f}" if r.get("oidc/no_auth") else "",
             f"{r['wasm/native']:.3f}" if r.get("wasm/native") else "",
@@ -1242,7 +1263,7 @@ def write_results(rows, servers, out: Path):
 
 
 COLORS = {"wasm-redis": "#80cdc1", "ours": "#1b7837", "ours-grpc": "#5aae61", "ours-oidc": "#a6dba0", "python": "#c51b7d", "python-w2": "#e9a3c9",
-          "floor": "#4393c3", "http-floor": "#92c5de"}
+          "floor": "#4393c3", "http-floor": "#92c5de", "http-store-floor": "#d1e5f0"}
 
 
 def svg_chart(rows, servers):
