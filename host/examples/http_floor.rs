@@ -60,7 +60,7 @@ enum StoreReads {
 enum Store {
     None,
     Sqlite(PathBuf),
-    Redis(redis::Client),
+    Redis(Box<redis::Client>),
 }
 
 struct Replay {
@@ -166,9 +166,9 @@ fn main() -> std::io::Result<()> {
         [_, port, dir, kind, target, payloads] => {
             let store = match kind.as_str() {
                 "sqlite" => Store::Sqlite(PathBuf::from(target)),
-                "redis" => Store::Redis(
+                "redis" => Store::Redis(Box::new(
                     redis::Client::open(format!("redis://{target}")).expect("redis address"),
-                ),
+                )),
                 _ => usage(),
             };
             (port, dir, store, Some(FsPath::new(payloads)))
