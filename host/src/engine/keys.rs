@@ -195,6 +195,17 @@ impl<'a> EntityInputs<'a> {
         let mut row_values: Vec<&Value> = Vec::with_capacity(cols.len());
         let mut buf = Vec::with_capacity(64);
         for row in 0..rows {
+            // While keys are few, a row that repeats one is found by its values,
+            // without serializing it; values that differ but serialize alike still
+            // meet in `keys` below.
+            if row_keys.first_row.len() <= KeySet::LINEAR_MAX {
+                let same_values =
+                    |&first: &u32| cols.iter().all(|c| same_value(&c[first as usize], &c[row]));
+                if let Some(k) = row_keys.first_row.iter().position(same_values) {
+                    row_keys.key_of_row.push(k as u32);
+                    continue;
+                }
+            }
             row_values.clear();
             row_values.extend(cols.iter().map(|c| &c[row]));
             buf.clear();
@@ -248,6 +259,15 @@ impl RowKeys {
                 .map(|&k| self.first_row[k as usize])
                 .collect()
         })
+    }
+}
+
+/// Whether two join-key values are equal: the common key types compared inline.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (&a.val, &b.val) {
+        (Some(Val::Int64Val(x)), Some(Val::Int64Val(y))) => x == y,
+        (Some(Val::StringVal(x)), Some(Val::StringVal(y))) => x == y,
+        _ => a == b,
     }
 }
 
@@ -339,6 +359,76 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(row_count(&req).ok(), Some(3));
+    }
+
+    /// The unique keys and row mapping of `ids` as `keys_for` makes them, checked
+    /// against each row's key serialized and deduplicated in first-seen order.
+    fn check_keys(ids: &[Value]) {
+        let registry = crate::registry::demo_registry();
+        let refs = ["driver_hourly_stats:conv_rate".to_string()];
+        let plan = super::super::plan::PlanCache::default()
+            .get(
+                &registry,
+                &crate::online_store::demo_sqlite(),
+                super::super::plan::Selection::Refs(&refs),
+                false,
+            )
+            .expect("a plan");
+        let req = OnlineFeaturesRequest {
+            entities: vec![("driver_id".into(), ids.to_vec())],
+            ..Default::default()
+        };
+        let read = &plan.reads[0];
+        let (keys, rows) = EntityInputs::resolve(&plan, &req)
+            .expect("join keys")
+            .keys_for(read, ids.len())
+            .expect("keys");
+        let mut expected: Vec<Vec<u8>> = Vec::new();
+        for (row, id) in ids.iter().enumerate() {
+            let coerced = coerce(id, ValueType::Int64).expect("an integer id");
+            let mut key = Vec::new();
+            read.view
+                .key_layout
+                .serialize(&[&coerced], &mut key)
+                .expect("a key");
+            let k = match expected.iter().position(|e| *e == key) {
+                Some(k) => k,
+                None => {
+                    expected.push(key);
+                    assert_eq!(rows.first_row[expected.len() - 1] as usize, row);
+                    expected.len() - 1
+                }
+            };
+            assert_eq!(rows.key_of_row[row] as usize, k, "row {row}");
+        }
+        assert_eq!(keys, expected);
+        assert_eq!(rows.first_row.len(), keys.len());
+    }
+
+    #[test]
+    fn repeated_rows_share_their_key() {
+        let int64 = |i: i64| Value {
+            val: Some(Val::Int64Val(i)),
+        };
+        let int32 = |i: i32| Value {
+            val: Some(Val::Int32Val(i)),
+        };
+        // Five keys repeated; then 20 distinct keys, past the keys found by value,
+        // repeated; then values of another type that coerce to keys already seen.
+        let periodic: Vec<Value> = (0..40).map(|i| int64(1001 + i % 5)).collect();
+        check_keys(&periodic);
+        let many: Vec<Value> = (0..60).map(|i| int64(1 + (i * 7) % 20)).collect();
+        check_keys(&many);
+        let mixed: Vec<Value> = (0..12)
+            .map(|i| {
+                if i % 2 == 0 {
+                    int64(5 + i % 3)
+                } else {
+                    int32(5 + (i % 3) as i32)
+                }
+            })
+            .collect();
+        check_keys(&mixed);
     }
 
     #[test]
