@@ -291,35 +291,47 @@ fn fixed_offset_secs(zone: &str) -> Option<i64> {
     Some(sign * (h * 3600 + m * 60))
 }
 
-/// Writes a JSON string (UTF-8 kept as is, control characters escaped).
-pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
+/// For each byte, how a JSON string escapes it: 0 not at all, `u` as `\u00XX`, else
+/// the character that follows the backslash.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
     }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Writes a JSON string (UTF-8 kept as is, quotes, backslashes and control characters
+/// escaped): the runs between escapes are copied whole.
+pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
+        let escape = ESCAPE[usize::from(b)];
+        if escape == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
+        if escape == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.push(b'\\');
+            out.push(escape);
+        }
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
@@ -478,5 +490,24 @@ mod tests {
             "\"1970-01-01T00:00:00+00:00\""
         );
         assert_eq!(json(Val::StringVal("\u{1}".into())), "\"\\u0001\"");
+    }
+
+    /// Strings are escaped as Python's `json.dumps` (and serde_json) escapes them.
+    #[test]
+    fn strings_escape_quotes_backslashes_and_control_characters() {
+        let every_ascii: String = (0u8..0x80).map(char::from).collect();
+        for s in [
+            every_ascii.as_str(),
+            "",
+            "plain",
+            "{\"max_distance_km\": 36, \"zones\": [\"north\"]}",
+            "tab\tend\\",
+            "\u{1f}é\u{7f}\u{2028}日本",
+        ] {
+            let mut out = Vec::new();
+            write_str(s, &mut out);
+            let expected = serde_json::to_string(s).expect("a string");
+            assert_eq!(String::from_utf8(out).expect("UTF-8"), expected, "{s:?}");
+        }
     }
 }
