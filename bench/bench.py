@@ -35,7 +35,8 @@ answering the bytes our server answered for the payload and doing nothing else; 
 ours), http-store-floor (the same program given the store: before answering, each request
 makes the payload's store reads on its serving thread as ours does, with that thread's own
 SQLite connection and held read transaction, or one Redis pipeline on that thread's own
-connection; sqlite and redis, the payloads the floor applies to; needs ours), ours-oidc (our server with `auth: {type: oidc}` trusting the tests' OIDC issuer,
+connection; sqlite and redis, the payloads the floor applies to; needs ours), ours-oidc
+(our server with `auth: {type: oidc}` trusting the tests' OIDC issuer,
 target/release/test_oidc_issuer, and one permission in the registry that the token's
 role passes; wrk sends a fresh bearer token; its rows carry oidc/no_auth against ours),
 wasm-redis (our server with `online_store: {type: wasm}` serving the Redis store
