@@ -115,7 +115,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAYLOADS = ["p1_1x3", "p10_10x5", "p100_100x3", "odfv_10x4"]
 STORES = ("sqlite", "redis", "postgres")
 PUSH_SERVERS = ("ours", "python", "python-w2")
-FLOORS = ("floor", "http-floor", "http-store-floor")  # not feature servers: started by bench_store
+HTTP_FLOORS = ("http-floor", "http-store-floor")  # replay ours' answers at /replay/<payload>
+STORE_FLOORS = ("floor", "http-store-floor")      # make a payload's view reads (floor_applies)
+FLOORS = ("floor", *HTTP_FLOORS)                  # not feature servers: started by bench_store
 PUSH_ID_BASE = 5_000_000      # driver ids of the push payloads (push.lua's blocks)
 PUSH_BLOCKS = 64              # entity blocks per wrk thread (> requests in flight per thread)
 PUSHER_ID_BASE = 9_000_000    # driver ids of the background pusher (--reads-while-pushing)
@@ -883,7 +885,7 @@ def measure(kind, srv, store, repo, redis_port, args, payload, c):
         r = run_grpc_load(args, srv.port, payload, c, args.duration)
     elif is_push(payload):
         r = measure_push(srv, store, repo, redis_port, args, payload, c)
-    elif kind in ("http-floor", "http-store-floor"):
+    elif kind in HTTP_FLOORS:
         r = run_wrk(srv.url, payload, c, args.duration, f"/replay/{payload}")
     else:
         r = run_wrk(srv.url, payload, c, args.duration, headers=auth_headers(kind, args))
@@ -919,8 +921,8 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
         for payload in payloads:
             # Servers not started on this store (wasm-redis off Redis) have no rows.
             # The store floors make a payload's view reads: not for ODFVs or feature services.
-            kinds = [k for k in servers if (k == "floor" or k in running) and
-                     (k not in ("floor", "http-store-floor") or floor_applies(payload))]
+            started = [k for k in servers if k == "floor" or k in running]
+            kinds = [k for k in started if k not in STORE_FLOORS or floor_applies(payload)]
             if is_push(payload):
                 kinds = [k for k in kinds if k in PUSH_SERVERS]
             reference = reference_kind = None
@@ -943,7 +945,7 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                 if kind == "ours-grpc":
                     run_grpc_load(args, srv.port, payload, conns[0], args.warmup)
                     continue
-                if kind in ("http-floor", "http-store-floor"):
+                if kind in HTTP_FLOORS:
                     run_wrk(srv.url, payload, conns[0], args.warmup, f"/replay/{payload}")
                     continue
                 body = (BENCH / "payloads" / f"{payload}.json").read_bytes()
@@ -963,7 +965,7 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                 run_wrk(srv.url, payload, conns[0], args.warmup, headers=auth_headers(kind, args))
             if "ours" not in kinds:
                 # The HTTP floors replay ours' answer: there is none to replay.
-                kinds = [k for k in kinds if k not in ("http-floor", "http-store-floor")]
+                kinds = [k for k in kinds if k not in HTTP_FLOORS]
             if not kinds:
                 continue
             for c in conns:
@@ -986,7 +988,7 @@ def bench_store(store, repo, redis_port, args, servers, payloads, conns):
                         row["oidc/no_auth"] = round(median(
                             [o["rps"] / p["rps"] for o, p in zip(rs, samples["ours"]) if p["rps"]]), 3)
                     if kind == "ours":
-                        for other in ("python", "floor", "http-floor", "http-store-floor", *args.others):
+                        for other in ("python", *FLOORS, *args.others):
                             if samples.get(other):
                                 row[f"ours/{other}"] = round(median(
                                     [o["rps"] / p["rps"] for o, p in zip(rs, samples[other]) if p["rps"]]), 2)
