@@ -142,6 +142,12 @@ impl FeatureColumn {
         (first < row).then_some(first)
     }
 
+    /// For each row, the row whose value it repeats (itself when it has its own), when
+    /// rows repeat.
+    pub(crate) fn repeats(&self) -> Option<&Arc<[u32]>> {
+        self.first_row_of.as_ref()
+    }
+
     /// The value of row `row`.
     pub fn value(&self, row: usize) -> Option<&Value> {
         self.values.get(self.repeated_row(row).unwrap_or(row))

@@ -12,7 +12,8 @@ use crate::value::{EventTime, FieldStatus, Value, is_null};
 /// One output column: each stored cell moves into the first row with its key; rows
 /// that repeat a key share that row's value (see [`FeatureColumn::value`]). Statuses
 /// follow Feast's Go server: NOT_FOUND when nothing is stored, NULL_VALUE for a stored
-/// null, OUTSIDE_MAX_AGE (value kept) when older than the view's ttl.
+/// null, OUTSIDE_MAX_AGE (value kept) when older than the view's ttl. `scratch` is
+/// working space kept from one column to the next.
 pub(super) fn feature_column(
     rows: &mut ViewRows,
     row_keys: &RowKeys,
@@ -20,6 +21,7 @@ pub(super) fn feature_column(
     ttl: Option<Duration>,
     now_secs: i64,
     first_row_of: Option<Arc<[u32]>>,
+    scratch: &mut Vec<(FieldStatus, EventTime)>,
 ) -> FeatureColumn {
     let n = row_keys.key_of_row.len();
     let cells =
@@ -39,7 +41,8 @@ pub(super) fn feature_column(
         // rows are filled first and then written by key: a value built per row and
         // pushed costs a store-forwarding stall per row.
         values.resize_with(n, Value::default);
-        let mut meta = Vec::with_capacity(row_keys.first_row.len());
+        let meta = scratch;
+        meta.clear();
         for ((value, status, time), &first) in cells.zip(&row_keys.first_row) {
             values[first as usize] = value;
             meta.push((status, time));
@@ -129,7 +132,7 @@ mod tests {
             key_of_row: vec![0, 1, 2],
             first_row: vec![0, 1, 2],
         };
-        let col = feature_column(&mut stored(), &unique, 0, ttl, 1_050, None);
+        let col = feature_column(&mut stored(), &unique, 0, ttl, 1_050, None, &mut Vec::new());
         let statuses = [
             FieldStatus::Present,
             FieldStatus::OutsideMaxAge,
@@ -149,7 +152,15 @@ mod tests {
         };
         let first_row_of = repeated.repeats(6);
         assert_eq!(first_row_of.as_deref(), Some(&[0, 1, 0, 3, 1, 3][..]));
-        let col = feature_column(&mut stored(), &repeated, 0, ttl, 1_050, first_row_of);
+        let col = feature_column(
+            &mut stored(),
+            &repeated,
+            0,
+            ttl,
+            1_050,
+            first_row_of,
+            &mut Vec::new(),
+        );
         let expected = [
             Some(Val::DoubleVal(0.5)),
             Some(Val::StringVal("old".into())),

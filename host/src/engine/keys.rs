@@ -187,10 +187,12 @@ impl<'a> EntityInputs<'a> {
             .zip(&view.join_keys)
             .map(|(&idx, jk)| self.coerced(idx, &jk.name, jk.value_type))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut keys = KeySet::default();
+        // Sized for the common case of a few keys, so neither list grows.
+        let few = rows.min(KeySet::LINEAR_MAX);
+        let mut keys = KeySet::with_capacity(few);
         let mut row_keys = RowKeys {
             key_of_row: Vec::with_capacity(rows),
-            first_row: Vec::new(),
+            first_row: Vec::with_capacity(few),
         };
         let mut row_values: Vec<&Value> = Vec::with_capacity(cols.len());
         let mut buf = Vec::with_capacity(64);
@@ -297,6 +299,13 @@ pub(super) struct KeySet {
 
 impl KeySet {
     const LINEAR_MAX: usize = 16;
+
+    fn with_capacity(keys: usize) -> Self {
+        KeySet {
+            keys: Vec::with_capacity(keys),
+            index: None,
+        }
+    }
 
     /// The index of `key`, and whether it was new.
     fn insert(&mut self, key: &[u8]) -> (u32, bool) {

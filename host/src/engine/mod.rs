@@ -148,6 +148,7 @@ impl Engine {
             });
         }
         let now = self.clock.now_unix_secs();
+        let mut scratch = Vec::new();
         for output in &plan.outputs {
             columns.push(match *output {
                 OutputSource::Feature { read, slot } => feature_column(
@@ -157,6 +158,7 @@ impl Engine {
                     plan.reads[read].view.ttl,
                     now,
                     repeats[read].clone(),
+                    &mut scratch,
                 ),
                 // ODFV outputs are PRESENT (even when null) with the epoch as event
                 // time, as Feast reports them.

@@ -64,7 +64,12 @@ impl IntoResponse for ApiError {
         // Failures of the engine are logged by the service, once for every transport.
         let message = self.0.to_string();
         let body = feast_error_body(self.0.feast_class(), &message);
-        let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        let mut resp = (
+            status,
+            [(header::CONTENT_TYPE, super::APPLICATION_JSON)],
+            body,
+        )
+            .into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

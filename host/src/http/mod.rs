@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::future::BoxFuture;
@@ -186,11 +186,17 @@ fn endpoint_label(path: &str) -> &'static str {
     }
 }
 
+/// The request id header; a name made once (a name given as text is copied per use).
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The content type of every JSON answer, made once.
+pub(super) const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// Request id, span, metrics and access log around every request.
 async fn observe(state: Shared, router: Router, req: Request) -> Response {
     let id = req
         .headers()
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
         .cloned()
         .unwrap_or_else(new_request_id);
@@ -229,7 +235,7 @@ async fn observe(state: Shared, router: Router, req: Request) -> Response {
             )
         });
     }
-    resp.headers_mut().insert("x-request-id", id);
+    resp.headers_mut().insert(X_REQUEST_ID, id);
     resp
 }
 
@@ -247,7 +253,7 @@ async fn get_online_features(State(state): State<Shared>, req: Request) -> Respo
         .get_online_features(&req, &caller, &Json)
         .await
     {
-        Ok(out) => ([(header::CONTENT_TYPE, "application/json")], out).into_response(),
+        Ok(out) => ([(header::CONTENT_TYPE, APPLICATION_JSON)], out).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -298,7 +304,7 @@ async fn read_body(state: &Shared, req: Request) -> Result<Bytes, Response> {
             let body = error::feast_error_body("FeastError", &message);
             Err((
                 StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "application/json")],
+                [(header::CONTENT_TYPE, APPLICATION_JSON)],
                 body,
             )
                 .into_response())
@@ -330,10 +336,10 @@ fn body_too_large(limit: usize) -> Response {
 /// of the body is never read, so the connection cannot carry another request. Say
 /// so (RFC 9112 section 9.6), or a client that finished sending would reuse it and
 /// lose its next request to the close.
-fn unfinished_body_headers() -> [(header::HeaderName, &'static str); 2] {
+fn unfinished_body_headers() -> [(header::HeaderName, HeaderValue); 2] {
     [
-        (header::CONTENT_TYPE, "application/json"),
-        (header::CONNECTION, "close"),
+        (header::CONTENT_TYPE, APPLICATION_JSON),
+        (header::CONNECTION, HeaderValue::from_static("close")),
     ]
 }
 
@@ -356,7 +362,7 @@ async fn plugins(State(state): State<Shared>, headers: axum::http::HeaderMap) ->
     let mut list = engine.plugins().map(|p| p.status()).unwrap_or_default();
     list.extend(engine.store().component_status());
     match serde_json::to_vec(&list) {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(body) => ([(header::CONTENT_TYPE, APPLICATION_JSON)], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
@@ -391,7 +397,7 @@ fn detail(status: StatusCode, text: &str) -> Response {
     out.extend_from_slice(b"{\"detail\":");
     response::write_str(text, &mut out);
     out.push(b'}');
-    (status, [(header::CONTENT_TYPE, "application/json")], out).into_response()
+    (status, [(header::CONTENT_TYPE, APPLICATION_JSON)], out).into_response()
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! NaN/Infinity as strings, bytes as base64, Json as its text, Map/Struct as objects,
 //! timestamps as RFC 3339 with `Z`.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 
-use crate::api::{FeatureColumn, OnlineFeaturesResponse};
+use crate::api::OnlineFeaturesResponse;
 use crate::proto::feast::types::ZonedTimestamp;
 use crate::value::{EventTime, Val, Value, status_name, write_python_float};
 
@@ -14,44 +16,77 @@ use crate::value::{EventTime, Val, Value, status_name, write_python_float};
 pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
     // Where each row of the list being written went, for rows that repeat an entity key.
     let mut spans: Vec<(usize, usize)> = Vec::with_capacity(resp.rows());
+    // The steps of the last rows that repeat keys: the columns of one view share them.
+    let mut shared_steps: Option<(&Arc<[u32]>, Vec<Step>)> = None;
     out.extend_from_slice(b"{\"results\":[");
     for (i, col) in resp.columns.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
+        if let Some(first_row_of) = col.repeats()
+            && !shared_steps
+                .as_ref()
+                .is_some_and(|(rows, _)| Arc::ptr_eq(rows, first_row_of))
+        {
+            shared_steps = Some((first_row_of, row_steps(first_row_of)));
+        }
+        let steps = col
+            .repeats()
+            .and(shared_steps.as_ref())
+            .map(|(_, s)| s.as_slice());
+        // Lists of the column's length follow its steps (a list may be empty).
+        let steps_for = |len: usize| steps.filter(|_| len == col.rows());
         out.extend_from_slice(b"{\"values\":[");
-        write_rows(col, col.rows(), &mut spans, out, |j, out| {
-            match col.value(j) {
+        write_rows(
+            steps_for(col.rows()),
+            col.rows(),
+            &mut spans,
+            out,
+            |j, out| match col.value(j) {
                 Some(v) => write_value(v, out),
                 None => out.extend_from_slice(b"null"),
-            }
-        });
+            },
+        );
         out.extend_from_slice(b"],\"statuses\":[");
         let statuses = col.statuses();
-        write_rows(col, statuses.len(), &mut spans, out, |j, out| {
-            out.push(b'"');
-            out.extend_from_slice(status_name(statuses[j]).as_bytes());
-            out.push(b'"');
-        });
+        write_rows(
+            steps_for(statuses.len()),
+            statuses.len(),
+            &mut spans,
+            out,
+            |j, out| {
+                out.push(b'"');
+                out.extend_from_slice(status_name(statuses[j]).as_bytes());
+                out.push(b'"');
+            },
+        );
         out.push(b']');
         let times = col.event_timestamps();
         if !times.is_empty() {
             out.extend_from_slice(b",\"event_timestamps\":[");
             // Rows of a column mostly share one event time: format it once.
             let mut last: Option<(EventTime, std::ops::Range<usize>)> = None;
-            write_rows(col, times.len(), &mut spans, out, |j, out| {
-                let t = times[j];
-                match &last {
-                    Some((prev, range)) if *prev == t => out.extend_from_within(range.clone()),
-                    _ => {
-                        let start = out.len();
-                        out.push(b'"');
-                        t.write_rfc3339(out);
-                        out.push(b'"');
-                        last = Some((t, start..out.len()));
+            write_rows(
+                steps_for(times.len()),
+                times.len(),
+                &mut spans,
+                out,
+                |j, out| {
+                    let t = times[j];
+                    match &last {
+                        Some((prev, range)) if *prev == t => {
+                            out.extend_from_within(range.clone());
+                        }
+                        _ => {
+                            let start = out.len();
+                            out.push(b'"');
+                            t.write_rfc3339(out);
+                            out.push(b'"');
+                            last = Some((t, start..out.len()));
+                        }
                     }
-                }
-            });
+                },
+            );
             out.push(b']');
         }
         out.push(b'}');
@@ -93,35 +128,76 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}}");
 }
 
-/// Writes one item for each of the first `rows` rows of `col` (`write(j, out)` for
-/// row `j`), comma-separated. A row that repeats an earlier row's entity key (and so
-/// its value, status and event time) copies the bytes written for that row, and a run
-/// of rows with the same first rows as a run already written is copied as one block.
-/// `spans` keeps where each row went.
+/// One step of writing a list whose rows repeat entity keys: write the next row, or
+/// copy the bytes of the `rows` rows from row `from`, which the next rows repeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Write,
+    Copy { from: u32, rows: u32 },
+}
+
+/// The steps for rows where row `i` repeats row `first_row_of[i]` (itself when it
+/// has its own value). A run of rows whose first rows are those of a run already
+/// written is copied as one block, so a periodic list is copied in doubling blocks.
+/// Made once for every list of every column with these rows.
+fn row_steps(first_row_of: &[u32]) -> Vec<Step> {
+    let rows = first_row_of.len();
+    let first_of = |row: usize| first_row_of[row] as usize;
+    let mut steps = Vec::with_capacity(rows.min(16));
+    let mut j = 0;
+    while j < rows {
+        let f = first_of(j);
+        if f < j {
+            let mut k = 1;
+            while j + k < rows && f + k < j && first_of(j + k) == first_of(f + k) {
+                k += 1;
+            }
+            steps.push(Step::Copy {
+                from: f as u32,
+                rows: k as u32,
+            });
+            j += k;
+        } else {
+            steps.push(Step::Write);
+            j += 1;
+        }
+    }
+    steps
+}
+
+/// Writes one item for each of `rows` rows (`write(j, out)` for row `j`),
+/// comma-separated, following `steps` when the rows repeat keys. `spans` keeps where
+/// each row went, for the copies.
 fn write_rows(
-    col: &FeatureColumn,
+    steps: Option<&[Step]>,
     rows: usize,
     spans: &mut Vec<(usize, usize)>,
     out: &mut Vec<u8>,
     mut write: impl FnMut(usize, &mut Vec<u8>),
 ) {
+    let Some(steps) = steps else {
+        for j in 0..rows {
+            if j > 0 {
+                out.push(b',');
+            }
+            write(j, out);
+        }
+        return;
+    };
     spans.clear();
-    let mut j = 0;
-    while j < rows {
+    for step in steps {
+        let j = spans.len();
         if j > 0 {
             out.push(b',');
         }
         let start = out.len();
-        // `spans` holds the rows before `j`: a repeated row's source is among them.
-        match col.repeated_row(j).filter(|&f| f < spans.len()) {
-            Some(f) => {
-                // The run from `f` grows while its rows share their first rows with
-                // the rows from `j`: a periodic list is copied in doubling blocks.
-                let first_of = |row: usize| col.repeated_row(row).unwrap_or(row);
-                let mut k = 1;
-                while j + k < rows && f + k < j && first_of(j + k) == first_of(f + k) {
-                    k += 1;
-                }
+        match *step {
+            Step::Write => {
+                write(j, out);
+                spans.push((start, out.len()));
+            }
+            Step::Copy { from, rows } => {
+                let (f, k) = (from as usize, rows as usize);
                 let from = spans[f].0;
                 out.extend_from_within(from..spans[f + k - 1].1);
                 let shift = start - from;
@@ -129,12 +205,6 @@ fn write_rows(
                     let (a, b) = spans[i];
                     spans.push((a + shift, b + shift));
                 }
-                j += k;
-            }
-            None => {
-                write(j, out);
-                spans.push((start, out.len()));
-                j += 1;
             }
         }
     }
@@ -341,6 +411,7 @@ pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::FeatureColumn;
     use crate::proto::feast::types::{DoubleList, FloatList, Map, StringList};
     use crate::value::FieldStatus;
 
@@ -429,6 +500,50 @@ mod tests {
         assert_eq!(
             response_of(plain),
             r#"{"results":[{"values":[0.0,0.5,0.0],"statuses":["PRESENT","NOT_FOUND","PRESENT"],"event_timestamps":["2023-11-14T22:13:20Z","2023-11-14T22:13:21Z","2023-11-14T22:13:20Z"]}],"metadata":{"feature_names":["f"]}}"#
+        );
+    }
+
+    #[test]
+    fn columns_with_the_same_rows_follow_the_same_steps() {
+        let by_4: Vec<u32> = (0..30).map(|i| i % 4).collect();
+        let by_7: Vec<u32> = (0..30).map(|i| (i * i) % 7).collect();
+        let (plain_4, shared_4) = keyed_column(&by_4);
+        let (plain_7, shared_7) = keyed_column(&by_7);
+        let response = |columns: Vec<FeatureColumn>| {
+            let resp = OnlineFeaturesResponse {
+                feature_names: vec!["f".to_string(); columns.len()].into(),
+                columns,
+                feature_view_metadata: None,
+                request_data: Vec::new(),
+            };
+            let mut out = Vec::new();
+            write_response(&resp, &mut out);
+            String::from_utf8(out).expect("utf8")
+        };
+        assert_eq!(
+            response(vec![
+                shared_4.clone(),
+                shared_4.clone(),
+                shared_7,
+                plain_4.clone(),
+                shared_4
+            ]),
+            response(vec![
+                plain_4.clone(),
+                plain_4.clone(),
+                plain_7,
+                plain_4.clone(),
+                plain_4
+            ])
+        );
+        assert_eq!(
+            row_steps(&[0, 1, 0, 1, 0, 1, 0]),
+            [
+                Step::Write,
+                Step::Write,
+                Step::Copy { from: 0, rows: 2 },
+                Step::Copy { from: 0, rows: 3 }
+            ]
         );
     }
 

@@ -123,7 +123,7 @@ fn time_field(name: &str, text: &str) -> Result<EventTime, Error> {
 fn null_ok() -> Response {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
+        [(header::CONTENT_TYPE, super::APPLICATION_JSON)],
         "null",
     )
         .into_response()
