@@ -4,6 +4,9 @@ pub use crate::proto::feast::serving::FieldStatus;
 pub use crate::proto::feast::types::value::Val;
 pub use crate::proto::feast::types::value_type::Enum as ValueType;
 pub use crate::proto::feast::types::{RepeatedValue, Value};
+pub use stored::decode_stored;
+
+mod stored;
 
 /// A feature's event time as Feast stores it: seconds and nanoseconds since the epoch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

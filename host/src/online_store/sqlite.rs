@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
-use prost::Message;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
@@ -43,7 +42,7 @@ use super::{
     WriteBatch, WriteOutcome,
 };
 use crate::config::{ConfigError, RepoConfig};
-use crate::value::{EventTime, Value};
+use crate::value::{EventTime, Value, decode_stored};
 
 const STORE: &str = "sqlite";
 /// Keys per statement; larger batches are split. Key counts are padded to a power
@@ -698,7 +697,13 @@ impl Inner {
                 }
                 Err(e) => return Err(classify(&e)),
             };
-            let params = (0..padded).map(|i| chunk[i.min(chunk.len() - 1)].as_slice());
+            // Padding keys: NULL (matching nothing) in a query of lookups, the last key
+            // again in an `IN` list (see [`select_sql`]).
+            let params = (0..padded).map(|i| match chunk.get(i) {
+                Some(key) => Some(key.as_slice()),
+                None if padded <= LOOKUPS_MAX_KEYS => None,
+                None => chunk.last().map(Vec::as_slice),
+            });
             let mut result = stmt
                 .query(rusqlite::params_from_iter(params))
                 .map_err(|e| classify(&e))?;
@@ -724,7 +729,7 @@ impl Inner {
                     reason,
                 };
                 let value = match row.get_ref(2).map_err(|e| classify(&e))? {
-                    ValueRef::Blob(b) => Value::decode(b).map_err(|e| corrupt(e.to_string()))?,
+                    ValueRef::Blob(b) => decode_stored(b).map_err(|e| corrupt(e.to_string()))?,
                     _ => Value::default(),
                 };
                 let event_time = match row.get_ref(3).map_err(|e| classify(&e))? {
@@ -839,11 +844,26 @@ fn create_table_sql(table: &str) -> String {
     )
 }
 
+/// Largest key count read with one lookup per key rather than an `IN` list.
+const LOOKUPS_MAX_KEYS: usize = 16;
+
+/// The query of `keys` keys. A few keys are read with one indexed lookup each, joined
+/// by `UNION ALL` (a padding key is bound to NULL, which matches no row): SQLite
+/// builds a temporary index of an `IN` list on every run, which costs more than it
+/// saves for a few keys (measured on Feast's schema: 7.2 rather than 8.1 us for 5 keys
+/// of 6 rows each). More keys are an `IN` list (a padding key repeats a key), which
+/// opens the table once where lookups would open it for every key.
 fn select_sql(table: &str, keys: usize) -> String {
-    let mut sql = String::with_capacity(96 + table.len() + keys * 2);
-    sql.push_str("SELECT entity_key, feature_name, value, event_ts FROM ");
-    sql.push_str(&quoted(table));
-    sql.push_str(" WHERE entity_key IN (?");
+    let select = format!(
+        "SELECT entity_key, feature_name, value, event_ts FROM {} WHERE entity_key",
+        quoted(table)
+    );
+    if keys <= LOOKUPS_MAX_KEYS {
+        return vec![format!("{select} = ?"); keys].join(" UNION ALL ");
+    }
+    let mut sql = String::with_capacity(select.len() + 6 + keys * 2);
+    sql.push_str(&select);
+    sql.push_str(" IN (?");
     for _ in 1..keys {
         sql.push_str(",?");
     }
@@ -854,6 +874,67 @@ fn select_sql(table: &str, keys: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
+    use crate::online_store::{Store, StoreMetrics, WriteRow, WriteValue};
+    use crate::value::Val;
+    use prost::Message;
+
+    #[tokio::test]
+    async fn reads_of_any_key_count_find_each_stored_key_and_no_other() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("online.db");
+        Connection::open(&path).expect("a new database");
+        let sqlite =
+            SqliteStore::open(&path, "repo", SqliteOptions::default(), 2).expect("the store opens");
+        let store = Store {
+            metrics: StoreMetrics::register(&mut Metrics::default(), "sqlite"),
+            backend: Arc::new(sqlite),
+        };
+        let target = Arc::new(store.target("v", "v", vec!["f".into()]));
+        let key = |i: usize| format!("key-{i:03}").into_bytes();
+        let value = |i: usize| Value {
+            val: Some(Val::Int64Val(i as i64)),
+        };
+        let rows = (0..600)
+            .map(|i| WriteRow {
+                entity_key: key(i),
+                values: vec![WriteValue {
+                    bytes: value(i).encode_to_vec(),
+                    text: Some(i.to_string()),
+                }],
+                event_time: EventTime::from_secs(1_000),
+                created: None,
+            })
+            .collect();
+        store
+            .write(vec![WriteBatch {
+                target: target.clone(),
+                rows,
+            }])
+            .await
+            .expect("written");
+        // Lookups, `IN` lists and more keys than one query takes; every third key absent.
+        for n in [1, 2, 3, 5, 16, 17, 40, MAX_KEYS_PER_QUERY + 7, 600] {
+            let keys: Vec<Vec<u8>> = (0..n)
+                .map(|i| match i % 3 {
+                    2 => format!("absent-{i}").into_bytes(),
+                    _ => key(i),
+                })
+                .collect();
+            let read = store
+                .read(vec![ReadBatch {
+                    target: target.clone(),
+                    keys,
+                }])
+                .await
+                .expect("read");
+            for i in 0..n {
+                let got = read[0].get(i, 0).map(|c| c.value.clone());
+                let expected = (i % 3 != 2).then(|| value(i));
+                assert_eq!(got, expected, "{n} keys, key {i}");
+            }
+        }
+    }
 
     #[test]
     fn rows_find_their_key_whether_scanned_or_mapped() {

@@ -26,7 +26,7 @@ use super::{
     WriteBatch, WriteOutcome,
 };
 use crate::config::{ConfigError, RepoConfig};
-use crate::value::{EventTime, Value};
+use crate::value::{EventTime, decode_stored};
 
 const STORE: &str = "redis";
 
@@ -581,7 +581,7 @@ fn decode_entity(
     for (slot, v) in values.iter().enumerate() {
         if let Some(b) = bytes_of(v) {
             let value =
-                Value::decode(b).map_err(|e| corrupt(&target.features[slot], e.to_string()))?;
+                decode_stored(b).map_err(|e| corrupt(&target.features[slot], e.to_string()))?;
             rows.set(key, slot, Cell { value, event_time });
         }
     }

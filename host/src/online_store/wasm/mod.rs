@@ -34,7 +34,6 @@ use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
 use feast_plugin_sdk::store::{Timestamp, codec};
-use prost::Message;
 
 use self::component::{Loaded, ViewRead, ViewWrite};
 use self::config::WasmStoreConfig;
@@ -45,7 +44,7 @@ use super::{
 use crate::config::{ConfigError, RepoConfig};
 use crate::file_watch::{Settling, Stamp, poll_timer, stamp, tick};
 use crate::plugin::WasmEngine;
-use crate::value::{EventTime, Value};
+use crate::value::{EventTime, decode_stored};
 
 const STORE: &str = "wasm";
 
@@ -231,7 +230,7 @@ fn decode_answers(batches: &[ReadBatch], answers: &[Vec<u8>]) -> Result<Vec<View
                 for (slot, value) in row.values.into_iter().enumerate() {
                     let Some(bytes) = value else { continue };
                     let value =
-                        Value::decode(bytes.as_slice()).map_err(|e| StoreError::Corrupt {
+                        decode_stored(bytes.as_slice()).map_err(|e| StoreError::Corrupt {
                             store: STORE,
                             view: target.view.clone(),
                             feature: target.features[slot].clone(),
