@@ -366,9 +366,36 @@ fn append_key_value(v: &Value, out: &mut Vec<u8>) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// Whether two serialized keys are equal, comparing their last bytes first: keys of
+/// one view share their prefix (the join key names) and differ in the values at the end.
+pub(crate) fn same_key(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    match (a.last_chunk::<8>(), b.last_chunk::<8>()) {
+        // Eight bytes compared as one word, not through a call to `memcmp`.
+        (Some(x), Some(y)) => {
+            let tail = a.len() - 8;
+            u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y) && a[..tail] == b[..tail]
+        }
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_equal_only_when_every_byte_is() {
+        assert!(same_key(b"prefix-1001", b"prefix-1001"));
+        assert!(!same_key(b"prefix-1001", b"prefix-1002"));
+        assert!(!same_key(b"prefiy-1001", b"prefix-1001"), "prefix differs");
+        assert!(!same_key(b"prefix-1001", b"prefix-10010"));
+        assert!(same_key(b"ab", b"ab"), "shorter than the tail");
+        assert!(!same_key(b"ab", b"ac"));
+        assert!(same_key(b"", b""));
+    }
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()

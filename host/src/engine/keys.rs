@@ -9,7 +9,7 @@ use foldhash::HashMap;
 
 use super::plan::{Plan, PlanJoinKey, ViewRead};
 use crate::api::{FeatureColumn, OnlineFeaturesRequest};
-use crate::entity_key::coerce;
+use crate::entity_key::{coerce, same_key};
 use crate::error::Error;
 use crate::value::{Val, Value, ValueType};
 
@@ -273,22 +273,6 @@ fn same_value(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Whether two serialized keys are equal, comparing their last bytes first: keys of
-/// one view share their prefix (the join key names) and differ in the values at the end.
-fn same_key(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    match (a.last_chunk::<8>(), b.last_chunk::<8>()) {
-        // Eight bytes compared as one word, not through a call to `memcmp`.
-        (Some(x), Some(y)) => {
-            let tail = a.len() - 8;
-            u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y) && a[..tail] == b[..tail]
-        }
-        _ => a == b,
-    }
-}
-
 /// Unique entity keys in first-seen order: a linear scan while there are few (the
 /// common case), a hash index beyond that.
 #[derive(Default)]
@@ -438,16 +422,5 @@ mod tests {
             })
             .collect();
         check_keys(&mixed);
-    }
-
-    #[test]
-    fn keys_are_equal_only_when_every_byte_is() {
-        assert!(same_key(b"prefix-1001", b"prefix-1001"));
-        assert!(!same_key(b"prefix-1001", b"prefix-1002"));
-        assert!(!same_key(b"prefiy-1001", b"prefix-1001"), "prefix differs");
-        assert!(!same_key(b"prefix-1001", b"prefix-10010"));
-        assert!(same_key(b"ab", b"ab"), "shorter than the tail");
-        assert!(!same_key(b"ab", b"ac"));
-        assert!(same_key(b"", b""));
     }
 }

@@ -172,7 +172,8 @@ impl<'de> Deserialize<'de> for ColumnValues {
                 f.write_str("a list of values, one per entity row")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ColumnValues, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                // JSON gives no length: room for a batch of rows, grown past that.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(16));
                 while let Some(v) = seq.next_element_seed(ValueSeed)? {
                     out.push(v);
                 }

@@ -171,10 +171,12 @@ impl Store {
     ) -> ViewTarget {
         ViewTarget {
             prepared: self.backend.prepare(online_name, &features),
+            // In reverse, so a repeated name keeps its first slot, as the scan finds it.
             slot_by_name: features
                 .iter()
                 .enumerate()
-                .map(|(i, f)| (f.clone(), i))
+                .rev()
+                .map(|(i, f)| (f.as_bytes().into(), i))
                 .collect(),
             view: view.to_string(),
             online_name: online_name.to_string(),
@@ -388,13 +390,22 @@ pub(crate) struct ViewTarget {
     pub online_name: String,
     /// Feature names, in slot order.
     pub features: Vec<String>,
-    slot_by_name: HashMap<String, usize>,
+    /// Slot by feature name, as a store returns it (bytes, not yet known to be text).
+    slot_by_name: HashMap<Box<[u8]>, usize>,
     prepared: Box<dyn Any + Send + Sync>,
 }
 
 impl ViewTarget {
-    /// The slot of a feature name, if it is read.
-    pub(crate) fn slot(&self, feature: &str) -> Option<usize> {
+    /// Features found by comparing each name rather than through the map.
+    const SCANNED: usize = 8;
+
+    /// The slot of a feature name, if it is read. A name that is not UTF-8 is no
+    /// feature's; a few names are compared in turn (lengths first), cheaper than
+    /// hashing the name.
+    pub(crate) fn slot(&self, feature: &[u8]) -> Option<usize> {
+        if self.features.len() <= Self::SCANNED {
+            return self.features.iter().position(|f| f.as_bytes() == feature);
+        }
         self.slot_by_name.get(feature).copied()
     }
 

@@ -42,6 +42,7 @@ use super::{
     WriteBatch, WriteOutcome,
 };
 use crate::config::{ConfigError, RepoConfig};
+use crate::entity_key::same_key;
 use crate::value::{EventTime, Value, decode_stored};
 
 const STORE: &str = "sqlite";
@@ -719,7 +720,7 @@ impl Inner {
                 let Some(key_idx) = keys.find(ek) else {
                     continue;
                 };
-                let Some(slot) = std::str::from_utf8(name).ok().and_then(|n| target.slot(n)) else {
+                let Some(slot) = target.slot(name) else {
                     continue;
                 };
                 let corrupt = |reason: String| StoreError::Corrupt {
@@ -785,12 +786,12 @@ impl<'a> KeyIndex<'a> {
     }
 
     fn find(&mut self, key: &[u8]) -> Option<usize> {
-        if self.keys.get(self.last).is_some_and(|k| k == key) {
+        if self.keys.get(self.last).is_some_and(|k| same_key(k, key)) {
             return Some(self.last);
         }
         let found = match &self.map {
             Some(map) => map.get(key).copied(),
-            None => self.keys.iter().position(|k| k == key),
+            None => self.keys.iter().position(|k| same_key(k, key)),
         }?;
         self.last = found;
         Some(found)
