@@ -18,6 +18,7 @@ load (waking the load generator, caches shared with the kernel's network work).
     bench/bench.py --servers ours,python,python-w2 --conns 8,32 --duration 15
     bench/bench.py --quick                  # a few seconds per case, dev build allowed
     bench/bench.py --rounds 3               # each case 3 times per server, interleaved; medians
+    bench/bench.py --pin --servers ours,http-floor,http-store-floor   # servers on CPU 0, wrk on CPU 1
     bench/bench.py --servers ours,python,python-w2 --payloads push_1,push_100   # write path
     bench/bench.py --reads-while-pushing    # p99 of reads with and without 1,000 pushed rows/s
     bench/bench.py --stores postgres --rounds 3   # PostgreSQL: ours (component), python, pgbench
@@ -263,10 +264,20 @@ def rss_mb(pid):
 NO_SERVER_ENV = ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")
 
 
+# --pin: the CPUs (taskset lists) of the servers and of wrk, or None.
+PIN = None
+
+
+def pinned(argv, cpus):
+    """`argv` run on `cpus` when --pin is given (taskset execs it: the PID stays)."""
+    return ["taskset", "-c", cpus, *argv] if PIN else argv
+
+
 class Server:
     """A server process started by this script and stopped by its PID."""
 
     def __init__(self, name, argv, cwd, port, env=None, health_url=None):
+        argv = pinned(argv, PIN and PIN[0])
         self.name, self.port = name, port
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
@@ -306,7 +317,7 @@ class Server:
 def run_wrk(url, payload, conns, duration, path="/get-online-features", headers=()):
     """wrk POSTing a payload to `path`, or GETting `path` when `payload` is None; a push
     payload is POSTed to /push by push.lua, with fresh event times."""
-    threads = 1 if conns < 2 else 2
+    threads = 1 if conns < 2 or PIN else 2
     env = dict(os.environ)
     env.pop("BODY_FILE", None)
     script = BENCH / "post.lua"
@@ -318,8 +329,8 @@ def run_wrk(url, payload, conns, duration, path="/get-online-features", headers=
     elif payload is not None:
         env["BODY_FILE"] = str(BENCH / "payloads" / f"{payload}.json")
     proc = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
-         *[a for h in headers for a in ("-H", h)], "-s", str(script), url + path],
+        pinned(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
+                *[a for h in headers for a in ("-H", h)], "-s", str(script), url + path], PIN and PIN[1]),
         env=env, capture_output=True, text=True, check=False,
     )
     out = proc.stdout
@@ -708,6 +719,7 @@ def cargo_target_dir():
 
 
 def main():
+    global PIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--servers", default=None,
                     help="default: ours,python,floor (--reads-while-pushing: ours)")
@@ -727,6 +739,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="loads per server and case, interleaved across servers (medians are reported)")
     ap.add_argument("--quick", action="store_true", help="2 s per case, 1 s warm-up, 8 connections only")
+    ap.add_argument("--pin", action="store_true",
+                    help="servers on CPU 0 (so one serving thread), wrk with one thread on CPU 1: "
+                         "the server's cost without the load generator on its cores")
     ap.add_argument("--server-bin", type=Path, default=None,
                     help="feast-server binary (its directory must hold examples/store_floor and grpc_load)")
     ap.add_argument("--dev", action="store_true", help="use the dev build (quick checks; not for figures)")
@@ -752,6 +767,10 @@ def main():
         args.duration, args.warmup, args.conns = 2, 1, "8"
     if shutil.which("wrk") is None:
         sys.exit("wrk is required (apt-get install wrk)")
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2 or shutil.which("taskset") is None:
+            sys.exit("--pin needs 2 CPUs and taskset (util-linux)")
+        PIN = ("0", "1")
     if args.server_bin is None:
         # Always build (a no-op when up to date), so a stale binary is never measured.
         profile = "dev" if args.dev else "release"
