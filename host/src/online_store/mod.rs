@@ -171,11 +171,9 @@ impl Store {
     ) -> ViewTarget {
         ViewTarget {
             prepared: self.backend.prepare(online_name, &features),
-            // In reverse, so a repeated name keeps its first slot, as the scan finds it.
             slot_by_name: features
                 .iter()
                 .enumerate()
-                .rev()
                 .map(|(i, f)| (f.as_bytes().into(), i))
                 .collect(),
             view: view.to_string(),
@@ -396,16 +394,9 @@ pub(crate) struct ViewTarget {
 }
 
 impl ViewTarget {
-    /// Features found by comparing each name rather than through the map.
-    const SCANNED: usize = 8;
-
-    /// The slot of a feature name, if it is read. A name that is not UTF-8 is no
-    /// feature's; a few names are compared in turn (lengths first), cheaper than
-    /// hashing the name.
+    /// The slot of a feature name as a store returns it, if it is read (a name that is
+    /// not UTF-8 is no feature's).
     pub(crate) fn slot(&self, feature: &[u8]) -> Option<usize> {
-        if self.features.len() <= Self::SCANNED {
-            return self.features.iter().position(|f| f.as_bytes() == feature);
-        }
         self.slot_by_name.get(feature).copied()
     }
 
@@ -524,10 +515,17 @@ impl ViewRows {
 /// The demo repository's SQLite store, for unit tests.
 #[cfg(test)]
 pub(crate) fn demo_sqlite() -> Store {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../demo/feature_repo/data/online_store.db");
-    let store = sqlite::SqliteStore::open(&path, "repo", SqliteOptions::default(), 2)
-        .expect("the demo store opens");
+    sqlite_at(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../demo/feature_repo/data/online_store.db"),
+    )
+}
+
+/// The SQLite store of project `repo` at `path` (an existing file), for unit tests.
+#[cfg(test)]
+pub(crate) fn sqlite_at(path: &std::path::Path) -> Store {
+    let store = sqlite::SqliteStore::open(path, "repo", SqliteOptions::default(), 2)
+        .expect("the store opens");
     Store {
         metrics: StoreMetrics::register(&mut Metrics::default(), "sqlite"),
         backend: Arc::new(store),

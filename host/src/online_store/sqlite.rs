@@ -875,8 +875,7 @@ fn select_sql(table: &str, keys: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
-    use crate::online_store::{Store, StoreMetrics, WriteRow, WriteValue};
+    use crate::online_store::{WriteRow, WriteValue, sqlite_at};
     use crate::value::Val;
     use prost::Message;
 
@@ -885,12 +884,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("online.db");
         Connection::open(&path).expect("a new database");
-        let sqlite =
-            SqliteStore::open(&path, "repo", SqliteOptions::default(), 2).expect("the store opens");
-        let store = Store {
-            metrics: StoreMetrics::register(&mut Metrics::default(), "sqlite"),
-            backend: Arc::new(sqlite),
-        };
+        let store = sqlite_at(&path);
         let target = Arc::new(store.target("v", "v", vec!["f".into()]));
         let key = |i: usize| format!("key-{i:03}").into_bytes();
         let value = |i: usize| Value {
