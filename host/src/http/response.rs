@@ -12,12 +12,17 @@ use crate::api::OnlineFeaturesResponse;
 use crate::proto::feast::types::ZonedTimestamp;
 use crate::value::{EventTime, Val, Value, status_name, write_python_float};
 
+/// The epoch as a JSON string, the event time of every value a request supplied.
+const EPOCH_JSON: &[u8] = b"\"1970-01-01T00:00:00Z\"";
+
 /// Serializes a response.
 pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
     // Where each row of the list being written went, for rows that repeat an entity key.
     let mut spans: Vec<(usize, usize)> = Vec::with_capacity(resp.rows());
     // The steps of the last rows that repeat keys: the columns of one view share them.
     let mut shared_steps: Option<(&Arc<[u32]>, Vec<Step>)> = None;
+    // The last event time written (columns of one view mostly share it) and its bytes.
+    let mut last_time: Option<(EventTime, std::ops::Range<usize>)> = None;
     out.extend_from_slice(b"{\"results\":[");
     for (i, col) in resp.columns.iter().enumerate() {
         if i > 0 {
@@ -64,8 +69,8 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
         let times = col.event_timestamps();
         if !times.is_empty() {
             out.extend_from_slice(b",\"event_timestamps\":[");
-            // Rows of a column mostly share one event time: format it once.
-            let mut last: Option<(EventTime, std::ops::Range<usize>)> = None;
+            // Rows mostly share one event time (request data has the epoch): each is
+            // formatted once and copied after.
             write_rows(
                 steps_for(times.len()),
                 times.len(),
@@ -73,7 +78,8 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
                 out,
                 |j, out| {
                     let t = times[j];
-                    match &last {
+                    match &last_time {
+                        _ if t == EventTime::EPOCH => out.extend_from_slice(EPOCH_JSON),
                         Some((prev, range)) if *prev == t => {
                             out.extend_from_within(range.clone());
                         }
@@ -82,7 +88,7 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
                             out.push(b'"');
                             t.write_rfc3339(out);
                             out.push(b'"');
-                            last = Some((t, start..out.len()));
+                            last_time = Some((t, start..out.len()));
                         }
                     }
                 },
@@ -415,6 +421,14 @@ mod tests {
     use crate::proto::feast::types::{DoubleList, FloatList, Map, StringList};
     use crate::value::FieldStatus;
 
+    #[test]
+    fn the_epoch_constant_is_the_epoch_formatted() {
+        let mut out = vec![b'"'];
+        EventTime::EPOCH.write_rfc3339(&mut out);
+        out.push(b'"');
+        assert_eq!(out, EPOCH_JSON);
+    }
+
     fn json(v: Val) -> String {
         let mut out = Vec::new();
         write_value(&Value { val: Some(v) }, &mut out);
@@ -475,6 +489,49 @@ mod tests {
         let mut out = Vec::new();
         write_response(&resp, &mut out);
         String::from_utf8(out).expect("utf8")
+    }
+
+    #[test]
+    fn each_row_has_its_own_event_time_whatever_the_columns_before_wrote() {
+        let t = |s: i64| EventTime::from_secs(s);
+        let times: [&[EventTime]; 4] = [
+            &[EventTime::EPOCH, EventTime::EPOCH],
+            &[t(1_700_000_000), t(1_700_000_000)],
+            &[t(1_700_000_001), EventTime::EPOCH],
+            &[t(1_700_000_000), t(1_700_000_001)],
+        ];
+        let columns = times
+            .iter()
+            .map(|ts| {
+                let rows = ts.len();
+                FeatureColumn::new(
+                    vec![Value::default(); rows],
+                    vec![FieldStatus::Present; rows],
+                    ts.to_vec(),
+                )
+            })
+            .collect();
+        let resp = OnlineFeaturesResponse {
+            feature_names: vec!["a".into(), "b".into(), "c".into(), "d".into()].into(),
+            columns,
+            feature_view_metadata: None,
+            request_data: Vec::new(),
+        };
+        let mut out = Vec::new();
+        write_response(&resp, &mut out);
+        let parsed: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        for (i, ts) in times.iter().enumerate() {
+            let written = &parsed["results"][i]["event_timestamps"];
+            let expected: Vec<String> = ts
+                .iter()
+                .map(|t| {
+                    let mut s = Vec::new();
+                    t.write_rfc3339(&mut s);
+                    String::from_utf8(s).expect("utf8")
+                })
+                .collect();
+            assert_eq!(written, &serde_json::json!(expected), "column {i}");
+        }
     }
 
     #[test]
