@@ -7,7 +7,7 @@
 //! the serving thread with the fewest open connections, and the connection is served
 //! there until it closes: its requests, store reads and plugin calls never change
 //! thread. Per-thread resources (a Redis connection per serving thread) use
-//! [`slot`] to find their own.
+//! [`PerThread`] to find their own.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -26,10 +26,51 @@ thread_local! {
 
 /// The slot, among `count`, of resources kept per serving thread: slot 0 for any
 /// other thread, slot `i + 1` (wrapping) for serving thread `i`.
-pub(crate) fn slot(count: usize) -> usize {
+fn slot(count: usize) -> usize {
     match INDEX.with(Cell::get) {
         Some(i) if count > 1 => 1 + i % (count - 1),
         _ => 0,
+    }
+}
+
+/// Resources kept per serving thread, one per [`slot`]. Each sits in cache lines of its
+/// own: a thread using its resource (a lock, a connection's state) never invalidates
+/// the lines another serving thread is using for its own.
+#[derive(Debug)]
+pub(crate) struct PerThread<T>(Box<[Padded<T>]>);
+
+/// A value alone in its cache lines (two lines: the adjacent-line prefetcher pulls in
+/// pairs).
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> PerThread<T> {
+    /// `slots` resources (at least one), each made by `make`.
+    pub(crate) fn new(slots: usize, mut make: impl FnMut() -> T) -> Self {
+        PerThread((0..slots.max(1)).map(|_| Padded(make())).collect())
+    }
+
+    /// Like [`PerThread::new`], for resources whose making may fail.
+    pub(crate) fn try_new<E>(
+        slots: usize,
+        mut make: impl FnMut() -> Result<T, E>,
+    ) -> Result<Self, E> {
+        (0..slots.max(1))
+            .map(|_| make().map(Padded))
+            .collect::<Result<_, _>>()
+            .map(PerThread)
+    }
+
+    /// The calling thread's resource, and its slot.
+    pub(crate) fn mine(&self) -> (usize, &T) {
+        let i = slot(self.0.len());
+        (i, &self.0[i].0)
+    }
+
+    /// The resource of slot `i` (one [`PerThread::mine`] returned).
+    pub(crate) fn at(&self, i: usize) -> Option<&T> {
+        self.0.get(i).map(|p| &p.0)
     }
 }
 
@@ -238,6 +279,19 @@ async fn run<F, Fut>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_thread_resources_do_not_share_cache_lines() {
+        let res = PerThread::new(3, || 0u8);
+        let addrs: Vec<usize> = (0..3)
+            .map(|i| std::ptr::from_ref(res.at(i).expect("a slot")) as usize)
+            .collect();
+        assert!(addrs.windows(2).all(|w| w[1] - w[0] >= 128), "{addrs:?}");
+        assert_eq!(res.mine().0, 0, "a thread that is not serving uses slot 0");
+        assert!(res.at(3).is_none());
+        let none: Result<PerThread<u8>, &str> = PerThread::try_new(2, || Err("refused"));
+        assert_eq!(none.err(), Some("refused"));
+    }
 
     #[test]
     fn slots_outside_serving_threads_are_zero() {

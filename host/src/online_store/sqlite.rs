@@ -43,6 +43,7 @@ use super::{
 };
 use crate::config::{ConfigError, RepoConfig};
 use crate::entity_key::same_key;
+use crate::threads::PerThread;
 use crate::value::{EventTime, Value, decode_stored};
 
 const STORE: &str = "sqlite";
@@ -157,9 +158,9 @@ struct Inner {
     path: PathBuf,
     project: String,
     opts: SqliteOptions,
-    /// One connection per serving thread (see [`crate::threads::slot`]), for reads on
+    /// One connection per serving thread (see [`PerThread`]), for reads on
     /// the calling thread; only its own thread locks it, so never in contention.
-    local: Box<[Mutex<Local>]>,
+    local: PerThread<Mutex<Local>>,
     /// Connections of the blocking pool.
     idle: Mutex<Vec<Pooled>>,
     /// The file at `path` when last looked at, and when that was.
@@ -285,7 +286,7 @@ const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 impl SqliteStore {
     /// Opens the store of `project` (one connection now, to fail fast on a bad file),
-    /// with a connection for each of `threads` slots (see [`crate::threads::slot`])
+    /// with a connection for each of `threads` slots (see [`PerThread`])
     /// opened on first use.
     pub(crate) fn open(
         path: &Path,
@@ -296,9 +297,7 @@ impl SqliteStore {
         let inner = Inner {
             path: path.to_path_buf(),
             project: project.to_string(),
-            local: (0..threads.max(1))
-                .map(|_| Mutex::new(Local::new()))
-                .collect(),
+            local: PerThread::new(threads, || Mutex::new(Local::new())),
             permits: Arc::new(Semaphore::new(opts.pool_size.max(1))),
             opts,
             idle: Mutex::new(Vec::new()),
@@ -581,8 +580,8 @@ impl Inner {
     /// locks (with a pooled one when that connection is in use, on a thread that is
     /// not a serving thread), in the transaction the connection holds (see [`HOLD`]).
     fn read_on_thread(&self, batches: &[ReadBatch]) -> Result<OnThread, StoreError> {
-        let slot_no = crate::threads::slot(self.local.len());
-        let Ok(mut local) = self.local[slot_no].try_lock() else {
+        let (slot_no, local) = self.local.mine();
+        let Ok(mut local) = local.try_lock() else {
             return self.read_now(batches, Duration::ZERO).map(OnThread::done);
         };
         let local = &mut *local;
@@ -656,7 +655,7 @@ impl Inner {
 
     /// Ends the transaction held by the connection of `slot` (its timer's task).
     fn release_held(&self, slot: usize) {
-        if let Ok(mut local) = self.local[slot].lock() {
+        if let Some(Ok(mut local)) = self.local.at(slot).map(Mutex::lock) {
             local.release_scheduled = false;
             local.release();
         }

@@ -26,6 +26,7 @@ use super::{
     WriteBatch, WriteOutcome,
 };
 use crate::config::{ConfigError, RepoConfig};
+use crate::threads::PerThread;
 use crate::value::{EventTime, decode_stored};
 
 const STORE: &str = "redis";
@@ -69,7 +70,7 @@ pub(crate) struct RedisStore {
 
 struct Inner {
     /// Slot 0 for threads other than serving threads, then one per serving thread.
-    conns: Vec<Connection>,
+    conns: PerThread<Connection>,
     project: Vec<u8>,
     opts: Arc<RedisOptions>,
     writes: WriteSettings,
@@ -122,7 +123,7 @@ struct Lookup {
 
 impl RedisStore {
     /// Prepares the store for `project` with `connections` connections, one per
-    /// [`crate::threads::slot`] (each made on first use).
+    /// [`PerThread`] (each made on first use).
     pub(crate) fn new(
         opts: RedisOptions,
         writes: WriteSettings,
@@ -136,10 +137,9 @@ impl RedisStore {
         };
         // Certificate files are read once for all the connections.
         let certs = tls_certificates(&opts).map_err(invalid)?;
-        let conns = (0..connections.max(1))
-            .map(|_| Connection::new(opts.clone(), certs.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(invalid)?;
+        let conns =
+            PerThread::try_new(connections, || Connection::new(opts.clone(), certs.clone()))
+                .map_err(invalid)?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conns,
@@ -152,8 +152,7 @@ impl RedisStore {
 
     /// The connection of the calling thread.
     fn conn(&self) -> &Connection {
-        let conns = &self.inner.conns;
-        &conns[crate::threads::slot(conns.len())]
+        self.inner.conns.mine().1
     }
 }
 

@@ -23,13 +23,14 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::component::{Loaded, TIMER_SLACK, ViewRead};
+use crate::threads::PerThread;
 
 /// Most reads carried by one call.
 pub(super) const MAX_BATCH: usize = 16;
 
 /// The read queue of each serving thread.
 pub(super) struct ReadQueues {
-    slots: Vec<Mutex<Slot>>,
+    slots: PerThread<Mutex<Slot>>,
 }
 
 #[derive(Default)]
@@ -60,12 +61,12 @@ impl ReadQueues {
     /// Queues for `slots` serving threads.
     pub(super) fn new(slots: usize) -> Self {
         ReadQueues {
-            slots: (0..slots.max(1)).map(|_| Mutex::default()).collect(),
+            slots: PerThread::new(slots, Mutex::default),
         }
     }
 
     fn here(&self) -> &Mutex<Slot> {
-        &self.slots[crate::threads::slot(self.slots.len())]
+        self.slots.mine().1
     }
 
     /// Reads `views` through `loaded`, in a call shared with the thread's concurrent

@@ -21,6 +21,7 @@ use super::config::{AllowList, WasmStoreConfig};
 use crate::online_store::StoreError;
 use crate::plugin::sandbox::{self, Limits, Network, SandboxState};
 use crate::plugin::{CompiledBy, WasmEngine};
+use crate::threads::PerThread;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -224,8 +225,8 @@ pub(crate) struct Loaded {
     limits: Limits,
     network: Network,
     open_argument: String,
-    /// Idle instances per thread slot ([`crate::threads::slot`]).
-    idle: Vec<Mutex<Vec<Instance>>>,
+    /// Idle instances per thread slot ([`PerThread`]).
+    idle: PerThread<Mutex<Vec<Instance>>>,
     permits: Semaphore,
     /// Reads waiting for a call of their serving thread.
     pub(super) reads: ReadQueues,
@@ -298,9 +299,7 @@ impl Loaded {
             },
             network: Network::TcpTo(Arc::new(allowed)),
             open_argument,
-            idle: (0..config.thread_slots.max(1))
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
+            idle: PerThread::new(config.thread_slots, || Mutex::new(Vec::new())),
             permits: Semaphore::new(config.instances),
             reads: ReadQueues::new(config.thread_slots),
         };
@@ -342,7 +341,7 @@ impl Loaded {
 
     /// This thread's idle instances.
     fn idle_here(&self) -> &Mutex<Vec<Instance>> {
-        &self.idle[crate::threads::slot(self.idle.len())]
+        self.idle.mine().1
     }
 
     fn checkin(&self, inst: Instance) {
