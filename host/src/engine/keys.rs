@@ -196,14 +196,27 @@ impl<'a> EntityInputs<'a> {
         };
         let mut row_values: Vec<&Value> = Vec::with_capacity(cols.len());
         let mut buf = Vec::with_capacity(64);
+        let mut first_ints = FirstInts::new();
+        let single = match cols.as_slice() {
+            [col] => Some(col.as_slice()),
+            _ => None,
+        };
         for row in 0..rows {
             // While keys are few, a row that repeats one is found by its values,
             // without serializing it; values that differ but serialize alike still
             // meet in `keys` below.
+            let int = single.and_then(|col| first_ints.key_of(&col[row]));
             if row_keys.first_row.len() <= KeySet::LINEAR_MAX {
-                let same_values =
-                    |&first: &u32| cols.iter().all(|c| same_value(&c[first as usize], &c[row]));
-                if let Some(k) = row_keys.first_row.iter().position(same_values) {
+                let found = match int {
+                    Some(x) => first_ints.position(x),
+                    None => {
+                        let same_values = |&first: &u32| {
+                            cols.iter().all(|c| same_value(&c[first as usize], &c[row]))
+                        };
+                        row_keys.first_row.iter().position(same_values)
+                    }
+                };
+                if let Some(k) = found {
                     row_keys.key_of_row.push(k as u32);
                     continue;
                 }
@@ -222,6 +235,7 @@ impl<'a> EntityInputs<'a> {
             let (k, new) = keys.insert(&buf);
             if new {
                 row_keys.first_row.push(row as u32);
+                first_ints.push(int);
             }
             row_keys.key_of_row.push(k);
         }
@@ -261,6 +275,53 @@ impl RowKeys {
                 .map(|&k| self.first_row[k as usize])
                 .collect()
         })
+    }
+}
+
+/// The integers of the first rows with each key, in step with [`RowKeys::first_row`],
+/// for a view keyed by one INT64 join key (the most common key): a row that repeats
+/// a key is found by comparing integers. Given up for good once a row holds something
+/// else or the keys outgrow the linear scan.
+struct FirstInts {
+    ints: [i64; KeySet::LINEAR_MAX + 1],
+    len: usize,
+    on: bool,
+}
+
+impl FirstInts {
+    fn new() -> Self {
+        FirstInts {
+            ints: [0; KeySet::LINEAR_MAX + 1],
+            len: 0,
+            on: true,
+        }
+    }
+
+    /// The integer a row is matched by, while the integers are in use.
+    fn key_of(&mut self, v: &Value) -> Option<i64> {
+        match (self.on, &v.val) {
+            (true, Some(Val::Int64Val(x))) => Some(*x),
+            _ => {
+                self.on = false;
+                None
+            }
+        }
+    }
+
+    /// The key whose first row holds `x`.
+    fn position(&self, x: i64) -> Option<usize> {
+        self.ints[..self.len].iter().position(|&y| y == x)
+    }
+
+    /// Records the integer of a row with a new key (`None`: not matched by one).
+    fn push(&mut self, int: Option<i64>) {
+        match int {
+            Some(x) if self.on && self.len < self.ints.len() => {
+                self.ints[self.len] = x;
+                self.len += 1;
+            }
+            _ => self.on = false,
+        }
     }
 }
 
@@ -422,5 +483,33 @@ mod tests {
             })
             .collect();
         check_keys(&mixed);
+        // Exactly as many keys as the integers hold, then one more.
+        let full: Vec<Value> = (0..40).map(|i| int64(i % 17)).collect();
+        check_keys(&full);
+        let past: Vec<Value> = (0..40).map(|i| int64(i % 18)).collect();
+        check_keys(&past);
+    }
+
+    #[test]
+    fn first_ints_are_given_up_for_anything_but_integers_in_step() {
+        let int64 = |i: i64| Value {
+            val: Some(Val::Int64Val(i)),
+        };
+        let mut ints = FirstInts::new();
+        assert_eq!(ints.key_of(&int64(7)), Some(7));
+        ints.push(Some(7));
+        assert_eq!(ints.position(7), Some(0));
+        assert_eq!(ints.position(8), None);
+        let text = Value {
+            val: Some(Val::StringVal("7".into())),
+        };
+        assert_eq!(ints.key_of(&text), None);
+        assert_eq!(ints.key_of(&int64(7)), None, "off for good");
+        let mut full = FirstInts::new();
+        for i in 0..=KeySet::LINEAR_MAX as i64 {
+            full.push(Some(i));
+        }
+        full.push(Some(99));
+        assert_eq!(full.key_of(&int64(1)), None, "off past the linear scan");
     }
 }
