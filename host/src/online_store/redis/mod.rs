@@ -123,7 +123,7 @@ struct Lookup {
 
 impl RedisStore {
     /// Prepares the store for `project` with `connections` connections, one per
-    /// [`PerThread`] (each made on first use).
+    /// thread slot (see [`PerThread`]), each made on first use.
     pub(crate) fn new(
         opts: RedisOptions,
         writes: WriteSettings,
