@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::api::OnlineFeaturesRequest;
 use crate::error::Error;
@@ -160,24 +161,94 @@ impl<'de> Deserialize<'de> for Columns {
     }
 }
 
-/// A list of entity (or request-data) values.
+/// A list of entity (or request-data) values. A list of integers, the usual entity
+/// column, is read by [`int_list`]; any other list by [`AnyValues`].
 struct ColumnValues(Vec<Value>);
 
 impl<'de> Deserialize<'de> for ColumnValues {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The list's text, its JSON syntax checked by the deserializer.
+        let raw = <&'de RawValue>::deserialize(d)?;
+        if let Some(values) = int_list(raw.get().as_bytes()) {
+            return Ok(ColumnValues(values));
+        }
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        match AnyValues::deserialize(&mut de) {
+            Ok(AnyValues(values)) => Ok(ColumnValues(values)),
+            // The deserializer of the whole body adds where in it the list is.
+            Err(e) => Err(de::Error::custom(without_position(&e))),
+        }
+    }
+}
+
+/// The values of a JSON list whose items are all integers that serde_json reads as
+/// `i64` (at most 18 digits, not `-0`), as [`ValueSeed`] reads them; `None` for any
+/// other text. `raw` is syntactically valid JSON. Reading such a list item by item
+/// through serde costs several times this scan.
+fn int_list(raw: &[u8]) -> Option<Vec<Value>> {
+    let items = raw.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    if items.trim_ascii().is_empty() {
+        return Some(Vec::new());
+    }
+    let mut ints = Vec::with_capacity(items.iter().filter(|&&b| b == b',').count() + 1);
+    for item in items.split(|&b| b == b',') {
+        let item = item.trim_ascii();
+        let (negative, digits) = match item.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, item),
+        };
+        let leading_zero = digits.len() > 1 && digits[0] == b'0';
+        if digits.is_empty() || digits.len() > 18 || leading_zero {
+            return None;
+        }
+        let mut v: i64 = 0;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(d - b'0');
+        }
+        if negative {
+            if v == 0 {
+                return None; // serde_json reads -0 as a float
+            }
+            v = -v;
+        }
+        ints.push(v);
+    }
+    // Made from a list of known length, the values are written in place: pushed one
+    // by one, each would be built aside and copied, a store-forwarding stall per item.
+    Some(ints.into_iter().map(|v| some(Val::Int64Val(v))).collect())
+}
+
+/// A serde_json error's message without the line and column it appends.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&position) {
+        Some(message) => message.to_string(),
+        None => text,
+    }
+}
+
+/// A list of values of any JSON type, each read by [`ValueSeed`].
+struct AnyValues(Vec<Value>);
+
+impl<'de> Deserialize<'de> for AnyValues {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = ColumnValues;
+            type Value = AnyValues;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of values, one per entity row")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ColumnValues, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyValues, A::Error> {
                 // JSON gives no length: room for a batch of rows, grown past that.
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(16));
                 while let Some(v) = seq.next_element_seed(ValueSeed)? {
                     out.push(v);
                 }
-                Ok(ColumnValues(out))
+                Ok(AnyValues(out))
             }
         }
         d.deserialize_seq(V)
@@ -345,6 +416,99 @@ mod tests {
             some(Val::DoubleVal(1_001.296_535_581_350_3))
         );
         assert_eq!(r.entities[0].1[1], some(Val::DoubleVal(0.1)));
+    }
+
+    /// Every list `int_list` reads, it reads as serde does; every other it leaves.
+    #[test]
+    fn integer_lists_read_without_serde_match_serde() {
+        let by_serde = |text: &str| {
+            serde_json::from_str::<AnyValues>(text)
+                .expect("valid JSON")
+                .0
+        };
+        let read = [
+            "[]",
+            "[ ]",
+            "[0]",
+            "[1001,1002,1003]",
+            "[ 1 , -2 ,\n3\t]",
+            "[-1]",
+            "[999999999999999999]",
+            "[-999999999999999999]",
+        ];
+        for text in read {
+            assert_eq!(int_list(text.as_bytes()), Some(by_serde(text)), "{text}");
+        }
+        let left = [
+            "[-0]",
+            "[1.0]",
+            "[1e3]",
+            "[1000000000000000000]",
+            "[\"1\"]",
+            "[null]",
+            "[true]",
+            "[[1]]",
+            "[1,\"a,b\"]",
+            "{}",
+            "1",
+        ];
+        for text in left {
+            assert_eq!(int_list(text.as_bytes()), None, "{text}");
+        }
+        // Random lists of integers around the limits, with and without spaces.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2_000 {
+            let len = (next() % 6) as usize;
+            let items: Vec<String> = (0..len)
+                .map(|_| {
+                    let digits = 1 + (next() % 20) as u32;
+                    let v = (next() % 10_u64.pow(digits.min(19))) as i128;
+                    let v = if next() % 2 == 0 { -v } else { v };
+                    let pad = if next() % 3 == 0 { " " } else { "" };
+                    format!("{pad}{v}{pad}")
+                })
+                .collect();
+            let text = format!("[{}]", items.join(","));
+            if let Some(values) = int_list(text.as_bytes()) {
+                assert_eq!(values, by_serde(&text), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn entity_columns_of_any_values_parse_and_name_their_errors() {
+        let r = parse_request(
+            br#"{"entities":{"id":[1, 2],"name":["a", -0, 1.5, 99999999999999999999]}}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            r.entities[0].1,
+            vec![some(Val::Int64Val(1)), some(Val::Int64Val(2))]
+        );
+        assert_eq!(
+            r.entities[1].1,
+            vec![
+                some(Val::StringVal("a".into())),
+                some(Val::DoubleVal(-0.0)),
+                some(Val::DoubleVal(1.5)),
+                some(Val::DoubleVal(1e20)),
+            ]
+        );
+        let e = err(r#"{"entities":{"id":7}}"#);
+        assert!(e.contains("invalid `entities.id`"), "{e}");
+        assert!(
+            e.contains("expected a list of values, one per entity row"),
+            "{e}"
+        );
+        assert_eq!(e.matches(" at line ").count(), 1, "{e}");
+        let e = err(r#"{"entities":{"id":[1, 2}}"#);
+        assert!(e.contains("not valid JSON"), "{e}");
     }
 
     #[test]
