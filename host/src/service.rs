@@ -231,7 +231,8 @@ impl Service {
         caller: &Caller,
     ) -> Result<OnlineFeaturesResponse, Error> {
         let _permit = self.admit()?;
-        match tokio::time::timeout(
+        // Served on this thread (SQLite), a request completes on its first poll.
+        match crate::timeout::timeout_if_waiting(
             self.limits.request_timeout,
             self.engine.get_online_features(req, caller),
         )

@@ -55,9 +55,43 @@ pub(crate) async fn within_running_time<F: Future>(
     }
 }
 
+/// Runs `fut`, bounding by `limit` only a future that has to wait: one that completes
+/// on its first poll (a body already received, a read served on this thread) reads
+/// no clock and sets no timer. The limit counts from that first wait.
+pub(crate) async fn timeout_if_waiting<F: Future>(
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = pin!(fut);
+    if let Poll::Ready(out) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return Ok(out);
+    }
+    tokio::time::timeout(limit, fut).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_a_waiting_future_is_timed() {
+        assert_eq!(
+            timeout_if_waiting(Duration::ZERO, async { 3 }).await.ok(),
+            Some(3)
+        );
+        let t0 = Instant::now();
+        let waits = timeout_if_waiting(Duration::from_millis(60), std::future::pending::<()>());
+        assert!(waits.await.is_err());
+        assert!(t0.elapsed() >= Duration::from_millis(60));
+        let slow = async {
+            tokio::task::yield_now().await;
+            5
+        };
+        assert_eq!(
+            timeout_if_waiting(Duration::from_secs(5), slow).await.ok(),
+            Some(5)
+        );
+    }
 
     #[tokio::test]
     async fn a_future_that_never_completes_runs_out_after_its_budget() {

@@ -293,7 +293,7 @@ async fn read_body(state: &Shared, req: Request) -> Result<Bytes, Response> {
     }
     // A client that stops sending its body must not hold the connection forever.
     let body = axum::body::to_bytes(req.into_body(), limits.max_body_bytes);
-    match tokio::time::timeout(limits.request_timeout, body).await {
+    match crate::timeout::timeout_if_waiting(limits.request_timeout, body).await {
         Ok(Ok(b)) => Ok(b),
         Ok(Err(e)) => {
             let e = e.into_inner();
