@@ -190,35 +190,46 @@ fn int_list(raw: &[u8]) -> Option<Vec<Value>> {
     if items.trim_ascii().is_empty() {
         return Some(Vec::new());
     }
-    let mut ints = Vec::with_capacity(items.iter().filter(|&&b| b == b',').count() + 1);
-    for item in items.split(|&b| b == b',') {
-        let item = item.trim_ascii();
-        let (negative, digits) = match item.split_first() {
-            Some((b'-', rest)) => (true, rest),
-            _ => (false, item),
-        };
-        let leading_zero = digits.len() > 1 && digits[0] == b'0';
-        if digits.is_empty() || digits.len() > 18 || leading_zero {
+    let count = items.iter().filter(|&&b| b == b',').count() + 1;
+    // The integers are gathered first, on the stack when there are few, then made
+    // into values in place: pushed one by one, each value would be built aside and
+    // copied, a store-forwarding stall per item.
+    let mut few = [0_i64; 32];
+    let mut many = Vec::new();
+    let ints: &mut [i64] = if count <= few.len() {
+        &mut few[..count]
+    } else {
+        many.resize(count, 0);
+        &mut many
+    };
+    for (item, int) in items.split(|&b| b == b',').zip(ints.iter_mut()) {
+        *int = int_item(item.trim_ascii())?;
+    }
+    Some(ints.iter().map(|&v| some(Val::Int64Val(v))).collect())
+}
+
+/// One item of an integer list, as serde_json reads it to an `i64` (see [`int_list`]).
+fn int_item(item: &[u8]) -> Option<i64> {
+    let (negative, digits) = match item.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, item),
+    };
+    let leading_zero = digits.len() > 1 && digits[0] == b'0';
+    if digits.is_empty() || digits.len() > 18 || leading_zero {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
             return None;
         }
-        let mut v: i64 = 0;
-        for &d in digits {
-            if !d.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + i64::from(d - b'0');
-        }
-        if negative {
-            if v == 0 {
-                return None; // serde_json reads -0 as a float
-            }
-            v = -v;
-        }
-        ints.push(v);
+        v = v * 10 + i64::from(d - b'0');
     }
-    // Made from a list of known length, the values are written in place: pushed one
-    // by one, each would be built aside and copied, a store-forwarding stall per item.
-    Some(ints.into_iter().map(|v| some(Val::Int64Val(v))).collect())
+    match (negative, v) {
+        (true, 0) => None, // serde_json reads -0 as a float
+        (true, v) => Some(-v),
+        (false, v) => Some(v),
+    }
 }
 
 /// A serde_json error's message without the line and column it appends.
@@ -463,11 +474,19 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        for _ in 0..2_000 {
-            let len = (next() % 6) as usize;
+        let mut read_here = 0;
+        for _ in 0..4_000 {
+            // Short lists, and lists around the 32 integers gathered on the stack.
+            let len = (next() % 6 + (next() % 2) * 28) as usize;
             let items: Vec<String> = (0..len)
                 .map(|_| {
-                    let digits = 1 + (next() % 20) as u32;
+                    // Mostly within the 18 digits read here, sometimes past them.
+                    let digits = 1
+                        + (if next() % 32 == 0 {
+                            18 + next() % 2
+                        } else {
+                            next() % 18
+                        }) as u32;
                     let v = (next() % 10_u64.pow(digits.min(19))) as i128;
                     let v = if next() % 2 == 0 { -v } else { v };
                     let pad = if next() % 3 == 0 { " " } else { "" };
@@ -477,8 +496,10 @@ mod tests {
             let text = format!("[{}]", items.join(","));
             if let Some(values) = int_list(text.as_bytes()) {
                 assert_eq!(values, by_serde(&text), "{text}");
+                read_here += 1;
             }
         }
+        assert!(read_here > 1_000, "{read_here}");
     }
 
     #[test]
