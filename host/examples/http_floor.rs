@@ -188,12 +188,13 @@ fn main() -> std::io::Result<()> {
         .build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        serve_on_threads(
-            listener,
-            router,
-            PlainHttp::default(),
-            std::future::pending(),
-        )
+        // SIGTERM (how bench.py stops a server) ends the process through `main`, so a
+        // build instrumented for PGO writes its profile (see bench/pgo-build.sh).
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        serve_on_threads(listener, router, PlainHttp::default(), async move {
+            terminate.recv().await;
+        })
         .await
         .map_err(std::io::Error::other)
     })
