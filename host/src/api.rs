@@ -37,18 +37,40 @@ impl OnlineFeaturesRequest {
 
 /// One output column: a value, a status and an event time per entity row.
 ///
-/// When rows repeat an entity key, the value is held once, in the first row with
-/// that key; [`FeatureColumn::value`] reads any row's value.
+/// When rows repeat an entity key, the column holds one value per key, shared by the
+/// rows with that key ([`RowKeys`]); [`FeatureColumn::value`] reads any row's value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeatureColumn {
-    /// One value per row; a row that repeats an earlier row may hold a null in its place.
+    /// One value per row, or one per key when rows repeat keys.
     values: Vec<Value>,
     /// One status per row.
     statuses: Vec<FieldStatus>,
     /// One event time per row.
     event_timestamps: Vec<EventTime>,
-    /// When rows repeat an entity key: for each row, the first row with the same key.
-    first_row_of: Option<Arc<[u32]>>,
+    /// When rows repeat an entity key: which key each row has.
+    repeats: Option<Arc<RowKeys>>,
+}
+
+/// How request rows map to the unique entity keys of a view read; the columns of one
+/// read share it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RowKeys {
+    /// For each request row, the index of its unique key.
+    pub(crate) key_of_row: Vec<u32>,
+    /// For each unique key, the first row that uses it.
+    pub(crate) first_row: Vec<u32>,
+}
+
+impl RowKeys {
+    /// Whether some row repeats an earlier row's key.
+    pub(crate) fn repeat(&self) -> bool {
+        self.first_row.len() < self.key_of_row.len()
+    }
+
+    /// The first row with row `row`'s key.
+    pub(crate) fn first_row_of(&self, row: usize) -> usize {
+        self.first_row[self.key_of_row[row] as usize] as usize
+    }
 }
 
 impl FeatureColumn {
@@ -62,7 +84,7 @@ impl FeatureColumn {
             values,
             statuses,
             event_timestamps,
-            first_row_of: None,
+            repeats: None,
         }
     }
 
@@ -76,54 +98,49 @@ impl FeatureColumn {
         )
     }
 
-    /// A column whose rows repeat cells: row `i` has the value, status and event time
-    /// of row `first_row_of[i]`, which is `i` itself or an earlier row that has its
-    /// own value.
+    /// A column whose rows repeat keys: `values` holds one value per key of
+    /// `repeats`; statuses and event times are per row, equal for rows of one key.
     pub(crate) fn with_repeats(
         values: Vec<Value>,
         statuses: Vec<FieldStatus>,
         event_timestamps: Vec<EventTime>,
-        first_row_of: Option<Arc<[u32]>>,
+        repeats: Arc<RowKeys>,
     ) -> Self {
-        debug_assert!(first_row_of.as_deref().is_none_or(|f| {
-            f.len() == values.len()
-                && f.iter().enumerate().all(|(i, &r)| {
-                    let r = r as usize;
+        debug_assert!(
+            values.len() == repeats.first_row.len()
+                && (0..repeats.key_of_row.len()).all(|i| {
+                    let r = repeats.first_row_of(i);
                     r <= i
-                        && f[r] as usize == r
                         && statuses.get(i) == statuses.get(r)
                         && event_timestamps.get(i) == event_timestamps.get(r)
                 })
-        }));
+        );
         FeatureColumn {
             values,
             statuses,
             event_timestamps,
-            first_row_of,
+            repeats: Some(repeats),
         }
     }
 
-    /// The column with rows marked as repeating earlier ones (see
-    /// [`FeatureColumn::with_repeats`]); each row already holds its own value, equal
-    /// to its first row's.
-    pub(crate) fn repeating(self, first_row_of: Arc<[u32]>) -> Self {
-        debug_assert!(
-            first_row_of
-                .iter()
-                .enumerate()
-                .all(|(i, &r)| self.values.get(i) == self.values.get(r as usize))
-        );
+    /// A column of values the request supplied (see [`FeatureColumn::supplied`])
+    /// whose rows repeat keys: `values` holds one value per key of `repeats`.
+    pub(crate) fn supplied_repeating(values: Vec<Value>, repeats: Arc<RowKeys>) -> Self {
+        let rows = repeats.key_of_row.len();
         FeatureColumn::with_repeats(
-            self.values,
-            self.statuses,
-            self.event_timestamps,
-            Some(first_row_of),
+            values,
+            vec![FieldStatus::Present; rows],
+            vec![EventTime::EPOCH; rows],
+            repeats,
         )
     }
 
     /// Rows in the column.
     pub fn rows(&self) -> usize {
-        self.values.len()
+        match &self.repeats {
+            Some(r) => r.key_of_row.len(),
+            None => self.values.len(),
+        }
     }
 
     /// Each row's status (empty for a logged join key or request data column).
@@ -138,39 +155,48 @@ impl FeatureColumn {
 
     /// The earlier row whose value row `row` repeats.
     pub fn repeated_row(&self, row: usize) -> Option<usize> {
-        let first = *self.first_row_of.as_deref()?.get(row)? as usize;
-        (first < row).then_some(first)
+        let repeats = self.repeats.as_deref()?;
+        (row < repeats.key_of_row.len())
+            .then(|| repeats.first_row_of(row))
+            .filter(|&first| first < row)
     }
 
-    /// For each row, the row whose value it repeats (itself when it has its own), when
-    /// rows repeat.
-    pub(crate) fn repeats(&self) -> Option<&Arc<[u32]>> {
-        self.first_row_of.as_ref()
+    /// How rows map to keys, when rows repeat keys.
+    pub(crate) fn repeats(&self) -> Option<&Arc<RowKeys>> {
+        self.repeats.as_ref()
     }
 
     /// The value of row `row`.
     pub fn value(&self, row: usize) -> Option<&Value> {
-        self.values.get(self.repeated_row(row).unwrap_or(row))
+        match &self.repeats {
+            Some(r) => self.values.get(*r.key_of_row.get(row)? as usize),
+            None => self.values.get(row),
+        }
     }
 
     /// Every row's value, repeated rows copied from their first row.
     pub fn into_values(mut self) -> Vec<Value> {
-        if let Some(first_row_of) = self.first_row_of.take() {
-            for (row, &first) in first_row_of.iter().enumerate() {
-                let first = first as usize;
-                if first < row {
-                    self.values[row] = copy_value(&self.values[first]);
-                }
-            }
+        let Some(repeats) = self.repeats.take() else {
+            return self.values;
+        };
+        let mut out: Vec<Value> = Vec::with_capacity(repeats.key_of_row.len());
+        for (row, &key) in repeats.key_of_row.iter().enumerate() {
+            let first = repeats.first_row[key as usize] as usize;
+            let value = if first < row {
+                copy_value(&out[first])
+            } else {
+                std::mem::take(&mut self.values[key as usize])
+            };
+            out.push(value);
         }
-        self.values
+        out
     }
 
     /// The column without statuses and event times (a logged join key).
     pub(crate) fn values_only(self) -> Self {
         FeatureColumn {
             values: self.values,
-            first_row_of: self.first_row_of,
+            repeats: self.repeats,
             ..FeatureColumn::default()
         }
     }

@@ -71,6 +71,15 @@ fn target_name(t: ValueType) -> &'static str {
     t.as_str_name()
 }
 
+/// Whether `v` already has type `target`, so that [`coerce`] would copy it unchanged
+/// (checked for the common key types, INT64 and STRING).
+pub(crate) fn has_type(v: &Value, target: ValueType) -> bool {
+    matches!(
+        (&v.val, target),
+        (Some(Val::Int64Val(_)), ValueType::Int64) | (Some(Val::StringVal(_)), ValueType::String)
+    )
+}
+
 /// Coerces a request value to a declared type the way Feast's Python server does
 /// (`"1001"` and `1001.0` become INT64 1001; 1001 becomes STRING "1001"), but
 /// rejecting lossy conversions (`1001.5` for an integer) instead of truncating.

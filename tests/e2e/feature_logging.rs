@@ -28,6 +28,9 @@ use feast_server_e2e::logging::{
 use feast_server_e2e::{PINNED_NOW, RepoCopy, TestServer, column, test_options, workspace_root};
 use serde_json::{Value as Json, json};
 
+/// The entity rows of the logged requests: one is not stored, one repeats a key.
+const LOGGED_IDS: [i64; 4] = [1001, 1002, 9999, 1001];
+
 const STATS_FEATURES: [(&str, i32); 3] = [
     ("conv_rate", vt::FLOAT),
     ("acc_rate", vt::FLOAT),
@@ -124,7 +127,7 @@ async fn served_rows_are_written_in_feasts_schema() {
         let resp = server
             .get_online_features(&json!({
                 "feature_service": "driver_stats_logged",
-                "entities": {"driver_id": [1001, 1002, 9999]},
+                "entities": {"driver_id": LOGGED_IDS},
                 "full_feature_names": i % 2 == 0,
             }))
             .await;
@@ -151,7 +154,7 @@ async fn served_rows_are_written_in_feasts_schema() {
     server.stop().await;
 
     let stats = logger.stats();
-    let logged = (N * 3 + 5 * 2) as u64;
+    let logged = (N * LOGGED_IDS.len() + 5 * 2) as u64;
     assert_eq!(stats.enqueued_rows, logged, "{stats:?}");
     assert_eq!(stats.dropped_rows, 0, "{stats:?}");
     assert_eq!(stats.written_rows, logged, "{stats:?}");
@@ -196,7 +199,12 @@ async fn served_rows_are_written_in_feasts_schema() {
     want.push(("__request_id".into(), DataType::Utf8));
     assert_eq!(schema_of(&batches), want);
     check_values(&batches, &responses);
-    python_check(repo.path(), "driver_stats_logged", flat.path(), N * 3);
+    python_check(
+        repo.path(),
+        "driver_stats_logged",
+        flat.path(),
+        N * LOGGED_IDS.len(),
+    );
 
     // Partitioned by __log_date: `<dest>/2026-11-23/<uuid>-0.parquet`, the partition
     // column kept in the directory name only (as pyarrow writes it).
@@ -240,13 +248,14 @@ fn check_values(batches: &[RecordBatch], responses: &[Json]) {
             rows.push((b, r));
         }
     }
-    assert_eq!(rows.len(), responses.len() * 3);
+    let per = LOGGED_IDS.len();
+    assert_eq!(rows.len(), responses.len() * per);
     let day = i32::try_from(PINNED_NOW / 86_400).expect("day");
     let mut ids = std::collections::BTreeSet::new();
     for (i, body) in responses.iter().enumerate() {
         let full = i % 2 == 0;
         let request_id = {
-            let (b, r) = rows[i * 3];
+            let (b, r) = rows[i * per];
             b.column_by_name("__request_id")
                 .expect("id")
                 .as_string::<i32>()
@@ -256,13 +265,10 @@ fn check_values(batches: &[RecordBatch], responses: &[Json]) {
         assert_eq!(request_id.len(), 36);
         assert_eq!(request_id.as_bytes()[14], b'4', "{request_id}");
         assert!(ids.insert(request_id.clone()), "request ids are unique");
-        for j in 0..3 {
-            let (b, r) = rows[i * 3 + j];
+        for (j, &id) in LOGGED_IDS.iter().enumerate() {
+            let (b, r) = rows[i * per + j];
             let col = |n: &str| b.column_by_name(n).unwrap_or_else(|| panic!("no {n}"));
-            assert_eq!(
-                col("driver_id").as_primitive::<Int64Type>().value(r),
-                [1001, 1002, 9999][j]
-            );
+            assert_eq!(col("driver_id").as_primitive::<Int64Type>().value(r), id);
             for f in ["conv_rate", "acc_rate", "avg_daily_trips"] {
                 let logged = format!("driver_hourly_stats__{f}");
                 let served = column(body, &if full { logged.clone() } else { f.to_string() });

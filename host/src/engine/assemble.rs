@@ -1,59 +1,53 @@
 //! Response columns from what the store returned: each stored cell with Feast's
-//! status (TTL applied), copied into every row that repeats its key.
+//! status (TTL applied), shared by every row that repeats its key.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::keys::RowKeys;
-use crate::api::FeatureColumn;
+use crate::api::{FeatureColumn, RowKeys};
 use crate::online_store::{Cell, ViewRows};
 use crate::value::{EventTime, FieldStatus, Value, is_null};
 
-/// One output column: each stored cell moves into the first row with its key; rows
-/// that repeat a key share that row's value (see [`FeatureColumn::value`]). Statuses
-/// follow Feast's Go server: NOT_FOUND when nothing is stored, NULL_VALUE for a stored
-/// null, OUTSIDE_MAX_AGE (value kept) when older than the view's ttl. `scratch` is
-/// working space kept from one column to the next.
+/// One output column of `rows` rows: each stored cell becomes the value of its key,
+/// which the rows that repeat the key share (`repeats`, `None` when row `i` is key
+/// `i`). Statuses follow Feast's Go server: NOT_FOUND when nothing is stored,
+/// NULL_VALUE for a stored null, OUTSIDE_MAX_AGE (value kept) when older than the
+/// view's ttl. `scratch` is working space kept from one column to the next.
 pub(super) fn feature_column(
-    rows: &mut ViewRows,
-    row_keys: &RowKeys,
+    stored: &mut ViewRows,
+    rows: usize,
+    repeats: Option<&Arc<RowKeys>>,
     slot: usize,
     ttl: Option<Duration>,
     now_secs: i64,
-    first_row_of: Option<Arc<[u32]>>,
     scratch: &mut Vec<(FieldStatus, EventTime)>,
 ) -> FeatureColumn {
-    let n = row_keys.key_of_row.len();
-    let cells =
-        (0..row_keys.first_row.len()).map(|key| output_cell(rows.take(key, slot), ttl, now_secs));
-    let mut values = Vec::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
-    let mut event_timestamps = Vec::with_capacity(n);
-    if row_keys.first_row.len() == n {
-        // No key repeats: row i is key i.
+    let keys = repeats.map_or(rows, |r| r.first_row.len());
+    let cells = (0..keys).map(|key| output_cell(stored.take(key, slot), ttl, now_secs));
+    let mut values = Vec::with_capacity(keys);
+    let mut statuses = Vec::with_capacity(rows);
+    let mut event_timestamps = Vec::with_capacity(rows);
+    let Some(repeats) = repeats else {
         for (value, status, time) in cells {
             values.push(value);
             statuses.push(status);
             event_timestamps.push(time);
         }
-    } else {
-        // Each key's value moves into its first row; the other rows stay empty. The
-        // rows are filled first and then written by key: a value built per row and
-        // pushed costs a store-forwarding stall per row.
-        values.resize_with(n, Value::default);
-        let meta = scratch;
-        meta.clear();
-        for ((value, status, time), &first) in cells.zip(&row_keys.first_row) {
-            values[first as usize] = value;
-            meta.push((status, time));
-        }
-        for &key in &row_keys.key_of_row {
-            let (status, time) = meta[key as usize];
-            statuses.push(status);
-            event_timestamps.push(time);
-        }
+        return FeatureColumn::new(values, statuses, event_timestamps);
+    };
+    // The keys' statuses and times are gathered first and then written by row.
+    let meta = scratch;
+    meta.clear();
+    for (value, status, time) in cells {
+        values.push(value);
+        meta.push((status, time));
     }
-    FeatureColumn::with_repeats(values, statuses, event_timestamps, first_row_of)
+    for &key in &repeats.key_of_row {
+        let (status, time) = meta[key as usize];
+        statuses.push(status);
+        event_timestamps.push(time);
+    }
+    FeatureColumn::with_repeats(values, statuses, event_timestamps, repeats.clone())
 }
 
 /// A stored cell as an output value, status and event time.
@@ -128,11 +122,7 @@ mod tests {
     #[test]
     fn columns_with_and_without_repeated_keys_carry_every_row() {
         let ttl = Some(Duration::from_secs(100));
-        let unique = RowKeys {
-            key_of_row: vec![0, 1, 2],
-            first_row: vec![0, 1, 2],
-        };
-        let col = feature_column(&mut stored(), &unique, 0, ttl, 1_050, None, &mut Vec::new());
+        let col = feature_column(&mut stored(), 3, None, 0, ttl, 1_050, &mut Vec::new());
         let statuses = [
             FieldStatus::Present,
             FieldStatus::OutsideMaxAge,
@@ -146,19 +136,20 @@ mod tests {
         assert_eq!(col.event_timestamps()[2], EventTime::EPOCH);
 
         // Rows 0..6 use keys 1, 0, 1, 2, 0, 2.
-        let repeated = RowKeys {
+        let repeated = Arc::new(RowKeys {
             key_of_row: vec![1, 0, 1, 2, 0, 2],
             first_row: vec![1, 0, 3],
-        };
-        let first_row_of = repeated.repeats(6);
-        assert_eq!(first_row_of.as_deref(), Some(&[0, 1, 0, 3, 1, 3][..]));
+        });
+        assert!(repeated.repeat());
+        let first_row_of: Vec<_> = (0..6).map(|row| repeated.first_row_of(row)).collect();
+        assert_eq!(first_row_of, [0, 1, 0, 3, 1, 3]);
         let col = feature_column(
             &mut stored(),
-            &repeated,
+            6,
+            Some(&repeated),
             0,
             ttl,
             1_050,
-            first_row_of,
             &mut Vec::new(),
         );
         let expected = [

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use foldhash::HashMap;
 
 use super::plan::{Plan, PlanJoinKey, ViewRead};
-use crate::api::{FeatureColumn, OnlineFeaturesRequest};
-use crate::entity_key::{coerce, same_key};
+use crate::api::{FeatureColumn, OnlineFeaturesRequest, RowKeys};
+use crate::entity_key::{coerce, has_type, same_key};
 use crate::error::Error;
-use crate::value::{Val, Value, ValueType};
+use crate::value::{Val, Value, ValueType, copy_value};
 
 /// The number of entity rows; every column must have it and it must not be zero.
 pub(super) fn row_count(req: &OnlineFeaturesRequest) -> Result<usize, Error> {
@@ -78,14 +78,33 @@ pub(super) fn request_data(
     Ok(out)
 }
 
-/// A join-key column coerced to one type: ((join key index, value type), values).
-type CoercedColumn = ((usize, i32), Arc<Vec<Value>>);
+/// A join-key column in one type: the request's own values when they already have
+/// it, else a coerced copy.
+#[derive(Clone)]
+enum KeyValues<'a> {
+    Sent(&'a [Value]),
+    Coerced(Arc<Vec<Value>>),
+}
 
-/// The request's join-key columns, found by name or entity name, with coerced copies
-/// cached per (join key, type).
+impl std::ops::Deref for KeyValues<'_> {
+    type Target = [Value];
+
+    fn deref(&self) -> &[Value] {
+        match self {
+            KeyValues::Sent(values) => values,
+            KeyValues::Coerced(values) => values,
+        }
+    }
+}
+
+/// A join-key column in one type: ((join key index, value type), values).
+type CoercedColumn<'a> = ((usize, i32), KeyValues<'a>);
+
+/// The request's join-key columns, found by name or entity name, in the types they
+/// are read with, cached per (join key, type).
 pub(super) struct EntityInputs<'a> {
     columns: Vec<&'a [Value]>,
-    coerced: std::cell::RefCell<Vec<CoercedColumn>>,
+    coerced: std::cell::RefCell<Vec<CoercedColumn<'a>>>,
 }
 
 impl<'a> EntityInputs<'a> {
@@ -129,7 +148,7 @@ impl<'a> EntityInputs<'a> {
     }
 
     /// The values of join key `idx` coerced to `value_type` (cached).
-    fn coerced(&self, idx: usize, name: &str, value_type: i32) -> Result<Arc<Vec<Value>>, Error> {
+    fn coerced(&self, idx: usize, name: &str, value_type: i32) -> Result<KeyValues<'a>, Error> {
         if let Some((_, v)) = self
             .coerced
             .borrow()
@@ -140,18 +159,22 @@ impl<'a> EntityInputs<'a> {
         }
         let target = ValueType::try_from(value_type).unwrap_or(ValueType::Invalid);
         let column = self.columns[idx];
-        let mut values = Vec::with_capacity(column.len());
-        for (row, v) in column.iter().enumerate() {
-            match coerce(v, target) {
-                Ok(v) => values.push(v),
-                Err(e) => {
-                    return Err(Error::InvalidRequest(format!(
-                        "entities.{name}[{row}]: {e}"
-                    )));
+        let values = if column.iter().all(|v| has_type(v, target)) {
+            KeyValues::Sent(column)
+        } else {
+            let mut values = Vec::with_capacity(column.len());
+            for (row, v) in column.iter().enumerate() {
+                match coerce(v, target) {
+                    Ok(v) => values.push(v),
+                    Err(e) => {
+                        return Err(Error::InvalidRequest(format!(
+                            "entities.{name}[{row}]: {e}"
+                        )));
+                    }
                 }
             }
-        }
-        let values = Arc::new(values);
+            KeyValues::Coerced(Arc::new(values))
+        };
         self.coerced
             .borrow_mut()
             .push(((idx, value_type), values.clone()));
@@ -198,7 +221,7 @@ impl<'a> EntityInputs<'a> {
         let mut buf = Vec::with_capacity(64);
         let mut first_ints = FirstInts::new();
         let single = match cols.as_slice() {
-            [col] => Some(col.as_slice()),
+            [col] => Some(&**col),
             _ => None,
         };
         for row in 0..rows {
@@ -242,39 +265,32 @@ impl<'a> EntityInputs<'a> {
         Ok((keys.into_keys(), row_keys))
     }
 
-    /// An echoed join-key column: the values read with, in the key's declared type.
+    /// An echoed join-key column: the values read with, in the key's declared type;
+    /// one per key when its rows repeat keys as `repeats` says.
     pub(super) fn join_key_column(
         &self,
         idx: usize,
         jk: &PlanJoinKey,
+        repeats: Option<&Arc<RowKeys>>,
     ) -> Result<FeatureColumn, Error> {
         let values = self.coerced(idx, &jk.name, jk.value_type)?;
-        // The keys are made by now: the cached column moves into the response when
+        // The keys are made by now: a coerced column moves into the response when
         // nothing else holds it.
         self.coerced
             .borrow_mut()
             .retain(|(k, _)| *k != (idx, jk.value_type));
-        Ok(FeatureColumn::supplied(Arc::unwrap_or_clone(values)))
-    }
-}
-
-/// How request rows map to a view's unique keys.
-pub(super) struct RowKeys {
-    /// For each request row, the index of its unique key.
-    pub(super) key_of_row: Vec<u32>,
-    /// For each unique key, the first row that uses it.
-    pub(super) first_row: Vec<u32>,
-}
-
-impl RowKeys {
-    /// For each row, the first row with its key; `None` when no key repeats.
-    pub(super) fn repeats(&self, rows: usize) -> Option<Arc<[u32]>> {
-        (self.first_row.len() < rows).then(|| {
-            self.key_of_row
+        if let Some(keys) = repeats {
+            let by_key = keys
+                .first_row
                 .iter()
-                .map(|&k| self.first_row[k as usize])
-                .collect()
-        })
+                .map(|&row| copy_value(&values[row as usize]))
+                .collect();
+            return Ok(FeatureColumn::supplied_repeating(by_key, keys.clone()));
+        }
+        Ok(FeatureColumn::supplied(match values {
+            KeyValues::Sent(values) => values.to_vec(),
+            KeyValues::Coerced(values) => Arc::unwrap_or_clone(values),
+        }))
     }
 }
 

@@ -16,9 +16,9 @@ mod plan;
 use std::sync::Arc;
 
 use self::assemble::feature_column;
-use self::keys::{EntityInputs, RowKeys, request_data, row_count};
+use self::keys::{EntityInputs, request_data, row_count};
 use self::plan::{EchoColumn, OdfvInput, OutputSource, Plan, PlanCache, Selection};
-use crate::api::{FeatureColumn, OnlineFeaturesRequest, OnlineFeaturesResponse};
+use crate::api::{FeatureColumn, OnlineFeaturesRequest, OnlineFeaturesResponse, RowKeys};
 use crate::auth::Caller;
 use crate::clock::Clock;
 use crate::error::Error;
@@ -132,18 +132,20 @@ impl Engine {
             .run_odfvs(&plan, &results, &row_keys, &request_data, rows)
             .await?;
 
-        let repeats: Vec<_> = row_keys.iter().map(|r| r.repeats(rows)).collect();
+        // A read whose rows repeat keys shares how they do with each of its columns.
+        let repeats: Vec<_> = row_keys
+            .into_iter()
+            .map(|r| r.repeat().then(|| Arc::new(r)))
+            .collect();
         let echo = plan.echo_layout(req);
         let mut columns = Vec::with_capacity(echo.names.len());
         for column in &echo.columns {
             columns.push(match *column {
-                EchoColumn::JoinKey(k) => {
-                    let col = inputs.join_key_column(k, &plan.join_keys[k])?;
-                    match echo_repeats(&plan, k, &repeats) {
-                        Some(first_row_of) => col.repeating(first_row_of),
-                        None => col,
-                    }
-                }
+                EchoColumn::JoinKey(k) => inputs.join_key_column(
+                    k,
+                    &plan.join_keys[k],
+                    echo_repeats(&plan, k, &repeats),
+                )?,
                 EchoColumn::Sent(i) => FeatureColumn::supplied(req.entities[i].1.clone()),
             });
         }
@@ -153,11 +155,11 @@ impl Engine {
             columns.push(match *output {
                 OutputSource::Feature { read, slot } => feature_column(
                     &mut results[read],
-                    &row_keys[read],
+                    rows,
+                    repeats[read].as_ref(),
                     slot,
                     plan.reads[read].view.ttl,
                     now,
-                    repeats[read].clone(),
                     &mut scratch,
                 ),
                 // ODFV outputs are PRESENT (even when null) with the epoch as event
@@ -224,17 +226,18 @@ impl Engine {
 
 /// How the echoed join key `k` repeats: as the rows of a read whose entity key
 /// includes `k` in the type it is echoed in (equal keys hold equal values of it).
-fn echo_repeats(plan: &Plan, k: usize, repeats: &[Option<Arc<[u32]>>]) -> Option<Arc<[u32]>> {
+fn echo_repeats<'a>(
+    plan: &Plan,
+    k: usize,
+    repeats: &'a [Option<Arc<RowKeys>>],
+) -> Option<&'a Arc<RowKeys>> {
     let echoed = plan.join_keys[k].value_type;
-    plan.reads
-        .iter()
-        .zip(repeats)
-        .find_map(|(read, first_row_of)| {
-            let first_row_of = first_row_of.as_ref()?;
-            read.key_columns
-                .iter()
-                .zip(&read.view.join_keys)
-                .any(|(&idx, jk)| idx == k && jk.value_type == echoed)
-                .then(|| first_row_of.clone())
-        })
+    plan.reads.iter().zip(repeats).find_map(|(read, keys)| {
+        let keys = keys.as_ref()?;
+        read.key_columns
+            .iter()
+            .zip(&read.view.join_keys)
+            .any(|(&idx, jk)| idx == k && jk.value_type == echoed)
+            .then_some(keys)
+    })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-use crate::api::OnlineFeaturesResponse;
+use crate::api::{OnlineFeaturesResponse, RowKeys};
 use crate::proto::feast::types::ZonedTimestamp;
 use crate::value::{EventTime, Val, Value, status_name, write_python_float};
 
@@ -20,7 +20,7 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
     // Where each row of the list being written went, for rows that repeat an entity key.
     let mut spans: Vec<(usize, usize)> = Vec::with_capacity(resp.rows());
     // The steps of the last rows that repeat keys: the columns of one view share them.
-    let mut shared_steps: Option<(&Arc<[u32]>, Vec<Step>)> = None;
+    let mut shared_steps: Option<(&Arc<RowKeys>, Vec<Step>)> = None;
     // The last event time written (columns of one view mostly share it) and its bytes.
     let mut last_time: Option<(EventTime, std::ops::Range<usize>)> = None;
     out.extend_from_slice(b"{\"results\":[");
@@ -28,12 +28,12 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b',');
         }
-        if let Some(first_row_of) = col.repeats()
+        if let Some(keys) = col.repeats()
             && !shared_steps
                 .as_ref()
-                .is_some_and(|(rows, _)| Arc::ptr_eq(rows, first_row_of))
+                .is_some_and(|(shared, _)| Arc::ptr_eq(shared, keys))
         {
-            shared_steps = Some((first_row_of, row_steps(first_row_of)));
+            shared_steps = Some((keys, row_steps(keys)));
         }
         let steps = col
             .repeats()
@@ -142,13 +142,13 @@ enum Step {
     Copy { from: u32, rows: u32 },
 }
 
-/// The steps for rows where row `i` repeats row `first_row_of[i]` (itself when it
-/// has its own value). A run of rows whose first rows are those of a run already
+/// The steps for rows where row `i` repeats the first row with its key (itself when
+/// it is that row). A run of rows whose first rows are those of a run already
 /// written is copied as one block, so a periodic list is copied in doubling blocks.
 /// Made once for every list of every column with these rows.
-fn row_steps(first_row_of: &[u32]) -> Vec<Step> {
-    let rows = first_row_of.len();
-    let first_of = |row: usize| first_row_of[row] as usize;
+fn row_steps(keys: &RowKeys) -> Vec<Step> {
+    let rows = keys.key_of_row.len();
+    let first_of = |row: usize| keys.first_row_of(row);
     let mut steps = Vec::with_capacity(rows.min(16));
     let mut j = 0;
     while j < rows {
@@ -447,34 +447,27 @@ mod tests {
             _ => FieldStatus::OutsideMaxAge,
         };
         let time = |k: u32| EventTime::from_secs(1_700_000_000 + i64::from(k % 2));
-        let rows = key_of_row.len();
         let plain = FeatureColumn::new(
             key_of_row.iter().map(|&k| v(k)).collect(),
             key_of_row.iter().map(|&k| status(k)).collect(),
             key_of_row.iter().map(|&k| time(k)).collect(),
         );
-        let first_row_of: Vec<u32> = (0..rows)
-            .map(|j| {
-                key_of_row
-                    .iter()
-                    .position(|&k| k == key_of_row[j])
-                    .unwrap_or(j) as u32
-            })
-            .collect();
-        let held = (0..rows)
-            .map(|j| {
-                if first_row_of[j] as usize == j {
-                    v(key_of_row[j])
-                } else {
-                    Value::default()
-                }
-            })
-            .collect();
+        // The distinct keys in the order rows first use them.
+        let mut distinct: Vec<u32> = Vec::new();
+        let mut keys = RowKeys::default();
+        for (j, &k) in key_of_row.iter().enumerate() {
+            let index = distinct.iter().position(|&d| d == k).unwrap_or_else(|| {
+                distinct.push(k);
+                keys.first_row.push(j as u32);
+                distinct.len() - 1
+            });
+            keys.key_of_row.push(index as u32);
+        }
         let shared = FeatureColumn::with_repeats(
-            held,
+            distinct.iter().map(|&k| v(k)).collect(),
             plain.statuses().to_vec(),
             plain.event_timestamps().to_vec(),
-            Some(first_row_of.into()),
+            Arc::new(keys),
         );
         (plain, shared)
     }
@@ -594,7 +587,10 @@ mod tests {
             ])
         );
         assert_eq!(
-            row_steps(&[0, 1, 0, 1, 0, 1, 0]),
+            row_steps(&RowKeys {
+                key_of_row: vec![0, 1, 0, 1, 0, 1, 0],
+                first_row: vec![0, 1],
+            }),
             [
                 Step::Write,
                 Step::Write,
