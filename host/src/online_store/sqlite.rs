@@ -129,21 +129,42 @@ pub(super) fn open(
 struct Target {
     /// `<project>_<online name>`.
     table: String,
-    /// The query of `2^i` keys at `i` (key counts are padded to a power of two).
+    /// The query of `n` keys at `n - 1`, up to [`LOOKUPS_MAX_KEYS`], then of each
+    /// power of two up to [`MAX_KEYS_PER_QUERY`] (see [`query_keys`]).
     selects: Vec<String>,
 }
 
 impl Target {
     fn new(table: String) -> Self {
-        let selects = (0..=MAX_KEYS_PER_QUERY.trailing_zeros())
-            .map(|i| select_sql(&table, 1 << i))
+        let lists = (LOOKUPS_MAX_KEYS.trailing_zeros() + 1..=MAX_KEYS_PER_QUERY.trailing_zeros())
+            .map(|i| 1 << i);
+        let selects = (1..=LOOKUPS_MAX_KEYS)
+            .chain(lists)
+            .map(|n| select_sql(&table, n))
             .collect();
         Target { table, selects }
     }
 
-    /// The query of `padded` keys (a power of two, at most [`MAX_KEYS_PER_QUERY`]).
-    fn select(&self, padded: usize) -> &str {
-        &self.selects[padded.trailing_zeros() as usize]
+    /// The query of `keys` keys, a count [`query_keys`] gives.
+    fn select(&self, keys: usize) -> &str {
+        let at = if keys <= LOOKUPS_MAX_KEYS {
+            keys - 1
+        } else {
+            LOOKUPS_MAX_KEYS + (keys.trailing_zeros() - LOOKUPS_MAX_KEYS.trailing_zeros()) as usize
+                - 1
+        };
+        &self.selects[at]
+    }
+}
+
+/// The key count of the query that reads `keys` keys (at most [`MAX_KEYS_PER_QUERY`]):
+/// exact for lookups, whose every key costs a lookup; an `IN` list's is padded to a
+/// power of two, so a handful of queries serves every count.
+fn query_keys(keys: usize) -> usize {
+    if keys <= LOOKUPS_MAX_KEYS {
+        keys
+    } else {
+        keys.next_power_of_two()
     }
 }
 
@@ -686,7 +707,7 @@ impl Inner {
         let mut rows = ViewRows::empty(batch.keys.len(), target.features.len());
         for (chunk_no, chunk) in batch.keys.chunks(MAX_KEYS_PER_QUERY).enumerate() {
             let base = chunk_no * MAX_KEYS_PER_QUERY;
-            let padded = chunk.len().next_power_of_two();
+            let padded = query_keys(chunk.len());
             let prepared = target.prepared::<Target>();
             let table = &prepared.table;
             let mut stmt = match conn.prepare_cached(prepared.select(padded)) {
@@ -697,13 +718,8 @@ impl Inner {
                 }
                 Err(e) => return Err(classify(&e)),
             };
-            // Padding keys: NULL (matching nothing) in a query of lookups, the last key
-            // again in an `IN` list (see [`select_sql`]).
-            let params = (0..padded).map(|i| match chunk.get(i) {
-                Some(key) => Some(key.as_slice()),
-                None if padded <= LOOKUPS_MAX_KEYS => None,
-                None => chunk.last().map(Vec::as_slice),
-            });
+            // An `IN` list's padding keys repeat its last key.
+            let params = (0..padded).map(|i| chunk.get(i).or(chunk.last()).map(Vec::as_slice));
             let mut result = stmt
                 .query(rusqlite::params_from_iter(params))
                 .map_err(|e| classify(&e))?;
@@ -848,9 +864,8 @@ fn create_table_sql(table: &str) -> String {
 const LOOKUPS_MAX_KEYS: usize = 16;
 
 /// The query of `keys` keys. A few keys are read with one indexed lookup each, joined
-/// by `UNION ALL` (a padding key is bound to NULL, which matches no row): SQLite
-/// builds a temporary index of an `IN` list on every run, which costs more than it
-/// saves for a few keys (measured on Feast's schema: 7.2 rather than 8.1 us for 5 keys
+/// by `UNION ALL`: SQLite builds a temporary index of an `IN` list on every run, which
+/// costs more than it saves for a few keys (measured on Feast's schema: 7.2 rather than 8.1 us for 5 keys
 /// of 6 rows each). More keys are an `IN` list (a padding key repeats a key), which
 /// opens the table once where lookups would open it for every key.
 fn select_sql(table: &str, keys: usize) -> String {
@@ -908,7 +923,7 @@ mod tests {
             .await
             .expect("written");
         // Lookups, `IN` lists and more keys than one query takes; every third key absent.
-        for n in [1, 2, 3, 5, 16, 17, 40, MAX_KEYS_PER_QUERY + 7, 600] {
+        for n in [1, 2, 3, 5, 10, 16, 17, 32, 40, MAX_KEYS_PER_QUERY + 7, 600] {
             let keys: Vec<Vec<u8>> = (0..n)
                 .map(|i| match i % 3 {
                     2 => format!("absent-{i}").into_bytes(),
