@@ -460,7 +460,8 @@ impl Inner {
         .map_err(|e| unavailable(&format!("cannot open {}: {e}", self.path.display())))?;
         conn.busy_timeout(self.opts.busy_timeout)
             .map_err(|e| classify(&e))?;
-        conn.set_prepared_statement_cache_capacity(64);
+        // Room for the 20 queries of each of a dozen views (see [`Target`]).
+        conn.set_prepared_statement_cache_capacity(256);
         Ok(Pooled { conn, file })
     }
 
