@@ -147,7 +147,8 @@ impl<'a> EntityInputs<'a> {
         })
     }
 
-    /// The values of join key `idx` coerced to `value_type` (cached).
+    /// The values of join key `idx` in `value_type`: the request's own when they
+    /// already have it, else coerced (cached).
     fn coerced(&self, idx: usize, name: &str, value_type: i32) -> Result<KeyValues<'a>, Error> {
         if let Some((_, v)) = self
             .coerced

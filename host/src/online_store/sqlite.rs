@@ -47,8 +47,8 @@ use crate::threads::PerThread;
 use crate::value::{EventTime, Value, decode_stored};
 
 const STORE: &str = "sqlite";
-/// Keys per statement; larger batches are split. Key counts are padded to a power
-/// of two so each table needs at most a handful of distinct prepared statements.
+/// Keys per statement; larger batches are split. Counts above
+/// [`LOOKUPS_MAX_KEYS`] are padded to a power of two (see [`query_keys`]).
 const MAX_KEYS_PER_QUERY: usize = 256;
 /// Largest read (in keys, over all views) tried on the calling thread.
 pub(crate) const INLINE_MAX_KEYS: usize = 256;
