@@ -181,7 +181,7 @@ impl FeatureColumn {
         };
         let mut out: Vec<Value> = Vec::with_capacity(repeats.key_of_row.len());
         for (row, &key) in repeats.key_of_row.iter().enumerate() {
-            let first = repeats.first_row[key as usize] as usize;
+            let first = repeats.first_row_of(row);
             let value = if first < row {
                 copy_value(&out[first])
             } else {

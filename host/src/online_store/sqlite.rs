@@ -866,9 +866,10 @@ const LOOKUPS_MAX_KEYS: usize = 16;
 
 /// The query of `keys` keys. A few keys are read with one indexed lookup each, joined
 /// by `UNION ALL`: SQLite builds a temporary index of an `IN` list on every run, which
-/// costs more than it saves for a few keys (measured on Feast's schema: 7.2 rather than 8.1 us for 5 keys
-/// of 6 rows each). More keys are an `IN` list (a padding key repeats a key), which
-/// opens the table once where lookups would open it for every key.
+/// costs more than it saves for a few keys (measured on Feast's schema: 7.2 rather
+/// than 8.1 us for 5 keys of 6 rows each). More keys are an `IN` list (a padding key
+/// repeats a key), which opens the table once where lookups would open it for every
+/// key.
 fn select_sql(table: &str, keys: usize) -> String {
     let select = format!(
         "SELECT entity_key, feature_name, value, event_ts FROM {} WHERE entity_key",
