@@ -17,8 +17,8 @@ const EPOCH_JSON: &[u8] = b"\"1970-01-01T00:00:00Z\"";
 
 /// Serializes a response.
 pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
-    // Where each row of the list being written went, for rows that repeat an entity key.
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(resp.rows());
+    // Where each step of the list being written went, for rows that repeat entity keys.
+    let mut marks: Vec<Mark> = Vec::with_capacity(16);
     // The steps of the last rows that repeat keys: the columns of one view share them.
     let mut shared_steps: Option<(&Arc<RowKeys>, Vec<Step>)> = None;
     // The last event time written (columns of one view mostly share it) and its bytes.
@@ -45,7 +45,7 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
         write_rows(
             steps_for(col.rows()),
             col.rows(),
-            &mut spans,
+            &mut marks,
             out,
             |j, out| match col.value(j) {
                 Some(v) => write_value(v, out),
@@ -57,7 +57,7 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
         write_rows(
             steps_for(statuses.len()),
             statuses.len(),
-            &mut spans,
+            &mut marks,
             out,
             |j, out| {
                 out.push(b'"');
@@ -74,7 +74,7 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
             write_rows(
                 steps_for(times.len()),
                 times.len(),
-                &mut spans,
+                &mut marks,
                 out,
                 |j, out| {
                     let t = times[j];
@@ -171,13 +171,23 @@ fn row_steps(keys: &RowKeys) -> Vec<Step> {
     steps
 }
 
+/// Where the rows of one step of a list went: its first row, the offset in the output
+/// of that row, and for a copy how far its bytes lie past those it copied.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    row: usize,
+    start: usize,
+    shift: usize,
+}
+
 /// Writes one item for each of `rows` rows (`write(j, out)` for row `j`),
-/// comma-separated, following `steps` when the rows repeat keys. `spans` keeps where
-/// each row went, for the copies.
+/// comma-separated, following `steps` when the rows repeat keys. `marks` keeps where
+/// each step went, one entry per step rather than per row: a copy of rows that were
+/// themselves copied is found through the steps that copied them.
 fn write_rows(
     steps: Option<&[Step]>,
     rows: usize,
-    spans: &mut Vec<(usize, usize)>,
+    marks: &mut Vec<Mark>,
     out: &mut Vec<u8>,
     mut write: impl FnMut(usize, &mut Vec<u8>),
 ) {
@@ -190,9 +200,9 @@ fn write_rows(
         }
         return;
     };
-    spans.clear();
+    marks.clear();
+    let mut j = 0;
     for step in steps {
-        let j = spans.len();
         if j > 0 {
             out.push(b',');
         }
@@ -200,17 +210,46 @@ fn write_rows(
         match *step {
             Step::Write => {
                 write(j, out);
-                spans.push((start, out.len()));
+                marks.push(Mark {
+                    row: j,
+                    start,
+                    shift: 0,
+                });
+                j += 1;
             }
             Step::Copy { from, rows } => {
                 let (f, k) = (from as usize, rows as usize);
-                let from = spans[f].0;
-                out.extend_from_within(from..spans[f + k - 1].1);
-                let shift = start - from;
-                for i in f..f + k {
-                    let (a, b) = spans[i];
-                    spans.push((a + shift, b + shift));
-                }
+                let from = row_start(steps, marks, f);
+                // The copied rows end where the row after them starts, less its comma.
+                let end = if f + k < j {
+                    row_start(steps, marks, f + k) - 1
+                } else {
+                    out.len() - 1
+                };
+                out.extend_from_within(from..end);
+                marks.push(Mark {
+                    row: j,
+                    start,
+                    shift: start - from,
+                });
+                j += k;
+            }
+        }
+    }
+}
+
+/// Where row `row` of a list written by [`write_rows`] starts in the output.
+fn row_start(steps: &[Step], marks: &[Mark], row: usize) -> usize {
+    let (mut row, mut shift) = (row, 0);
+    loop {
+        let s = marks.partition_point(|m| m.row <= row) - 1;
+        let mark = marks[s];
+        match steps[s] {
+            // A written step is one row.
+            Step::Write => return mark.start + shift,
+            Step::Copy { from, .. } => {
+                shift += mark.shift;
+                row = from as usize + (row - mark.row);
             }
         }
     }
@@ -543,6 +582,24 @@ mod tests {
         let broken: Vec<u32> = (0..40).map(|i| if i == 17 { 9 } else { i % 3 }).collect();
         for key_of_row in cases.into_iter().chain([&periodic[..], &broken[..]]) {
             let (plain, shared) = keyed_column(key_of_row);
+            let expected = response_of(plain);
+            assert_eq!(response_of(shared), expected, "{key_of_row:?}");
+        }
+        // Random rows, often periodic with breaks, so copies start and end mid-step.
+        let mut rng = fastrand::Rng::with_seed(22);
+        for _ in 0..3000 {
+            let distinct = rng.u32(1..30);
+            let period = rng.u32(1..8);
+            let key_of_row: Vec<u32> = (0..rng.u32(0..80))
+                .map(|j| {
+                    if rng.u8(..) < 40 {
+                        rng.u32(0..distinct)
+                    } else {
+                        j % period
+                    }
+                })
+                .collect();
+            let (plain, shared) = keyed_column(&key_of_row);
             let expected = response_of(plain);
             assert_eq!(response_of(shared), expected, "{key_of_row:?}");
         }
