@@ -5,7 +5,6 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 use crate::api::OnlineFeaturesRequest;
 use crate::error::Error;
@@ -161,109 +160,119 @@ impl<'de> Deserialize<'de> for Columns {
     }
 }
 
-/// A list of entity (or request-data) values. A list of integers, the usual entity
-/// column, is read by [`int_list`]; any other list by [`AnyValues`].
+/// A list of entity (or request-data) values, each read as [`ValueSeed`] reads it.
+/// Integers, the usual entity column, are gathered as integers first (on the stack
+/// while there are few) and made into values at the end: each value pushed as it is
+/// read would be built aside and copied, a store-forwarding stall per item.
 struct ColumnValues(Vec<Value>);
 
 impl<'de> Deserialize<'de> for ColumnValues {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // The list's text, its JSON syntax checked by the deserializer.
-        let raw = <&'de RawValue>::deserialize(d)?;
-        if let Some(values) = int_list(raw.get().as_bytes()) {
-            return Ok(ColumnValues(values));
-        }
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        match AnyValues::deserialize(&mut de) {
-            Ok(AnyValues(values)) => Ok(ColumnValues(values)),
-            // The deserializer of the whole body adds where in it the list is.
-            Err(e) => Err(de::Error::custom(without_position(&e))),
-        }
-    }
-}
-
-/// The values of a JSON list whose items are all integers that serde_json reads as
-/// `i64` (at most 18 digits, not `-0`), as [`ValueSeed`] reads them; `None` for any
-/// other text. `raw` is syntactically valid JSON. Item by item through serde such a
-/// list cost about 19 ns an item on p100_100x3, the syntax check and this scan about
-/// 12 together (`perf` shares of the request).
-fn int_list(raw: &[u8]) -> Option<Vec<Value>> {
-    let items = raw.strip_prefix(b"[")?.strip_suffix(b"]")?;
-    if items.trim_ascii().is_empty() {
-        return Some(Vec::new());
-    }
-    let count = items.iter().filter(|&&b| b == b',').count() + 1;
-    // The integers are gathered first, on the stack when there are few, then made
-    // into values in place: pushed one by one, each value would be built aside and
-    // copied, a store-forwarding stall per item.
-    let mut few = [0_i64; 32];
-    let mut many = Vec::new();
-    let ints: &mut [i64] = if count <= few.len() {
-        &mut few[..count]
-    } else {
-        many.resize(count, 0);
-        &mut many
-    };
-    for (item, int) in items.split(|&b| b == b',').zip(ints.iter_mut()) {
-        *int = int_item(item.trim_ascii())?;
-    }
-    Some(ints.iter().map(|&v| some(Val::Int64Val(v))).collect())
-}
-
-/// One item of an integer list, as serde_json reads it to an `i64` (see [`int_list`]).
-fn int_item(item: &[u8]) -> Option<i64> {
-    let (negative, digits) = match item.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, item),
-    };
-    let leading_zero = digits.len() > 1 && digits[0] == b'0';
-    if digits.is_empty() || digits.len() > 18 || leading_zero {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + i64::from(d - b'0');
-    }
-    match (negative, v) {
-        (true, 0) => None, // serde_json reads -0 as a float
-        (true, v) => Some(-v),
-        (false, v) => Some(v),
-    }
-}
-
-/// A serde_json error's message without the line and column it appends.
-fn without_position(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let position = format!(" at line {} column {}", e.line(), e.column());
-    match text.strip_suffix(&position) {
-        Some(message) => message.to_string(),
-        None => text,
-    }
-}
-
-/// A list of values of any JSON type, each read by [`ValueSeed`].
-struct AnyValues(Vec<Value>);
-
-impl<'de> Deserialize<'de> for AnyValues {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = AnyValues;
+            type Value = ColumnValues;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of values, one per entity row")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyValues, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ColumnValues, A::Error> {
+                let mut few = [0_i64; 32];
+                let mut many: Vec<i64> = Vec::new();
+                let mut count = 0;
+                let first_other = loop {
+                    match seq.next_element_seed(IntOrValueSeed)? {
+                        None => break None,
+                        Some(IntOrValue::Int(int)) => {
+                            match few.get_mut(count) {
+                                Some(slot) => *slot = int,
+                                None => {
+                                    if many.is_empty() {
+                                        many.reserve(few.len() * 4);
+                                        many.extend_from_slice(&few);
+                                    }
+                                    many.push(int);
+                                }
+                            }
+                            count += 1;
+                        }
+                        Some(IntOrValue::Other(v)) => break Some(v),
+                    }
+                };
+                let ints = if count <= few.len() {
+                    &few[..count]
+                } else {
+                    &many[..]
+                };
+                let ints = ints.iter().map(|&v| some(Val::Int64Val(v)));
+                let Some(first_other) = first_other else {
+                    return Ok(ColumnValues(ints.collect()));
+                };
                 // JSON gives no length: room for a batch of rows, grown past that.
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+                let mut out = Vec::with_capacity(count + 16);
+                out.extend(ints);
+                out.push(first_other);
                 while let Some(v) = seq.next_element_seed(ValueSeed)? {
                     out.push(v);
                 }
-                Ok(AnyValues(out))
+                Ok(ColumnValues(out))
             }
         }
         d.deserialize_seq(V)
+    }
+}
+
+/// One item of an entity list: an integer that fits `i64`, or any other value as
+/// [`ValueSeed`] reads it.
+enum IntOrValue {
+    Int(i64),
+    Other(Value),
+}
+
+struct IntOrValueSeed;
+
+impl<'de> DeserializeSeed<'de> for IntOrValueSeed {
+    type Value = IntOrValue;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<IntOrValue, D::Error> {
+        d.deserialize_any(IntOrValueSeed)
+    }
+}
+
+impl<'de> Visitor<'de> for IntOrValueSeed {
+    type Value = IntOrValue;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        ValueVisitor.expecting(f)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<IntOrValue, E> {
+        Ok(IntOrValue::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<IntOrValue, E> {
+        Ok(match i64::try_from(v) {
+            Ok(i) => IntOrValue::Int(i),
+            Err(_) => IntOrValue::Other(ValueVisitor.visit_u64(v)?),
+        })
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<IntOrValue, E> {
+        ValueVisitor.visit_bool(v).map(IntOrValue::Other)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<IntOrValue, E> {
+        ValueVisitor.visit_f64(v).map(IntOrValue::Other)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<IntOrValue, E> {
+        ValueVisitor.visit_str(v).map(IntOrValue::Other)
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<IntOrValue, E> {
+        ValueVisitor.visit_string(v).map(IntOrValue::Other)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<IntOrValue, E> {
+        ValueVisitor.visit_unit().map(IntOrValue::Other)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<IntOrValue, E> {
+        ValueVisitor.visit_none().map(IntOrValue::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<IntOrValue, A::Error> {
+        ValueVisitor.visit_seq(seq).map(IntOrValue::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<IntOrValue, A::Error> {
+        ValueVisitor.visit_map(map).map(IntOrValue::Other)
     }
 }
 
@@ -430,15 +439,31 @@ mod tests {
         assert_eq!(r.entities[0].1[1], some(Val::DoubleVal(0.1)));
     }
 
-    /// Every list `int_list` reads, it reads as serde does; every other it leaves.
+    /// An entity list reads as its items read one by one, whatever mix of integers
+    /// and other values it holds.
     #[test]
-    fn integer_lists_read_without_serde_match_serde() {
-        let by_serde = |text: &str| {
-            serde_json::from_str::<AnyValues>(text)
-                .expect("valid JSON")
+    fn entity_lists_read_as_their_items_alone() {
+        let item_by_item = |text: &str| -> Vec<Value> {
+            let items: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(text).expect("a JSON list");
+            items
+                .iter()
+                .map(|raw| {
+                    let mut de = serde_json::Deserializer::from_str(raw.get());
+                    ValueSeed.deserialize(&mut de).expect("a value")
+                })
+                .collect()
+        };
+        let column = |text: &str| {
+            serde_json::from_str::<ColumnValues>(text)
+                .expect("a list")
                 .0
         };
-        let read = [
+        let ints_then = |n: usize, last: &str| {
+            let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            format!("[{},{last}]", items.join(","))
+        };
+        let mut cases: Vec<String> = [
             "[]",
             "[ ]",
             "[0]",
@@ -446,61 +471,51 @@ mod tests {
             "[ 1 , -2 ,\n3\t]",
             "[-1]",
             "[999999999999999999]",
-            "[-999999999999999999]",
-        ];
-        for text in read {
-            assert_eq!(int_list(text.as_bytes()), Some(by_serde(text)), "{text}");
+            "[9223372036854775807, -9223372036854775808]",
+            "[9223372036854775808, 1]",
+            "[18446744073709551615]",
+            "[-0, 1]",
+            "[1, 1.0, 1e3, 2]",
+            "[1, \"a\", 2]",
+            "[null, 1, true]",
+            "[[1], 2]",
+            "[{\"a\": 1}, 3]",
+            "[1, [], [1.5, 2]]",
+        ]
+        .map(String::from)
+        .to_vec();
+        for n in [31, 32, 33, 100] {
+            cases.push(ints_then(n, "7"));
+            cases.push(ints_then(n, "\"x\""));
+            cases.push(ints_then(n, "0.5"));
         }
-        let left = [
-            "[-0]",
-            "[1.0]",
-            "[1e3]",
-            "[1000000000000000000]",
-            "[\"1\"]",
-            "[null]",
-            "[true]",
-            "[[1]]",
-            "[1,\"a,b\"]",
-            "{}",
-            "1",
-        ];
-        for text in left {
-            assert_eq!(int_list(text.as_bytes()), None, "{text}");
+        for text in &cases {
+            assert_eq!(column(text), item_by_item(text), "{text}");
         }
-        // Random lists of integers around the limits, with and without spaces.
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let mut read_here = 0;
+        // Random lists of integers around the limits of i64, with spaces and
+        // sometimes another value partway.
+        let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..4_000 {
-            // Short lists, and lists around the 32 integers gathered on the stack.
-            let len = (next() % 6 + (next() % 2) * 28) as usize;
+            let len = rng.usize(0..6) + [0, 28, 64][rng.usize(0..3)];
             let items: Vec<String> = (0..len)
                 .map(|_| {
-                    // Mostly within the 18 digits read here, sometimes past them.
-                    let digits = 1
-                        + (if next() % 32 == 0 {
-                            18 + next() % 2
-                        } else {
-                            next() % 18
-                        }) as u32;
-                    let v = (next() % 10_u64.pow(digits.min(19))) as i128;
-                    let v = if next() % 2 == 0 { -v } else { v };
-                    let pad = if next() % 3 == 0 { " " } else { "" };
-                    format!("{pad}{v}{pad}")
+                    let v: i128 = match rng.u8(0..8) {
+                        0 => i128::from(rng.i64(..)),
+                        1 => i128::from(rng.u64(..)),
+                        _ => i128::from(rng.i64(-100_000..100_000)),
+                    };
+                    let pad = if rng.u8(0..3) == 0 { " " } else { "" };
+                    match rng.u8(0..64) {
+                        0 => "\"s\"".to_string(),
+                        1 => format!("{v}.5"),
+                        2 => "null".to_string(),
+                        _ => format!("{pad}{v}{pad}"),
+                    }
                 })
                 .collect();
             let text = format!("[{}]", items.join(","));
-            if let Some(values) = int_list(text.as_bytes()) {
-                assert_eq!(values, by_serde(&text), "{text}");
-                read_here += 1;
-            }
+            assert_eq!(column(&text), item_by_item(&text), "{text}");
         }
-        assert!(read_here > 1_000, "{read_here}");
     }
 
     #[test]
