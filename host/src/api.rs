@@ -37,15 +37,16 @@ impl OnlineFeaturesRequest {
 
 /// One output column: a value, a status and an event time per entity row.
 ///
-/// When rows repeat an entity key, the column holds one value per key, shared by the
-/// rows with that key ([`RowKeys`]); [`FeatureColumn::value`] reads any row's value.
+/// When rows repeat an entity key, the column holds one value, status and event time
+/// per key, shared by the rows with that key ([`RowKeys`]); [`FeatureColumn::value`],
+/// [`FeatureColumn::status`] and [`FeatureColumn::event_time`] read any row's.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeatureColumn {
     /// One value per row, or one per key when rows repeat keys.
     values: Vec<Value>,
-    /// One status per row.
+    /// One status per value (none for a logged join key or request data column).
     statuses: Vec<FieldStatus>,
-    /// One event time per row.
+    /// One event time per value (none for a logged join key or request data column).
     event_timestamps: Vec<EventTime>,
     /// When rows repeat an entity key: which key each row has.
     repeats: Option<Arc<RowKeys>>,
@@ -74,12 +75,17 @@ impl RowKeys {
 }
 
 impl FeatureColumn {
-    /// A column with a value, a status and an event time for each row.
+    /// A column with a value, a status and an event time for each row (or values
+    /// only: no statuses and no event times).
     pub fn new(
         values: Vec<Value>,
         statuses: Vec<FieldStatus>,
         event_timestamps: Vec<EventTime>,
     ) -> Self {
+        debug_assert!(
+            (statuses.is_empty() || statuses.len() == values.len())
+                && event_timestamps.len() == statuses.len()
+        );
         FeatureColumn {
             values,
             statuses,
@@ -98,22 +104,20 @@ impl FeatureColumn {
         )
     }
 
-    /// A column whose rows repeat keys: `values` holds one value per key of
-    /// `repeats`; statuses and event times are per row, equal for rows of one key.
+    /// A column whose rows repeat keys: `values`, `statuses` and `event_timestamps`
+    /// hold one item per key of `repeats`.
     pub(crate) fn with_repeats(
         values: Vec<Value>,
         statuses: Vec<FieldStatus>,
         event_timestamps: Vec<EventTime>,
         repeats: Arc<RowKeys>,
     ) -> Self {
+        let keys = repeats.first_row.len();
         debug_assert!(
-            values.len() == repeats.first_row.len()
-                && (0..repeats.key_of_row.len()).all(|i| {
-                    let r = repeats.first_row_of(i);
-                    r <= i
-                        && statuses.get(i) == statuses.get(r)
-                        && event_timestamps.get(i) == event_timestamps.get(r)
-                })
+            values.len() == keys
+                && statuses.len() == keys
+                && event_timestamps.len() == keys
+                && (0..repeats.key_of_row.len()).all(|i| repeats.first_row_of(i) <= i)
         );
         FeatureColumn {
             values,
@@ -126,11 +130,11 @@ impl FeatureColumn {
     /// A column of values the request supplied (see [`FeatureColumn::supplied`])
     /// whose rows repeat keys: `values` holds one value per key of `repeats`.
     pub(crate) fn supplied_repeating(values: Vec<Value>, repeats: Arc<RowKeys>) -> Self {
-        let rows = repeats.key_of_row.len();
+        let keys = values.len();
         FeatureColumn::with_repeats(
             values,
-            vec![FieldStatus::Present; rows],
-            vec![EventTime::EPOCH; rows],
+            vec![FieldStatus::Present; keys],
+            vec![EventTime::EPOCH; keys],
             repeats,
         )
     }
@@ -143,14 +147,29 @@ impl FeatureColumn {
         }
     }
 
-    /// Each row's status (empty for a logged join key or request data column).
-    pub fn statuses(&self) -> &[FieldStatus] {
-        &self.statuses
+    /// Whether the column has statuses and event times (a logged join key or request
+    /// data column has none).
+    pub fn has_statuses(&self) -> bool {
+        !self.statuses.is_empty()
     }
 
-    /// Each row's event time (empty for a logged join key or request data column).
-    pub fn event_timestamps(&self) -> &[EventTime] {
-        &self.event_timestamps
+    /// The status of row `row`.
+    pub fn status(&self, row: usize) -> Option<FieldStatus> {
+        self.statuses.get(self.index_of(row)?).copied()
+    }
+
+    /// The event time of row `row`.
+    pub fn event_time(&self, row: usize) -> Option<EventTime> {
+        self.event_timestamps.get(self.index_of(row)?).copied()
+    }
+
+    /// Where row `row`'s value, status and event time are: its key's when rows
+    /// repeat keys.
+    fn index_of(&self, row: usize) -> Option<usize> {
+        match &self.repeats {
+            Some(r) => r.key_of_row.get(row).map(|&k| k as usize),
+            None => Some(row),
+        }
     }
 
     /// The earlier row whose value row `row` repeats.
@@ -168,10 +187,7 @@ impl FeatureColumn {
 
     /// The value of row `row`.
     pub fn value(&self, row: usize) -> Option<&Value> {
-        match &self.repeats {
-            Some(r) => self.values.get(*r.key_of_row.get(row)? as usize),
-            None => self.values.get(row),
-        }
+        self.values.get(self.index_of(row)?)
     }
 
     /// Every row's value, repeated rows copied from their first row.

@@ -156,10 +156,19 @@ fn to_proto_response(r: OnlineFeaturesResponse) -> GetOnlineFeaturesResponse {
         results: r
             .columns
             .into_iter()
-            .map(|c| FeatureVector {
-                statuses: c.statuses().iter().map(|&s| s as i32).collect(),
-                event_timestamps: c.event_timestamps().iter().map(|t| t.to_proto()).collect(),
-                values: c.into_values(),
+            .map(|c| {
+                let rows = c.rows();
+                FeatureVector {
+                    statuses: (0..rows)
+                        .filter_map(|r| c.status(r))
+                        .map(|s| s as i32)
+                        .collect(),
+                    event_timestamps: (0..rows)
+                        .filter_map(|r| c.event_time(r))
+                        .map(|t| t.to_proto())
+                        .collect(),
+                    values: c.into_values(),
+                }
             })
             .collect(),
         status: true,

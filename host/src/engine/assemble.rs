@@ -8,11 +8,11 @@ use crate::api::{FeatureColumn, RowKeys};
 use crate::online_store::{Cell, ViewRows};
 use crate::value::{EventTime, FieldStatus, Value, is_null};
 
-/// One output column of `rows` rows: each stored cell becomes the value of its key,
-/// which the rows that repeat the key share (`repeats`, `None` when row `i` is key
-/// `i`). Statuses follow Feast's Go server: NOT_FOUND when nothing is stored,
-/// NULL_VALUE for a stored null, OUTSIDE_MAX_AGE (value kept) when older than the
-/// view's ttl. `scratch` is working space kept from one column to the next.
+/// One output column of `rows` rows: each stored cell becomes the value, status and
+/// event time of its key, which the rows that repeat the key share (`repeats`, `None`
+/// when row `i` is key `i`). Statuses follow Feast's Go server: NOT_FOUND when nothing
+/// is stored, NULL_VALUE for a stored null, OUTSIDE_MAX_AGE (value kept) when older
+/// than the view's ttl.
 pub(super) fn feature_column(
     stored: &mut ViewRows,
     rows: usize,
@@ -20,34 +20,23 @@ pub(super) fn feature_column(
     slot: usize,
     ttl: Option<Duration>,
     now_secs: i64,
-    scratch: &mut Vec<(FieldStatus, EventTime)>,
 ) -> FeatureColumn {
     let keys = repeats.map_or(rows, |r| r.first_row.len());
-    let cells = (0..keys).map(|key| output_cell(stored.take(key, slot), ttl, now_secs));
     let mut values = Vec::with_capacity(keys);
-    let mut statuses = Vec::with_capacity(rows);
-    let mut event_timestamps = Vec::with_capacity(rows);
-    let Some(repeats) = repeats else {
-        for (value, status, time) in cells {
-            values.push(value);
-            statuses.push(status);
-            event_timestamps.push(time);
-        }
-        return FeatureColumn::new(values, statuses, event_timestamps);
-    };
-    // The keys' statuses and times are gathered first and then written by row.
-    let meta = scratch;
-    meta.clear();
-    for (value, status, time) in cells {
+    let mut statuses = Vec::with_capacity(keys);
+    let mut event_timestamps = Vec::with_capacity(keys);
+    for key in 0..keys {
+        let (value, status, time) = output_cell(stored.take(key, slot), ttl, now_secs);
         values.push(value);
-        meta.push((status, time));
-    }
-    for &key in &repeats.key_of_row {
-        let (status, time) = meta[key as usize];
         statuses.push(status);
         event_timestamps.push(time);
     }
-    FeatureColumn::with_repeats(values, statuses, event_timestamps, repeats.clone())
+    match repeats {
+        None => FeatureColumn::new(values, statuses, event_timestamps),
+        Some(repeats) => {
+            FeatureColumn::with_repeats(values, statuses, event_timestamps, repeats.clone())
+        }
+    }
 }
 
 /// A stored cell as an output value, status and event time.
@@ -122,18 +111,19 @@ mod tests {
     #[test]
     fn columns_with_and_without_repeated_keys_carry_every_row() {
         let ttl = Some(Duration::from_secs(100));
-        let col = feature_column(&mut stored(), 3, None, 0, ttl, 1_050, &mut Vec::new());
+        let col = feature_column(&mut stored(), 3, None, 0, ttl, 1_050);
         let statuses = [
             FieldStatus::Present,
             FieldStatus::OutsideMaxAge,
             FieldStatus::NotFound,
         ];
-        assert_eq!(col.statuses(), statuses);
+        let by_row: Vec<_> = (0..3).filter_map(|row| col.status(row)).collect();
+        assert_eq!(by_row, statuses);
         let value = |row| col.value(row).and_then(|v| v.val.clone());
         assert_eq!(value(0), Some(Val::DoubleVal(0.5)));
         assert_eq!(value(1), Some(Val::StringVal("old".into())));
         assert_eq!(value(2), None);
-        assert_eq!(col.event_timestamps()[2], EventTime::EPOCH);
+        assert_eq!(col.event_time(2), Some(EventTime::EPOCH));
 
         // Rows 0..6 use keys 1, 0, 1, 2, 0, 2.
         let repeated = Arc::new(RowKeys {
@@ -150,7 +140,6 @@ mod tests {
             0,
             ttl,
             1_050,
-            &mut Vec::new(),
         );
         let expected = [
             Some(Val::DoubleVal(0.5)),
@@ -159,14 +148,14 @@ mod tests {
         ];
         for (row, &key) in repeated.key_of_row.iter().enumerate() {
             let k = key as usize;
-            assert_eq!(col.statuses()[row], statuses[k], "row {row}");
+            assert_eq!(col.status(row), Some(statuses[k]), "row {row}");
             assert_eq!(
                 col.value(row).map(|v| &v.val),
                 Some(&expected[k]),
                 "row {row}"
             );
             let times = [1_000, 10, 0];
-            assert_eq!(col.event_timestamps()[row], EventTime::from_secs(times[k]));
+            assert_eq!(col.event_time(row), Some(EventTime::from_secs(times[k])));
         }
         // Rows that repeat a key share its first row's value; owned values copy it.
         assert_eq!(col.repeated_row(2), Some(0));

@@ -150,7 +150,6 @@ impl Engine {
             });
         }
         let now = self.clock.now_unix_secs();
-        let mut scratch = Vec::new();
         for output in &plan.outputs {
             columns.push(match *output {
                 OutputSource::Feature { read, slot } => feature_column(
@@ -160,7 +159,6 @@ impl Engine {
                     slot,
                     plan.reads[read].view.ttl,
                     now,
-                    &mut scratch,
                 ),
                 // ODFV outputs are PRESENT (even when null) with the epoch as event
                 // time, as Feast reports them.

@@ -65,9 +65,7 @@ pub(super) fn build_batch<'a>(
                         rows.iter()
                             .map(|row| {
                                 let (c, r) = col(row);
-                                c.event_timestamps()
-                                    .get(r)
-                                    .map(|t| t.seconds.saturating_mul(MS))
+                                c.event_time(r).map(|t| t.seconds.saturating_mul(MS))
                             })
                             .collect::<TimestampMillisecondArray>()
                             .with_timezone(UTC),
@@ -76,7 +74,7 @@ pub(super) fn build_batch<'a>(
                         rows.iter()
                             .map(|row| {
                                 let (c, r) = col(row);
-                                c.statuses().get(r).map(|s| *s as i32)
+                                c.status(r).map(|s| s as i32)
                             })
                             .collect::<Int32Array>(),
                     ),

@@ -53,46 +53,42 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
             },
         );
         out.extend_from_slice(b"],\"statuses\":[");
-        let statuses = col.statuses();
-        write_rows(
-            steps_for(statuses.len()),
-            statuses.len(),
-            &mut marks,
-            out,
-            |j, out| {
-                out.push(b'"');
-                out.extend_from_slice(status_name(statuses[j]).as_bytes());
-                out.push(b'"');
-            },
-        );
+        // A column without statuses has no event times either (a logged join key).
+        let listed = if col.has_statuses() { col.rows() } else { 0 };
+        write_rows(steps_for(listed), listed, &mut marks, out, |j, out| {
+            match col.status(j) {
+                Some(status) => {
+                    out.push(b'"');
+                    out.extend_from_slice(status_name(status).as_bytes());
+                    out.push(b'"');
+                }
+                None => out.extend_from_slice(b"null"),
+            }
+        });
         out.push(b']');
-        let times = col.event_timestamps();
-        if !times.is_empty() {
+        if listed > 0 {
             out.extend_from_slice(b",\"event_timestamps\":[");
             // Rows mostly share one event time (request data has the epoch): each is
             // formatted once and copied after.
-            write_rows(
-                steps_for(times.len()),
-                times.len(),
-                &mut marks,
-                out,
-                |j, out| {
-                    let t = times[j];
-                    match &last_time {
-                        _ if t == EventTime::EPOCH => out.extend_from_slice(EPOCH_JSON),
-                        Some((prev, range)) if *prev == t => {
-                            out.extend_from_within(range.clone());
-                        }
-                        _ => {
-                            let start = out.len();
-                            out.push(b'"');
-                            t.write_rfc3339(out);
-                            out.push(b'"');
-                            last_time = Some((t, start..out.len()));
-                        }
+            write_rows(steps_for(listed), listed, &mut marks, out, |j, out| {
+                let Some(t) = col.event_time(j) else {
+                    out.extend_from_slice(b"null");
+                    return;
+                };
+                match &last_time {
+                    _ if t == EventTime::EPOCH => out.extend_from_slice(EPOCH_JSON),
+                    Some((prev, range)) if *prev == t => {
+                        out.extend_from_within(range.clone());
                     }
-                },
-            );
+                    _ => {
+                        let start = out.len();
+                        out.push(b'"');
+                        t.write_rfc3339(out);
+                        out.push(b'"');
+                        last_time = Some((t, start..out.len()));
+                    }
+                }
+            });
             out.push(b']');
         }
         out.push(b'}');
@@ -504,8 +500,8 @@ mod tests {
         }
         let shared = FeatureColumn::with_repeats(
             distinct.iter().map(|&k| v(k)).collect(),
-            plain.statuses().to_vec(),
-            plain.event_timestamps().to_vec(),
+            distinct.iter().map(|&k| status(k)).collect(),
+            distinct.iter().map(|&k| time(k)).collect(),
             Arc::new(keys),
         );
         (plain, shared)
