@@ -133,14 +133,7 @@ mod tests {
         assert!(repeated.repeat());
         let first_row_of: Vec<_> = (0..6).map(|row| repeated.first_row_of(row)).collect();
         assert_eq!(first_row_of, [0, 1, 0, 3, 1, 3]);
-        let col = feature_column(
-            &mut stored(),
-            6,
-            Some(&repeated),
-            0,
-            ttl,
-            1_050,
-        );
+        let col = feature_column(&mut stored(), 6, Some(&repeated), 0, ttl, 1_050);
         let expected = [
             Some(Val::DoubleVal(0.5)),
             Some(Val::StringVal("old".into())),

@@ -55,16 +55,20 @@ pub fn write_response(resp: &OnlineFeaturesResponse, out: &mut Vec<u8>) {
         out.extend_from_slice(b"],\"statuses\":[");
         // A column without statuses has no event times either (a logged join key).
         let listed = if col.has_statuses() { col.rows() } else { 0 };
-        write_rows(steps_for(listed), listed, &mut marks, out, |j, out| {
-            match col.status(j) {
+        write_rows(
+            steps_for(listed),
+            listed,
+            &mut marks,
+            out,
+            |j, out| match col.status(j) {
                 Some(status) => {
                     out.push(b'"');
                     out.extend_from_slice(status_name(status).as_bytes());
                     out.push(b'"');
                 }
                 None => out.extend_from_slice(b"null"),
-            }
-        });
+            },
+        );
         out.push(b']');
         if listed > 0 {
             out.extend_from_slice(b",\"event_timestamps\":[");
