@@ -175,39 +175,20 @@ impl<'de> Deserialize<'de> for ColumnValues {
                 f.write_str("a list of values, one per entity row")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ColumnValues, A::Error> {
-                let mut few = [0_i64; 32];
-                let mut many: Vec<i64> = Vec::new();
-                let mut count = 0;
+                let mut ints = Ints::default();
                 let first_other = loop {
                     match seq.next_element_seed(IntOrValueSeed)? {
                         None => break None,
-                        Some(IntOrValue::Int(int)) => {
-                            match few.get_mut(count) {
-                                Some(slot) => *slot = int,
-                                None => {
-                                    if many.is_empty() {
-                                        many.reserve(few.len() * 4);
-                                        many.extend_from_slice(&few);
-                                    }
-                                    many.push(int);
-                                }
-                            }
-                            count += 1;
-                        }
+                        Some(IntOrValue::Int(int)) => ints.push(int),
                         Some(IntOrValue::Other(v)) => break Some(v),
                     }
                 };
-                let ints = if count <= few.len() {
-                    &few[..count]
-                } else {
-                    &many[..]
-                };
-                let ints = ints.iter().map(|&v| some(Val::Int64Val(v)));
+                let ints = ints.as_slice().iter().map(|&v| some(Val::Int64Val(v)));
                 let Some(first_other) = first_other else {
                     return Ok(ColumnValues(ints.collect()));
                 };
                 // JSON gives no length: room for a batch of rows, grown past that.
-                let mut out = Vec::with_capacity(count + 16);
+                let mut out = Vec::with_capacity(ints.len() + 16);
                 out.extend(ints);
                 out.push(first_other);
                 while let Some(v) = seq.next_element_seed(ValueSeed)? {
@@ -217,6 +198,37 @@ impl<'de> Deserialize<'de> for ColumnValues {
             }
         }
         d.deserialize_seq(V)
+    }
+}
+
+/// The integers read so far from a list: on the stack up to 32, then on the heap.
+#[derive(Default)]
+struct Ints {
+    few: [i64; 32],
+    many: Vec<i64>,
+    count: usize,
+}
+
+impl Ints {
+    fn push(&mut self, int: i64) {
+        match self.few.get_mut(self.count) {
+            Some(slot) => *slot = int,
+            None => {
+                if self.many.is_empty() {
+                    self.many.reserve(self.few.len() * 4);
+                    self.many.extend_from_slice(&self.few);
+                }
+                self.many.push(int);
+            }
+        }
+        self.count += 1;
+    }
+
+    fn as_slice(&self) -> &[i64] {
+        match self.few.get(..self.count) {
+            Some(few) => few,
+            None => &self.many,
+        }
     }
 }
 
